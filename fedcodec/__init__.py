@@ -1,0 +1,49 @@
+"""fedcodec: make federated-learning model updates small.
+
+Examples
+--------
+>>> import numpy as np, fedcodec
+>>> update = np.random.default_rng(0).standard_normal(10_000).astype(np.float32)
+>>> codec = fedcodec.get_codec({"id": "rdq", "bits_per_param": 2.0})
+>>> payload = codec.encode(update)
+>>> fedcodec.decode(payload).shape
+(10000,)
+"""
+
+from __future__ import annotations
+
+from . import kernels
+from .codec import (
+    Codec,
+    available_codecs,
+    decode,
+    get_codec,
+    register_codec,
+    registered_codecs,
+)
+from .container import FORMAT_VERSION, MAX_ELEMENTS
+from .errors import DecodeError, UnknownCodecError
+from .layout import Layout, flatten, unflatten
+from .measure import measure
+from .rdq import RDQ
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_ELEMENTS",
+    "RDQ",
+    "Codec",
+    "DecodeError",
+    "Layout",
+    "UnknownCodecError",
+    "available_codecs",
+    "decode",
+    "flatten",
+    "get_codec",
+    "kernels",
+    "measure",
+    "register_codec",
+    "registered_codecs",
+    "unflatten",
+]

@@ -1,0 +1,209 @@
+"""The codec interface (numcodecs-style), the registry and the generic encode/decode path."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import container
+from .errors import DecodeError, UnknownCodecError
+from .layout import Layout, as_numpy, flatten
+from .kernels import max_abs_and_sumsq
+
+ENTRY_POINT_GROUP = "fedcodec.codecs"
+
+
+class Codec(ABC):
+    """Base class of every fedcodec codec.
+
+    A codec's configuration is its constructor's keyword arguments (stored as attributes of
+    the same names); :meth:`get_config`, :meth:`from_config`, equality and ``repr`` derive
+    from it. Subclasses implement :meth:`_encode` (float32 vector → decode parameters and
+    body) and :meth:`_decode` (the inverse, writing into a float32 vector), and the base
+    class wraps them in the versioned container of ``docs/format.md``.
+
+    Decoded updates have the original shape and dtype (float16, float32 or float64).
+    """
+
+    codec_id: ClassVar[str]
+    #: One line shown by ``fedcodec.available_codecs()``.
+    description: ClassVar[str] = ""
+
+    # -- configuration -------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able configuration including ``"id"``."""
+        config: dict[str, Any] = {"id": self.codec_id}
+        for name in inspect.signature(type(self).__init__).parameters:
+            if name != "self":
+                config[name] = getattr(self, name)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Codec:
+        """Rebuild a codec from :meth:`get_config`'s output."""
+        kwargs = {k: v for k, v in config.items() if k != "id"}
+        return cls(**kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.get_config(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        config = self.get_config()
+        del config["id"]
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- public encode / decode ----------------------------------------------------------
+    def encode(self, update: Any, *, seed: int | None = None) -> bytes:
+        """Compress ``update`` (array, torch tensor or mapping name → tensor) to bytes.
+
+        ``seed`` is the randomness both sides share (e.g. derived from round and client);
+        each codec's docstring says whether it needs one.
+        """
+        if isinstance(update, Mapping):
+            vector, layout = flatten(update)
+            dtype, shape, fingerprint = np.dtype(np.float32), (vector.size,), layout.fingerprint
+        else:
+            arr = as_numpy(update)
+            dtype, shape, fingerprint = arr.dtype, tuple(arr.shape), 0
+            vector = np.ascontiguousarray(arr.reshape(-1), dtype=np.float32)
+        if vector.size > container.MAX_ELEMENTS:
+            raise ValueError(
+                f"update has {vector.size} elements; payloads hold at most "
+                f"{container.MAX_ELEMENTS}: split it into several updates"
+            )
+        max_abs, sumsq, finite = max_abs_and_sumsq(vector)
+        if not finite:
+            raise ValueError("update contains NaN or Inf: fix the training step before encoding")
+        params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
+        return container.pack(self.codec_id, dtype, shape, fingerprint, params, body)
+
+    def decode(
+        self,
+        payload: bytes | bytearray | memoryview,
+        *,
+        seed: int | None = None,
+        out: np.ndarray | None = None,
+        layout: Layout | None = None,
+    ) -> np.ndarray:
+        """Decompress a payload to an array of the original shape and dtype.
+
+        For an update that was a mapping, pass its ``layout`` (from :func:`fedcodec.flatten`)
+        to have the payload checked against it, and :func:`fedcodec.unflatten` the result.
+        ``out`` (same shape, any float dtype) receives the result. Every defect of the
+        payload raises :class:`fedcodec.DecodeError`.
+        """
+        env = container.unpack(payload)
+        if env.codec_id != self.codec_id:
+            raise DecodeError(
+                f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
+                "use fedcodec.decode(payload) to pick the codec from the payload"
+            )
+        if layout is not None:
+            if env.layout_fingerprint != layout.fingerprint or env.count != layout.size:
+                raise DecodeError(
+                    f"payload layout (fingerprint {env.layout_fingerprint:#010x}, "
+                    f"{env.count} elements) does not match the given layout "
+                    f"({layout.fingerprint:#010x}, {layout.size} elements)"
+                )
+        if out is not None and (not isinstance(out, np.ndarray) or out.shape != env.shape):
+            raise ValueError(f"out must be an array of shape {env.shape}")
+        direct = (
+            out is not None and out.dtype == np.float32 and out.flags.c_contiguous
+        ) or None
+        flat = out.reshape(-1) if direct and out is not None else np.empty(env.count, np.float32)
+        try:
+            self._decode(env.params, env.body, flat, seed=seed)
+        except DecodeError:
+            raise
+        except (ValueError, IndexError, OverflowError) as exc:  # defensive: never leak others
+            raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
+        if direct and out is not None:
+            return out
+        result = flat.reshape(env.shape)
+        if out is not None:
+            np.copyto(out, result, casting="unsafe")
+            return out
+        return result if env.dtype == np.float32 else result.astype(env.dtype)
+
+    # -- codec-specific --------------------------------------------------------------------
+    @abstractmethod
+    def _encode(
+        self, x: np.ndarray, *, seed: int | None, max_abs: float, sumsq: float
+    ) -> tuple[bytes, bytes]:
+        """Encode a finite contiguous float32 vector; returns (decode parameters, body)."""
+
+    @abstractmethod
+    def _decode(self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None) -> None:
+        """Decode into ``out`` (float32, the element count); raise DecodeError on defects."""
+
+
+_REGISTRY: dict[str, type[Codec]] = {}
+_entry_points_loaded = False
+
+
+def register_codec(cls: type[Codec], codec_id: str | None = None) -> type[Codec]:
+    """Register a codec class under ``codec_id`` (default ``cls.codec_id``); usable as decorator."""
+    cid = codec_id or getattr(cls, "codec_id", None)
+    if not cid:
+        raise ValueError(f"{cls.__name__} has no codec_id")
+    _REGISTRY[cid] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            register_codec(ep.load(), ep.name)
+
+
+def registered_codecs() -> dict[str, type[Codec]]:
+    """Every registered codec id and class (entry points included)."""
+    _load_entry_points()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def available_codecs() -> dict[str, str]:
+    """Every registered codec id with its one-line description."""
+    return {cid: cls.description for cid, cls in registered_codecs().items()}
+
+
+def get_codec(config: Mapping[str, Any]) -> Codec:
+    """Build a codec from a config such as ``{"id": "rdq", "bits_per_param": 2.0}``."""
+    if not isinstance(config, Mapping) or "id" not in config:
+        raise ValueError('a codec config is a mapping with an "id" key, e.g. {"id": "rdq"}')
+    cid = config["id"]
+    cls = _REGISTRY.get(cid)
+    if cls is None:
+        _load_entry_points()
+        cls = _REGISTRY.get(cid)
+    if cls is None:
+        raise UnknownCodecError(
+            f"unknown codec id {cid!r}; available: {', '.join(registered_codecs())}"
+        )
+    return cls.from_config(config)
+
+
+def decode(payload: bytes | bytearray | memoryview, *, seed: int | None = None) -> np.ndarray:
+    """Decode any payload with the codec it names (decoding needs no configuration)."""
+    env = container.unpack(payload)
+    cls = _REGISTRY.get(env.codec_id)
+    if cls is None:
+        _load_entry_points()
+        cls = _REGISTRY.get(env.codec_id)
+    if cls is None:
+        raise DecodeError(f"payload names unknown codec {env.codec_id!r}")
+    return cls().decode(payload, seed=seed)

@@ -1,0 +1,1 @@
+"""Entropy coders for integer levels: ANS with the message's own model, and run-length gamma."""

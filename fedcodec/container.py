@@ -1,0 +1,193 @@
+"""The self-contained, versioned payload every codec emits (layout in ``docs/format.md``).
+
+::
+
+    magic      4 bytes   b"FEDC"
+    version    1 byte    FORMAT_VERSION
+    id_len     1 byte    length of the codec id (1..32)
+    codec_id   id_len    ASCII
+    dtype      1 byte    dtype of the original update (1 float16, 2 float32, 3 float64)
+    ndim       1 byte    0..32
+    shape      ndim varints
+    count      varint    element count (= product of shape), at most MAX_ELEMENTS
+    layout     4 bytes   layout fingerprint (CRC32 of the mapping's layout; 0 for arrays)
+    params_len varint    length of the codec's decode parameters
+    params     params_len
+    body_len   varint    length of the body
+    body       body_len
+    crc32      4 bytes   CRC32 (zlib) of every byte before it
+
+Integers are little-endian; varints are unsigned LEB128 of at most 10 bytes. Reported bits
+are always ``8 * len(payload)``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DecodeError
+
+MAGIC = b"FEDC"
+FORMAT_VERSION = 1
+#: Largest element count a payload may declare (2**28 float32 values = 1 GiB decoded):
+#: a payload of a few bytes may legitimately stand for a huge all-zero update, so the
+#: decoder refuses counts above this bound instead of allocating them.
+MAX_ELEMENTS = 1 << 28
+MAX_NDIM = 32
+MAX_ID_LEN = 32
+
+DTYPE_CODES = {np.dtype(np.float16): 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
+CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The parsed container around a codec's parameters and body."""
+
+    codec_id: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    count: int
+    layout_fingerprint: int
+    params: bytes
+    body: memoryview
+
+
+def put_varint(value: int) -> bytes:
+    """Unsigned LEB128."""
+    if value < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class Reader:
+    """Bounds-checked cursor over a payload: every read past the end is a DecodeError."""
+
+    def __init__(self, data: bytes | memoryview, what: str = "payload") -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.what = what
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def take(self, n: int, field: str) -> memoryview:
+        if n < 0 or self.pos + n > len(self.data):
+            raise DecodeError(
+                f"{self.what} truncated: {field} needs {n} bytes at offset {self.pos}, "
+                f"{self.remaining()} left"
+            )
+        view = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return view
+
+    def u8(self, field: str) -> int:
+        return self.take(1, field)[0]
+
+    def unpack(self, fmt: str, field: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), field))
+
+    def varint(self, field: str, maximum: int) -> int:
+        value = 0
+        for shift in range(0, 70, 7):
+            byte = self.u8(field)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if value > maximum:
+                    raise DecodeError(f"{self.what}: {field} = {value} exceeds the bound {maximum}")
+                return value
+        raise DecodeError(f"{self.what}: {field} is a varint longer than 10 bytes")
+
+    def finish(self) -> None:
+        if self.remaining():
+            raise DecodeError(f"{self.what}: {self.remaining()} trailing bytes")
+
+
+def pack(
+    codec_id: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    layout_fingerprint: int,
+    params: bytes,
+    body: bytes | bytearray | memoryview,
+) -> bytes:
+    """Assemble a payload."""
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"updates are limited to {MAX_ELEMENTS} elements, got {count}")
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"at most {MAX_NDIM} dimensions")
+    cid = codec_id.encode("ascii")
+    parts = [
+        MAGIC,
+        bytes([FORMAT_VERSION, len(cid)]),
+        cid,
+        bytes([DTYPE_CODES[np.dtype(dtype)], len(shape)]),
+        *(put_varint(d) for d in shape),
+        put_varint(count),
+        struct.pack("<I", layout_fingerprint & 0xFFFFFFFF),
+        put_varint(len(params)),
+        params,
+        put_varint(len(body)),
+    ]
+    head = b"".join(parts)
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return b"".join([head, bytes(body), struct.pack("<I", crc)])
+
+
+def unpack(payload: bytes | bytearray | memoryview) -> Envelope:
+    """Parse and verify a payload; any defect raises :class:`DecodeError`."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"a payload must be bytes, got {type(payload).__name__}")
+    data = memoryview(payload).cast("B")
+    if len(data) < len(MAGIC) + 4:
+        raise DecodeError(f"payload of {len(data)} bytes is too short to be a fedcodec payload")
+    if bytes(data[:4]) != MAGIC:
+        raise DecodeError(f"bad magic {bytes(data[:4])!r}: not a fedcodec payload")
+    (stored_crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != stored_crc:
+        raise DecodeError("CRC32 mismatch: the payload is corrupted or truncated")
+    r = Reader(data[:-4])
+    r.take(4, "magic")
+    version = r.u8("version")
+    if version != FORMAT_VERSION:
+        raise DecodeError(
+            f"format version {version} is not supported (this fedcodec reads {FORMAT_VERSION})"
+        )
+    id_len = r.u8("codec id length")
+    if not 1 <= id_len <= MAX_ID_LEN:
+        raise DecodeError(f"codec id length {id_len} is out of range")
+    try:
+        codec_id = bytes(r.take(id_len, "codec id")).decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError("codec id is not ASCII") from None
+    dtype_code = r.u8("dtype")
+    if dtype_code not in CODE_DTYPES:
+        raise DecodeError(f"unknown dtype code {dtype_code}")
+    ndim = r.u8("ndim")
+    if ndim > MAX_NDIM:
+        raise DecodeError(f"ndim {ndim} exceeds {MAX_NDIM}")
+    shape = tuple(r.varint("shape", MAX_ELEMENTS) for _ in range(ndim))
+    count = r.varint("element count", MAX_ELEMENTS)
+    expected = 1
+    for d in shape:
+        expected *= d
+    if expected != count:
+        raise DecodeError(f"element count {count} disagrees with shape {shape}")
+    (fingerprint,) = r.unpack("<I", "layout fingerprint")
+    params = bytes(r.take(r.varint("params length", len(data)), "codec parameters"))
+    body = r.take(r.varint("body length", len(data)), "body")
+    r.finish()
+    return Envelope(codec_id, CODE_DTYPES[dtype_code], shape, count, fingerprint, params, body)

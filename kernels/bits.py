@@ -1,0 +1,197 @@
+"""Bit coding kernels: Elias-gamma and the run-length Elias-gamma code.
+
+Bit order follows TensorFlow Compression's ``BitWriter``: bits are packed least significant
+first (the first bit written is bit 0 of byte 0). Elias-gamma of ``v >= 1`` with ``n`` the
+bit length of ``v`` is ``n - 1`` zero bits, a one bit, then ``v - 2**(n-1)`` as an
+``(n - 1)``-bit field, least significant bit first.
+
+Decoders return a negative status instead of raising (numba), checked by the wrappers:
+``-1`` read past the end, ``-2`` gamma code longer than allowed, ``-3`` run past the element
+count, ``-4`` non-zero padding or trailing bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._config import INLINE_OPTIONS, JIT_OPTIONS
+from .quant import _bit_length
+
+ERR_EXHAUSTED = -1
+ERR_GAMMA_TOO_LONG = -2
+ERR_RUN_OVERFLOW = -3
+ERR_TRAILING = -4
+ERR_CAPACITY = -5
+
+MAX_GAMMA_BITS = 32  # values up to 2**32 - 1
+
+
+@njit(**INLINE_OPTIONS)
+def _put_bits(
+    out: np.ndarray, pos: int, buf: np.uint64, nbits: int, value: np.uint64, count: int
+) -> tuple[int, np.uint64, int]:
+    """Append ``count <= 56`` bits of ``value``; flushes whole bytes. Caller checks room."""
+    buf |= value << np.uint64(nbits)
+    nbits += count
+    while nbits >= 8:
+        out[pos] = np.uint8(buf & np.uint64(0xFF))
+        pos += 1
+        buf >>= np.uint64(8)
+        nbits -= 8
+    return pos, buf, nbits
+
+
+@njit(**INLINE_OPTIONS)
+def _put_gamma(
+    out: np.ndarray, pos: int, buf: np.uint64, nbits: int, v: int
+) -> tuple[int, np.uint64, int]:
+    n = _bit_length(v)
+    pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), n - 1)
+    # one bit, then the low n-1 bits of v: together (v_low << 1) | 1 in n bits
+    low = np.uint64(v) - (np.uint64(1) << np.uint64(n - 1))
+    return _put_bits(out, pos, buf, nbits, (low << np.uint64(1)) | np.uint64(1), n)
+
+
+@njit(**INLINE_OPTIONS)
+def _refill(
+    data: np.ndarray, pos: int, buf: np.uint64, nbits: int
+) -> tuple[int, np.uint64, int]:
+    while nbits <= 56 and pos < data.shape[0]:
+        buf |= np.uint64(data[pos]) << np.uint64(nbits)
+        pos += 1
+        nbits += 8
+    return pos, buf, nbits
+
+
+@njit(**INLINE_OPTIONS)
+def _get_gamma(
+    data: np.ndarray, pos: int, buf: np.uint64, nbits: int
+) -> tuple[int, int, np.uint64, int]:
+    """Read one gamma code; returns (value or negative status, pos, buf, nbits)."""
+    zeros = 0
+    while True:
+        if nbits == 0:
+            pos, buf, nbits = _refill(data, pos, buf, nbits)
+            if nbits == 0:
+                return np.int64(ERR_EXHAUSTED), pos, buf, nbits
+        if buf & np.uint64(1):
+            break
+        buf >>= np.uint64(1)
+        nbits -= 1
+        zeros += 1
+        if zeros >= MAX_GAMMA_BITS:
+            return np.int64(ERR_GAMMA_TOO_LONG), pos, buf, nbits
+    buf >>= np.uint64(1)
+    nbits -= 1
+    if nbits < zeros:
+        pos, buf, nbits = _refill(data, pos, buf, nbits)
+        if nbits < zeros:
+            return np.int64(ERR_EXHAUSTED), pos, buf, nbits
+    low = buf & ((np.uint64(1) << np.uint64(zeros)) - np.uint64(1))
+    buf >>= np.uint64(zeros)
+    nbits -= zeros
+    return np.int64((np.uint64(1) << np.uint64(zeros)) | low), pos, buf, nbits
+
+
+@njit(**JIT_OPTIONS)
+def _gamma_encode(values: np.ndarray, out: np.ndarray) -> int:
+    """Gamma-code ``values`` (each in [1, 2**32)); returns bytes written (zero-padded)."""
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    for i in range(values.shape[0]):
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, int(values[i]))
+    if nbits > 0:
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 8 - nbits)
+    return pos
+
+
+@njit(**JIT_OPTIONS)
+def _gamma_decode(data: np.ndarray, bit_offset: int, out: np.ndarray) -> int:
+    """Decode ``len(out)`` gamma codes starting at ``bit_offset``; returns the end offset."""
+    pos = bit_offset // 8
+    buf = np.uint64(0)
+    nbits = 0
+    pos, buf, nbits = _refill(data, pos, buf, nbits)
+    skip = bit_offset % 8
+    if nbits < skip:
+        return ERR_EXHAUSTED
+    buf >>= np.uint64(skip)
+    nbits -= skip
+    for i in range(out.shape[0]):
+        v, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        if v < 0:
+            return v
+        out[i] = v
+    return pos * 8 - nbits
+
+
+@njit(**JIT_OPTIONS)
+def _rleg_encode(q: np.ndarray, out: np.ndarray) -> int:
+    """Run-length Elias-gamma code of int32 ``q`` (TFC's ``run_length_gamma_encode``).
+
+    Returns the number of bytes written, or ``ERR_CAPACITY`` if ``out`` is too small.
+    """
+    cap = out.shape[0]
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    zero_run = 1
+    for i in range(q.shape[0]):
+        v = int(q[i])
+        if v == 0:
+            zero_run += 1
+            continue
+        if pos + 20 > cap:  # one element writes at most 63 + 1 + 63 bits
+            return ERR_CAPACITY
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 if v > 0 else 0), 1)
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, abs(v))
+        zero_run = 1
+    if pos + 20 > cap:
+        return ERR_CAPACITY
+    if zero_run > 1:
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
+    if nbits > 0:
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 8 - nbits)
+    return pos
+
+
+@njit(**JIT_OPTIONS)
+def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
+    """Decode ``len(out)`` integers; strict: all bytes used, zero padding. Returns status."""
+    n = out.shape[0]
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    i = 0
+    while i < n:
+        run, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        if run < 0:
+            return run
+        if run - 1 > n - i:
+            return ERR_RUN_OVERFLOW
+        for j in range(i, i + run - 1):
+            out[j] = 0
+        i += run - 1
+        if i == n:
+            break
+        if nbits == 0:
+            pos, buf, nbits = _refill(data, pos, buf, nbits)
+            if nbits == 0:
+                return ERR_EXHAUSTED
+        positive = buf & np.uint64(1)
+        buf >>= np.uint64(1)
+        nbits -= 1
+        mag, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        if mag < 0:
+            return mag
+        if mag > max_abs:
+            return ERR_GAMMA_TOO_LONG
+        out[i] = mag if positive else -mag
+        i += 1
+    # strict end: fewer than 8 bits left, all zero, and no unread byte
+    if pos != data.shape[0] or nbits >= 8 or buf != np.uint64(0):
+        return ERR_TRAILING
+    return 0
