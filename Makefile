@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# torch==2.13.0 is the CPU build on this machine's disk (see pyproject.toml).
+EXTRAS ?= dev,bench,torch
+
+.PHONY: demo test test-slow lint bench clean install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip "setuptools>=68" wheel
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
+	$(PIP) install -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+demo: install
+	$(PY) -m fedcodec.demo
+
+test: install
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(PY) -m ruff check fedcodec kernels tests bench
+	$(PY) -m ruff format --check fedcodec kernels tests bench
+	$(PY) -m mypy
+
+bench: install
+	$(PY) -m pytest bench --benchmark-enable --benchmark-only -p no:cacheprovider \
+		--benchmark-json=bench/results/latest.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,313 @@
+"""Every kernel against a slow NumPy reference, on edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import constriction
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedcodec import kernels
+from fedcodec.kernels import quant, rng
+
+MASK = (1 << 64) - 1
+
+
+# -- slow references -------------------------------------------------------------------
+def ref_uniform(seed: int, stream: int, count: int) -> np.ndarray:
+    s = int(rng.stream_seed(seed, stream))
+    out = []
+    for i in range(count):
+        z = (s + (i + 1) * 0x9E3779B97F4A7C15) & MASK
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        z ^= z >> 31
+        out.append((z >> 11) * 2.0**-53)
+    return np.array(out)
+
+
+def ref_quantize(x: np.ndarray, step: float, rounding: str, offset: float, seed: int) -> np.ndarray:
+    v = x.astype(np.float64) * (1.0 / step)
+    if rounding == "nearest":
+        return (np.sign(v) * np.floor(np.abs(v) + offset)).astype(np.int32)
+    u = ref_uniform(seed, rng.STREAM_DITHER, x.size)
+    return np.floor(v + u).astype(np.int32)
+
+
+def ref_bits_gamma(v: int) -> str:
+    n = v.bit_length()
+    low = v - (1 << (n - 1))
+    return "0" * (n - 1) + "1" + "".join(str((low >> b) & 1) for b in range(n - 1))
+
+
+def ref_pack(bitstring: str) -> bytes:
+    bitstring += "0" * (-len(bitstring) % 8)
+    return bytes(
+        sum(int(bitstring[i + b]) << b for b in range(8)) for i in range(0, len(bitstring), 8)
+    )
+
+
+def ref_rleg(q: np.ndarray) -> bytes:
+    """The run-length Elias-gamma code exactly as TFC's kernel writes it."""
+    bits = []
+    zeros = 1
+    for v in q.tolist():
+        if v == 0:
+            zeros += 1
+            continue
+        bits += [ref_bits_gamma(zeros), "1" if v > 0 else "0", ref_bits_gamma(abs(v))]
+        zeros = 1
+    if zeros > 1:
+        bits.append(ref_bits_gamma(zeros))
+    return ref_pack("".join(bits))
+
+
+def hadamard(n: int) -> np.ndarray:
+    h = np.array([[1.0]])
+    while h.shape[0] < n:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+EDGE_VECTORS = {
+    "empty": np.zeros(0, np.float32),
+    "one": np.array([0.7], np.float32),
+    "zeros": np.zeros(17, np.float32),
+    "huge": np.array([0.0, 1e6, -3.0, 1e-6], np.float32),
+    "boundaries": np.array([0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -2.5000002], np.float32),
+    "laplace": np.random.default_rng(0).laplace(size=1000).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_VECTORS))
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+@pytest.mark.parametrize("offset", [0.5, 0.3])
+def test_quantize_matches_reference(name: str, rounding: str, offset: float) -> None:
+    x = EDGE_VECTORS[name]
+    q = kernels.quantize(x, 1.0, rounding=rounding, offset=offset, seed=11)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(q, ref_quantize(x, 1.0, rounding, offset, 11))
+
+
+def test_plain_rounding_is_half_away_from_zero() -> None:
+    x = np.array([0.5, -0.5, 1.5, -2.5, 0.49], np.float32)
+    assert kernels.quantize(x, 1.0).tolist() == [1, -1, 2, -3, 0]
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+def test_dequantize_matches_reference(rounding: str) -> None:
+    q = np.array([0, 1, -1, 2, -7, 40], np.int32)
+    step = 0.25
+    recon = np.array([0.0, 0.8, 1.9])
+    out = kernels.dequantize(q, step, rounding=rounding, recon=recon, seed=5)  # type: ignore[arg-type]
+    if rounding == "nearest":
+        mag = np.abs(q).astype(np.float64)
+        mag[np.abs(q) == 1] = 0.8
+        mag[np.abs(q) == 2] = 1.9
+        ref = np.sign(q) * mag * step
+    elif rounding == "stochastic":
+        ref = q * step
+    else:
+        ref = (q - ref_uniform(5, rng.STREAM_DITHER, q.size) + 0.5) * step
+    np.testing.assert_allclose(out, ref.astype(np.float32), rtol=0, atol=1e-7)
+
+
+def test_dither_error_is_bounded_by_half_a_step() -> None:
+    x = np.random.default_rng(1).standard_normal(10_000).astype(np.float32)
+    q = kernels.quantize(x, 0.1, rounding="dither", seed=3)
+    x_hat = kernels.dequantize(q, 0.1, rounding="dither", seed=3)
+    assert np.max(np.abs(x_hat - x)) <= 0.05 + 1e-6
+
+
+def test_uniform_stream_matches_reference() -> None:
+    np.testing.assert_array_equal(rng.uniform(42, rng.STREAM_DITHER, 50), ref_uniform(42, rng.STREAM_DITHER, 50))
+
+
+@pytest.mark.parametrize("name", list(EDGE_VECTORS))
+def test_histogram_matches_reference(name: str) -> None:
+    q = kernels.quantize(EDGE_VECTORS[name], 0.5)
+    counts, outside = kernels.histogram(q, -3, 3)
+    ref = np.array([(q == v).sum() for v in range(-3, 4)])
+    np.testing.assert_array_equal(counts, ref)
+    assert outside == int(((q < -3) | (q > 3)).sum())
+
+
+@pytest.mark.parametrize("name", list(EDGE_VECTORS))
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+def test_stats_kernel_matches_reference(name: str, rounding: str) -> None:
+    x = EDGE_VECTORS[name]
+    mode = kernels.rounding_mode(rounding)
+    step, offset, seed, hk = 0.5, 0.4, 9, 3
+    stream = rng.stream_seed(seed, rng.STREAM_DITHER)
+    hist = np.zeros(2 * hk + 1, np.int64)
+    s1, s2 = np.zeros(hk + 1), np.zeros(hk + 1)
+    n_over, over_bits, sse, rleg_bits = quant._stats(
+        x, np.empty(0, np.int64), 1.0 / step, mode, offset, stream, hist, s1, s2
+    )
+    q = ref_quantize(x, step, rounding, offset, seed).astype(np.int64)
+    inside = np.abs(q) <= hk
+    np.testing.assert_array_equal(hist, [(q == v).sum() for v in range(-hk, hk + 1)])
+    assert n_over == int((~inside).sum())
+    zz = np.where(q > 0, 2 * q, -2 * q - 1)[~inside]
+    assert over_bits == sum(len(ref_bits_gamma(int(z) + 1)) for z in zz)
+    assert rleg_bits == len("".join(ref_rleg_bits(q)))
+    v = x.astype(np.float64) / step
+    if rounding == "nearest":
+        a = np.abs(v)
+        for k in range(hk + 1):
+            sel = np.abs(q) == k
+            assert s1[k] == pytest.approx(a[sel].sum())
+            assert s2[k] == pytest.approx((a[sel] ** 2).sum())
+        assert sse == pytest.approx(((a - np.abs(q)) ** 2)[~inside].sum())
+    else:
+        u = ref_uniform(seed, rng.STREAM_DITHER, x.size)
+        x_hat = q - u + 0.5 if rounding == "dither" else q.astype(np.float64)
+        assert sse == pytest.approx(((x_hat - v) ** 2).sum(), rel=1e-9, abs=1e-12)
+
+
+def ref_rleg_bits(q: np.ndarray) -> list[str]:
+    bits, zeros = [], 1
+    for v in q.tolist():
+        if v == 0:
+            zeros += 1
+            continue
+        bits += [ref_bits_gamma(zeros), "1", ref_bits_gamma(abs(v))]
+        zeros = 1
+    if zeros > 1:
+        bits.append(ref_bits_gamma(zeros))
+    return bits
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 64, 1024])
+def test_fwht_matches_hadamard_matrix(n: int) -> None:
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    ref = hadamard(n) @ x.astype(np.float64) / math.sqrt(n)
+    np.testing.assert_allclose(kernels.fwht(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 1000, 70_000])
+def test_rotation_is_orthonormal_and_inverts(n: int) -> None:
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    y = kernels.rotate(x.copy(), seed=4)
+    assert np.linalg.norm(y) == pytest.approx(np.linalg.norm(x), rel=1e-5)
+    back = kernels.rotate(y, seed=4, inverse=True)
+    np.testing.assert_allclose(back, x, atol=1e-5)
+
+
+def test_rotation_matches_reference_blocks() -> None:
+    n, block, seed = 13, 4, 2  # blocks 4, 4, 4, 1
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    y = kernels.rotate(x.copy(), seed, block=block)
+    s = int(rng.stream_seed(seed, rng.STREAM_ROTATE))
+    signs = np.array(
+        [-1.0 if int(quant._uniform(np.uint64(s), i) * 2) else 1.0 for i in range(n)]
+    )
+    ref = np.empty(n)
+    for start, size in [(0, 4), (4, 4), (8, 4), (12, 1)]:
+        seg = x[start : start + size].astype(np.float64) * signs[start : start + size]
+        ref[start : start + size] = hadamard(size) @ seg / math.sqrt(size)
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+@given(st.lists(st.integers(1, 2**32 - 1), max_size=50))
+def test_gamma_matches_reference(values: list[int]) -> None:
+    data = kernels.gamma_encode(np.array(values, dtype=np.int64))
+    assert data == ref_pack("".join(ref_bits_gamma(v) for v in values))
+    decoded, end = kernels.gamma_decode(data, len(values))
+    assert decoded.tolist() == values
+    assert (end + 7) // 8 == len(data)
+
+
+@given(st.lists(st.integers(-(2**30), 2**30), max_size=200), st.floats(0.0, 0.95))
+def test_rleg_matches_tfc_reference(values: list[int], zero_fraction: float) -> None:
+    q = np.array(values, dtype=np.int32)
+    q[np.random.default_rng(len(values)).random(q.size) < zero_fraction] = 0
+    data = kernels.rleg_encode(q)
+    assert data == ref_rleg(q)
+    np.testing.assert_array_equal(kernels.rleg_decode(data, q.size), q)
+
+
+@pytest.mark.parametrize(
+    "q",
+    [[], [0], [5], [0, 0, 0], [-1, 0, 0, 2], [2**30, -(2**30)], [0] * 100 + [1]],
+)
+def test_rleg_edge_cases(q: list[int]) -> None:
+    arr = np.array(q, dtype=np.int32)
+    data = kernels.rleg_encode(arr)
+    assert data == ref_rleg(arr)
+    np.testing.assert_array_equal(kernels.rleg_decode(data, arr.size), arr)
+
+
+def test_rleg_known_bytes() -> None:
+    # [1]: gamma(1)='1', sign '1', gamma(1)='1' -> bits 111 -> 0b00000111
+    assert kernels.rleg_encode(np.array([1], np.int32)) == bytes([0b111])
+    # [0, -2]: gamma(2)='010', sign '0', gamma(2)='010' -> 0100010 (LSB first) -> 0x22
+    assert kernels.rleg_encode(np.array([0, -2], np.int32)) == bytes([0b0100010])
+
+
+@pytest.mark.parametrize(
+    "data,n",
+    [(b"", 1), (b"\x00", 1), (b"\x07\x00", 1), (b"\x0f", 1), (b"\x00" * 5, 3), (b"\x03", 1), (b"\x02\x00", 1)],
+)
+def test_rleg_decode_rejects_malformed(data: bytes, n: int) -> None:
+    with pytest.raises(ValueError):
+        kernels.rleg_decode(data, n)
+
+
+def random_model(rng_: np.random.Generator, m: int) -> np.ndarray:
+    w = rng_.random(m) ** 3 + 1e-9
+    f = np.maximum(1, np.floor(w / w.sum() * (2**24 - m))).astype(np.int64)
+    f[np.argmax(f)] += 2**24 - f.sum()
+    return f.astype(np.uint32)
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_ans_is_bit_compatible_with_constriction(trial: int) -> None:
+    g = np.random.default_rng(trial)
+    m = int(g.integers(2, 50))
+    freq = random_model(g, m)
+    n = int(g.integers(0, 5000)) if trial else 0
+    symbols = g.choice(m, size=n, p=freq / freq.sum()).astype(np.int32)
+    words = kernels.ans_encode(symbols, freq)
+    model = constriction.stream.model.Categorical(freq.astype(np.float64) - 1.0, perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    if n:
+        coder.encode_reverse(symbols, model)
+    np.testing.assert_array_equal(words, coder.get_compressed())
+    np.testing.assert_array_equal(kernels.ans_decode(words, n, freq), symbols)
+    if n:
+        back = constriction.stream.stack.AnsCoder(words).decode(model, n)
+        np.testing.assert_array_equal(back, symbols)
+
+
+def test_ans_rejects_corrupted_stream() -> None:
+    freq = np.array([2**23, 2**22, 2**22], np.uint32)
+    symbols = np.random.default_rng(0).integers(0, 3, 500).astype(np.int32)
+    words = kernels.ans_encode(symbols, freq)
+    bad = words.copy()
+    bad[len(bad) // 2] ^= np.uint32(1 << 7)
+    with pytest.raises(ValueError):
+        kernels.ans_decode(bad, symbols.size, freq)
+    with pytest.raises(ValueError):
+        kernels.ans_decode(words[1:], symbols.size, freq)
+
+
+def test_wrappers_validate_inputs() -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        kernels.quantize(np.zeros(3, np.float64), 1.0)
+    with pytest.raises(ValueError, match="step"):
+        kernels.quantize(np.zeros(3, np.float32), 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.quantize(np.array([np.nan], np.float32), 1.0)
+    with pytest.raises(ValueError, match="2\\*\\*30"):
+        kernels.quantize(np.array([1e10], np.float32), 1e-3)
+    with pytest.raises(ValueError, match="rounding"):
+        kernels.quantize(np.zeros(3, np.float32), 1.0, rounding="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="power of two"):
+        kernels.fwht(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="sum"):
+        kernels.build_ans_tables(np.array([1, 2], np.uint32))
+    with pytest.raises(ValueError, match="one-dimensional"):
+        kernels.quantize(np.zeros((2, 2), np.float32), 1.0)
