@@ -1,0 +1,134 @@
+"""The codec interface: registry, inputs, layouts, errors, measure."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+
+import fedcodec
+from fedcodec import DecodeError, UnknownCodecError
+
+
+def all_codec_classes() -> set[type]:
+    for info in pkgutil.walk_packages(fedcodec.__path__, "fedcodec."):
+        importlib.import_module(info.name)
+    found: set[type] = set()
+    stack = [fedcodec.Codec]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            found.add(sub)
+            stack.append(sub)
+    return {c for c in found if not getattr(c, "__abstractmethods__", None)}
+
+
+def test_every_codec_is_registered() -> None:
+    registered = set(fedcodec.registered_codecs().values())
+    missing = all_codec_classes() - registered
+    assert not missing, f"codecs not registered: {missing}"
+    assert "rdq" in fedcodec.available_codecs()
+    assert fedcodec.available_codecs()["rdq"]
+
+
+def test_entry_point_is_declared() -> None:
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group="fedcodec.codecs")}
+    assert "rdq" in names
+
+
+def test_unknown_codec_names_the_available_ones() -> None:
+    with pytest.raises(UnknownCodecError, match="rdq"):
+        fedcodec.get_codec({"id": "nope"})
+    assert issubclass(UnknownCodecError, ValueError)
+    with pytest.raises(ValueError, match='"id"'):
+        fedcodec.get_codec({"bits_per_param": 1})
+
+
+def test_register_custom_codec() -> None:
+    class Twice(fedcodec.RDQ):
+        codec_id = "rdq-test-twice"
+
+    fedcodec.register_codec(Twice)
+    codec = fedcodec.get_codec({"id": "rdq-test-twice", "bits_per_param": 2.0})
+    assert isinstance(codec, Twice)
+    x = np.ones(10, np.float32)
+    assert fedcodec.decode(codec.encode(x)).shape == (10,)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_dtype_and_shape_are_kept(dtype: type) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 4, 5)).astype(dtype)
+    codec = fedcodec.RDQ(bits_per_param=4.0)
+    out = codec.decode(codec.encode(x))
+    assert out.shape == (3, 4, 5) and out.dtype == dtype
+
+
+def test_bad_inputs_get_clear_errors() -> None:
+    codec = fedcodec.RDQ()
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        codec.encode(np.array([1.0, np.nan], np.float32))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        codec.encode(np.array([np.inf], np.float64))
+    with pytest.raises(TypeError, match="astype"):
+        codec.encode(np.arange(4))
+    with pytest.raises(TypeError, match="numpy array"):
+        codec.encode("weights")
+    with pytest.raises(ValueError, match="exactly one"):
+        fedcodec.RDQ(bits_per_param=1.0, nmse=0.1)
+    with pytest.raises(ValueError, match="rounding"):
+        fedcodec.RDQ(rounding="floor")
+    with pytest.raises(ValueError, match="unbiased"):
+        fedcodec.RDQ(rounding="dither", levels="rdo")
+    with pytest.raises(ValueError, match="positive"):
+        fedcodec.RDQ(bits_per_param=-1.0)
+
+
+def test_decode_with_wrong_codec_or_out() -> None:
+    class Other(fedcodec.RDQ):
+        codec_id = "rdq-test-other"
+
+    fedcodec.register_codec(Other)
+    payload = fedcodec.RDQ().encode(np.ones(8, np.float32))
+    with pytest.raises(DecodeError, match="written by codec"):
+        Other().decode(payload)
+    with pytest.raises(ValueError, match="shape"):
+        fedcodec.RDQ().decode(payload, out=np.empty(7, np.float32))
+    out64 = np.empty(8, np.float64)
+    assert fedcodec.RDQ().decode(payload, out=out64) is out64
+
+
+def test_flatten_unflatten_round_trip() -> None:
+    update = {"a": np.ones((2, 3), np.float32), "b": np.arange(4, dtype=np.float64)}
+    vec, layout = fedcodec.flatten(update)
+    assert vec.dtype == np.float32 and vec.size == 10 == layout.size
+    back = fedcodec.unflatten(vec, layout)
+    np.testing.assert_array_equal(back["b"], update["b"])
+    assert back["b"].dtype == np.float64
+    assert layout.fingerprint != 0
+    _, other = fedcodec.flatten({"a": np.ones((3, 2), np.float32), "b": np.arange(4.0)})
+    assert other.fingerprint != layout.fingerprint
+    with pytest.raises(ValueError, match="elements"):
+        fedcodec.unflatten(vec[:-1], layout)
+
+
+def test_measure_reports_real_bits() -> None:
+    x = np.random.default_rng(2).laplace(size=5000).astype(np.float32)
+    codec = fedcodec.RDQ(nmse=0.1)
+    m = fedcodec.measure(codec, x, seed=1)
+    payload = codec.encode(x, seed=1)
+    assert m["bits"] == 8 * len(payload)
+    assert m["bits_per_param"] == m["bits"] / x.size
+    x_hat = codec.decode(payload)
+    sse = float(np.sum((x.astype(np.float64) - x_hat) ** 2))
+    assert m["nmse"] == pytest.approx(sse / float(np.sum(x.astype(np.float64) ** 2)))
+    assert m["mse"] == pytest.approx(sse / x.size)
+    assert m["encode_s"] > 0 and m["decode_s"] > 0
+
+
+def test_measure_all_zero_update() -> None:
+    m = fedcodec.measure(fedcodec.RDQ(), np.zeros(100, np.float32))
+    assert m["nmse"] == 0.0 and m["mse"] == 0.0

@@ -1,0 +1,295 @@
+"""The RDQ codec: round trips, rate control, RDO levels, unbiasedness, seeds, fixtures."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from common import (
+    check_backwards_compatibility,
+    check_config,
+    check_encode_decode,
+    check_mapping_round_trip,
+    check_repr,
+    check_torch_round_trip,
+)
+
+import fedcodec
+from fedcodec import DecodeError, RDQ
+from fedcodec.sample_updates import digits_mlp_update, laplace, student_t
+
+ROUNDINGS = ["nearest", "stochastic", "dither"]
+CODERS = ["ans", "rleg", "auto"]
+RATES = [
+    {"bits_per_param": 1.0},
+    {"nmse": 0.1},
+    {"lmbda": 0.01},
+    {"step": 2e-3},
+    {"step_rms": 0.5},
+]
+
+
+def heavy(n: int = 20_000, seed: int = 0) -> np.ndarray:
+    return student_t(n, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def real_update() -> np.ndarray:
+    """A real update with ≥100k params: local SGD of an MLP on scikit-learn's digits."""
+    vec, _ = fedcodec.flatten(digits_mlp_update(hidden=1536, epochs=1))
+    assert vec.size >= 100_000
+    return vec
+
+
+@pytest.mark.parametrize(
+    "rounding,coder,rate,rotate",
+    [
+        (r, c, rate, rot)
+        for (r, c, rate), rot in itertools.product(
+            itertools.product(ROUNDINGS, CODERS, RATES), [False, True]
+        )
+        if not (rot and c == "auto")
+    ],
+)
+def test_round_trip_every_mode(rounding: str, coder: str, rate: dict, rotate: bool) -> None:
+    codec = RDQ(rounding=rounding, coder=coder, rotate=rotate, **rate)
+    x = heavy(3000)
+    out = check_encode_decode(codec, x, seed=5)
+    nmse = float(np.sum((out - x) ** 2) / np.sum(x.astype(np.float64) ** 2))
+    # unbiased rounding at coarse steps pays with variance: NMSE may exceed 1 there
+    assert nmse < (1.0 if rounding == "nearest" else 8.0)
+    check_config(codec)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 100])
+@pytest.mark.parametrize("coder", ["ans", "rleg"])
+def test_tiny_updates(n: int, coder: str) -> None:
+    x = np.linspace(-1, 1, n, dtype=np.float32)
+    check_encode_decode(RDQ(coder=coder, bits_per_param=4.0), x)
+    check_encode_decode(RDQ(coder=coder, rotate=True, rounding="dither"), x)
+
+
+@pytest.mark.parametrize("coder", ["ans", "rleg"])
+def test_all_zero_update_decodes_exactly(coder: str) -> None:
+    x = np.zeros(1000, np.float32)
+    payload = RDQ(coder=coder).encode(x)
+    np.testing.assert_array_equal(RDQ().decode(payload), x)
+    assert len(payload) < 40
+
+
+def test_huge_outlier_is_escaped() -> None:
+    x = laplace(50_000, seed=1)
+    x[123] = 5.0  # 50,000 steps away from the rest
+    for coder in ["ans", "rleg"]:
+        codec = RDQ(coder=coder, step=1e-4)
+        out = codec.decode(codec.encode(x))
+        assert abs(out[123] - 5.0) <= 1e-4
+
+
+def test_mapping_and_torch_inputs() -> None:
+    update = digits_mlp_update(hidden=16, epochs=1)
+    check_mapping_round_trip(RDQ(), update)
+    check_mapping_round_trip(RDQ(rotate=True, rounding="dither"), update, seed=3)
+    pytest.importorskip("torch", reason="torch helpers need: pip install 'fedcodec[torch]'")
+    check_torch_round_trip(RDQ(bits_per_param=2.0), heavy(1000))
+
+
+def test_repr_and_config() -> None:
+    codec = RDQ(nmse=0.05, coder="rleg")
+    check_repr(
+        codec,
+        "RDQ(bits_per_param=None, nmse=0.05, lmbda=None, step=None, step_rms=None, "
+        "rounding='nearest', levels='rdo', rotate=False, coder='rleg', ans_backend='numba')",
+    )
+    assert RDQ().get_config()["bits_per_param"] == 1.0
+    assert RDQ(rounding="dither").levels == "uniform"
+    json.dumps(codec.get_config())
+
+
+# -- rate control ----------------------------------------------------------------------
+@pytest.mark.parametrize("target", [0.25, 1.0, 3.0])
+@pytest.mark.parametrize("coder", ["ans", "rleg"])
+@pytest.mark.parametrize("source", ["laplace", "student_t"])
+def test_bits_per_param_within_two_percent(target: float, coder: str, source: str) -> None:
+    x = laplace(150_000, seed=2) if source == "laplace" else student_t(150_000, seed=2)
+    payload = RDQ(bits_per_param=target, coder=coder).encode(x)
+    assert 8 * len(payload) / x.size == pytest.approx(target, rel=0.02)
+
+
+@pytest.mark.parametrize("target", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_bits_per_param_on_real_update(real_update: np.ndarray, target: float, rounding: str) -> None:
+    payload = RDQ(bits_per_param=target, rounding=rounding).encode(real_update, seed=1)
+    assert 8 * len(payload) / real_update.size == pytest.approx(target, rel=0.02)
+
+
+@pytest.mark.parametrize("target", [0.01, 0.05, 0.2])
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"coder": "rleg"}, {"levels": "uniform"}, {"rounding": "dither"}, {"rotate": True}],
+)
+def test_nmse_target_is_met(real_update: np.ndarray, target: float, config: dict) -> None:
+    x = np.concatenate([real_update, student_t(50_000, seed=4)])
+    codec = RDQ(nmse=target, **config)
+    m = fedcodec.measure(codec, x, seed=2)
+    assert m["nmse"] <= target
+    # and not much below: the smallest rate that meets the target
+    assert m["nmse"] >= 0.9 * target
+    slightly_larger = RDQ(bits_per_param=0.97 * m["bits_per_param"], **config)
+    assert fedcodec.measure(slightly_larger, x, seed=2)["nmse"] > 0.97 * target
+
+
+def test_lmbda_trades_rate_for_distortion(real_update: np.ndarray) -> None:
+    results = [fedcodec.measure(RDQ(lmbda=lam), real_update) for lam in (0.1, 0.01, 0.001)]
+    bits = [r["bits_per_param"] for r in results]
+    nmse = [r["nmse"] for r in results]
+    assert bits[0] < bits[1] < bits[2]
+    assert nmse[0] > nmse[1] > nmse[2]
+    # each point beats its neighbours' operating points on its own objective
+    for lam, r in zip((0.1, 0.01, 0.001), results, strict=True):
+        own = r["nmse"] + lam * r["bits_per_param"]
+        for other in results:
+            assert own <= other["nmse"] + lam * other["bits_per_param"] + 0.02 * own
+
+
+def test_step_modes_use_the_given_step() -> None:
+    x = laplace(10_000, seed=3)
+    codec = RDQ(step=1e-3, levels="uniform")
+    out = codec.decode(codec.encode(x))
+    levels = out / np.float32(1e-3)
+    np.testing.assert_allclose(levels, np.rint(levels), atol=1e-3)
+    assert np.max(np.abs(out - x)) <= 0.5e-3 + 1e-7
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    out2 = RDQ(step_rms=0.5, levels="uniform").decode(RDQ(step_rms=0.5, levels="uniform").encode(x))
+    assert np.max(np.abs(out2 - x)) <= 0.25 * rms * (1 + 1e-5)
+    with pytest.raises(ValueError, match="too small"):
+        RDQ(step=1e-12).encode(x)
+
+
+# -- rate–distortion optimized levels ----------------------------------------------------
+@pytest.mark.parametrize("source", ["laplace", "student_t"])
+@pytest.mark.parametrize("target", [0.5, 1.0, 2.0])
+def test_rdo_levels_beat_plain_rounding(source: str, target: float) -> None:
+    x = laplace(200_000, seed=5) if source == "laplace" else student_t(200_000, seed=5)
+    rdo = fedcodec.measure(RDQ(bits_per_param=target, levels="rdo"), x)
+    uni = fedcodec.measure(RDQ(bits_per_param=target, levels="uniform"), x)
+    assert rdo["bits_per_param"] <= uni["bits_per_param"] * 1.01
+    assert rdo["nmse"] < 0.95 * uni["nmse"]
+    # and at equal distortion, fewer bits
+    rdo_d = fedcodec.measure(RDQ(nmse=0.05, levels="rdo"), x)
+    uni_d = fedcodec.measure(RDQ(nmse=0.05, levels="uniform"), x)
+    assert rdo_d["bits_per_param"] < 0.99 * uni_d["bits_per_param"]
+
+
+# -- unbiasedness ------------------------------------------------------------------------
+@pytest.mark.parametrize("rounding,rotate", [("stochastic", False), ("dither", False), ("dither", True), ("stochastic", True)])
+def test_unbiased_modes_are_unbiased(rounding: str, rotate: bool) -> None:
+    x = laplace(512, seed=6, scale=1.0)
+    codec = RDQ(step_rms=1.5, rounding=rounding, rotate=rotate)
+    trials = 400
+    decoded = np.stack([codec.decode(codec.encode(x, seed=s), seed=s) for s in range(trials)])
+    err = decoded.mean(axis=0).astype(np.float64) - x
+    # the error of one coordinate has standard deviation at most step / 2 (also after the
+    # orthonormal rotation), so its mean over the trials at most step / (2 sqrt(trials))
+    step = 1.5 * float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    se = step / (2 * np.sqrt(trials))
+    assert np.max(np.abs(err)) < 4.5 * se
+    assert abs(float(np.mean(err))) < 4.0 * se / np.sqrt(x.size)
+    # a biased quantizer fails the same test
+    biased = decoded.mean(axis=0) * 0.9
+    assert np.max(np.abs(biased - x)) > 4.5 * se
+
+
+def test_nearest_rdo_is_biased_towards_zero() -> None:
+    # the counterpart: a dead zone shrinks values, which is what error feedback is for
+    x = laplace(512, seed=6, scale=1.0)
+    codec = RDQ(step_rms=1.5, rounding="nearest")
+    out = codec.decode(codec.encode(x))
+    assert np.sum(np.abs(out)) < np.sum(np.abs(x))
+
+
+# -- coders --------------------------------------------------------------------------------
+def test_ans_backends_write_identical_bytes() -> None:
+    x = heavy(30_000)
+    for config in [{"bits_per_param": 1.0}, {"nmse": 0.01}, {"rounding": "dither"}]:
+        a = RDQ(ans_backend="numba", **config).encode(x, seed=4)
+        b = RDQ(ans_backend="constriction", **config).encode(x, seed=4)
+        assert a == b
+        np.testing.assert_array_equal(
+            RDQ(ans_backend="constriction").decode(a, seed=4), RDQ().decode(a, seed=4)
+        )
+
+
+def test_auto_picks_the_smaller_coder() -> None:
+    x = heavy(50_000)
+    def sizes_of(update: np.ndarray) -> dict[str, int]:
+        return {
+            c: len(RDQ(step_rms=0.8, levels="uniform", coder=c).encode(update))
+            for c in ["ans", "rleg", "auto"]
+        }
+
+    sizes = sizes_of(x)
+    assert sizes["auto"] == min(sizes["ans"], sizes["rleg"])
+    # long zero runs (a frozen layer) favour run-length coding
+    sparse = heavy(50_000)
+    sparse[:40_000] = 0.0
+    sizes = sizes_of(sparse)
+    assert sizes["auto"] == sizes["rleg"] < sizes["ans"]
+
+
+def test_rleg_body_is_the_tfc_code_of_the_levels() -> None:
+    from fedcodec.container import unpack
+
+    x = heavy(2000)
+    codec = RDQ(step=3e-3, levels="uniform", coder="rleg")
+    payload = codec.encode(x)
+    q = fedcodec.kernels.quantize(x, float(np.float32(3e-3)))
+    assert bytes(unpack(payload).body) == fedcodec.kernels.rleg_encode(q)
+
+
+# -- seeds ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", [{"rotate": True}, {"rounding": "dither"}])
+def test_shared_seed_is_required_and_checked(config: dict) -> None:
+    codec = RDQ(**config)
+    x = heavy(1000)
+    with pytest.raises(ValueError, match="seed"):
+        codec.encode(x)
+    payload = codec.encode(x, seed=10)
+    with pytest.raises(DecodeError, match="seed"):
+        codec.decode(payload)
+    with pytest.raises(DecodeError, match="does not match"):
+        codec.decode(payload, seed=11)
+    codec.decode(payload, seed=10)
+
+
+def test_encoding_is_deterministic_given_a_seed() -> None:
+    x = heavy(5000)
+    for config in [{}, {"rounding": "stochastic"}, {"rounding": "dither", "rotate": True}]:
+        codec = RDQ(**config)
+        assert codec.encode(x, seed=1) == codec.encode(x, seed=1)
+    a = RDQ(rounding="stochastic").encode(x)
+    b = RDQ(rounding="stochastic").encode(x)
+    assert a != b  # fresh randomness without a seed
+
+
+# -- golden payloads -------------------------------------------------------------------
+FIXTURE_CASES = {
+    "rdq_ans_rdo": ({"bits_per_param": 1.0}, 0),
+    "rdq_ans_uniform": ({"bits_per_param": 1.5, "levels": "uniform"}, 0),
+    "rdq_rleg_nmse": ({"nmse": 0.05, "coder": "rleg"}, 0),
+    "rdq_dither_rotate": ({"bits_per_param": 2.0, "rounding": "dither", "rotate": True}, 7),
+    "rdq_stochastic_step": ({"step": 2e-3, "rounding": "stochastic"}, 3),
+    "rdq_auto_lmbda": ({"lmbda": 0.02, "coder": "auto"}, 0),
+}
+
+
+def fixture_input() -> np.ndarray:
+    return student_t(4000, seed=99).reshape(40, 100)
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_CASES))
+def test_golden_payloads(name: str) -> None:
+    config, seed = FIXTURE_CASES[name]
+    check_backwards_compatibility(name, RDQ(**config), fixture_input(), seed)
