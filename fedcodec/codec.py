@@ -116,7 +116,8 @@ class Codec(ABC):
                     f"({layout.fingerprint:#010x}, {layout.size} elements)"
                 )
         if out is not None and (not isinstance(out, np.ndarray) or out.shape != env.shape):
-            raise ValueError(f"out must be an array of shape {env.shape}")
+            shape = getattr(out, "shape", None)
+            raise DecodeError(f"payload holds an array of shape {env.shape}, out has shape {shape}")
         direct = (
             out is not None and out.dtype == np.float32 and out.flags.c_contiguous
         ) or None

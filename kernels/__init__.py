@@ -202,8 +202,8 @@ def gamma_decode(data: bytes | np.ndarray, count: int, bit_offset: int = 0) -> t
     Raises ``ValueError`` if the data runs out or a code is longer than 63 bits.
     """
     buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-    if count < 0 or bit_offset < 0:
-        raise ValueError("count and bit_offset must be non-negative")
+    if count < 0 or not 0 <= bit_offset <= 8 * buf.shape[0]:
+        raise ValueError("count must be non-negative and bit_offset within the data")
     if count > 8 * buf.shape[0]:  # every code takes at least one bit
         raise ValueError(f"{count} gamma codes cannot fit in {buf.shape[0]} bytes")
     out = np.empty(count, dtype=np.int64)

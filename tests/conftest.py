@@ -9,3 +9,4 @@ settings.register_profile(
 )
 settings.register_profile("ci", deadline=None, max_examples=60, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+settings.register_profile("thorough", deadline=None, max_examples=3000)

@@ -1,0 +1,150 @@
+"""Hostile payloads: whatever the bytes, decoding returns an array or raises DecodeError.
+
+Nothing else may escape (no IndexError, no crash in a kernel, no hang, no huge
+allocation). Mutations that keep the CRC valid reach the codec's own parsers and kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from common import body_offset, expect_decode_error, with_crc
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fedcodec
+from fedcodec import DecodeError, RDQ, container, kernels
+from fedcodec.sample_updates import student_t
+
+CONFIGS = {
+    "ans": {"bits_per_param": 2.0},
+    "ans-uniform": {"bits_per_param": 2.0, "levels": "uniform"},
+    "rleg": {"nmse": 0.05, "coder": "rleg"},
+    "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
+    "ans-escapes": {"step": 1e-4},
+}
+SEED = 3
+
+
+def payload_for(name: str) -> bytes:
+    x = student_t(600, seed=1)
+    x[17] = 0.5  # an escaped level
+    return RDQ(**CONFIGS[name]).encode(x, seed=SEED)
+
+
+PAYLOADS = {name: payload_for(name) for name in CONFIGS}
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        RDQ().decode(data)
+    with pytest.raises(DecodeError):
+        fedcodec.decode(data)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_every_truncation(name: str) -> None:
+    payload = PAYLOADS[name]
+    for cut in range(len(payload)):
+        with pytest.raises(DecodeError):
+            RDQ().decode(payload[:cut], seed=SEED)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@given(data=st.data())
+def test_bit_flips_fail_the_checksum(name: str, data: st.DataObject) -> None:
+    payload = bytearray(PAYLOADS[name])
+    pos = data.draw(st.integers(0, len(payload) - 1))
+    bit = data.draw(st.integers(0, 7))
+    payload[pos] ^= 1 << bit
+    with pytest.raises(DecodeError):
+        RDQ().decode(bytes(payload), seed=SEED)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@given(data=st.data())
+def test_mutations_behind_a_valid_checksum(name: str, data: st.DataObject) -> None:
+    """Flip, overwrite, insert or delete bytes after the container header, fix the CRC."""
+    payload = PAYLOADS[name]
+    start = body_offset(payload) - 12  # reach into the codec parameters too
+    raw = bytearray(payload[:-4])
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
+        pos = data.draw(st.integers(max(start, 0), len(raw) - 1))
+        if kind == "flip":
+            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif kind == "set":
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif kind == "insert":
+            raw.insert(pos, data.draw(st.integers(0, 255)))
+        elif len(raw) > start + 1:
+            del raw[pos]
+    expect_decode_error(RDQ(), with_crc(bytes(raw) + b"\x00\x00\x00\x00"), seed=SEED)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@given(body=st.binary(max_size=300))
+def test_random_bodies_behind_a_valid_checksum(name: str, body: bytes) -> None:
+    env = container.unpack(PAYLOADS[name])
+    forged = container.pack("rdq", env.dtype, env.shape, 0, env.params, body)
+    expect_decode_error(RDQ(), forged, seed=SEED)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@given(params=st.binary(max_size=24))
+def test_random_parameters_behind_a_valid_checksum(name: str, params: bytes) -> None:
+    env = container.unpack(PAYLOADS[name])
+    forged = container.pack("rdq", env.dtype, env.shape, 0, params, bytes(env.body))
+    expect_decode_error(RDQ(), forged, seed=SEED)
+
+
+def test_huge_element_count_is_refused() -> None:
+    env = container.unpack(PAYLOADS["rleg"])
+    with pytest.raises(ValueError, match="limited"):
+        container.pack("rdq", env.dtype, (container.MAX_ELEMENTS + 1,), 0, env.params, b"")
+    # forge the count by hand: the decoder refuses it before allocating anything
+    head = container.MAGIC + bytes([1, 3]) + b"rdq" + bytes([2, 1])
+    big = container.put_varint(container.MAX_ELEMENTS + 1)
+    forged = with_crc(head + big + big + b"\x00" * 4 + b"\x00\x00" + b"\x00" * 4)
+    with pytest.raises(DecodeError, match="exceeds"):
+        RDQ().decode(forged)
+
+
+def test_out_pins_the_size_before_decoding() -> None:
+    # a valid 2**20-element all-zero payload is tiny; a caller expecting 600 elements
+    # learns the mismatch before anything is allocated
+    tiny = RDQ(coder="rleg").encode(np.zeros(1 << 20, np.float32))
+    assert len(tiny) < 40
+    with pytest.raises(DecodeError, match="shape"):
+        RDQ().decode(tiny, out=np.empty(600, np.float32))
+
+
+@given(st.binary(max_size=64), st.integers(0, 300))
+def test_rleg_kernel_on_random_bytes(data: bytes, n: int) -> None:
+    try:
+        out = kernels.rleg_decode(data, n)
+    except ValueError:
+        return
+    assert out.shape == (n,)
+    assert kernels.rleg_encode(out) == data  # whatever decodes must be the canonical code
+
+
+@given(st.binary(max_size=64), st.integers(0, 100), st.integers(0, 600))
+def test_gamma_kernel_on_random_bytes(data: bytes, count: int, offset: int) -> None:
+    try:
+        values, end = kernels.gamma_decode(data, count, offset)
+    except ValueError:
+        return
+    assert values.shape == (count,) and end <= 8 * len(data)
+    assert (values >= 1).all()
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=40), st.integers(0, 200))
+def test_ans_kernel_on_random_words(words: list[int], n: int) -> None:
+    freq = np.array([2**23, 2**22, 2**21, 2**21 - 1, 1], np.uint32)
+    try:
+        out = kernels.ans_decode(np.array(words, np.uint32), n, freq)
+    except ValueError:
+        return
+    assert out.shape == (n,) and out.min(initial=0) >= 0 and out.max(initial=0) < 5
