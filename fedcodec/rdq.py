@@ -20,7 +20,7 @@ import numpy as np
 
 from . import kernels
 from .codec import Codec, register_codec
-from .container import Reader, put_varint
+from .container import Reader
 from .coders import ans as ans_coder
 from .errors import DecodeError
 from .kernels import bits as _bits
@@ -38,13 +38,13 @@ _SAMPLE = 1 << 15  # rate search runs on this many evenly spaced elements
 _RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
 _MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
-_BISECT_ITERS = 20
+_BISECT_ITERS = 14
 _LN2_6 = math.log(2.0) / 6.0
 
 
 @dataclass
 class _Point:
-    """One evaluated operating point (step, rounding offset, coder) and its cost."""
+    """An operating point (step, rounding offset, coder) estimated on the subsample."""
 
     step: float
     offset: float
@@ -52,19 +52,34 @@ class _Point:
     bits: float  # predicted payload bits
     sse: float  # absolute squared error, extrapolated to the whole message
     recon: np.ndarray | None
-    ans: ans_coder.AnsPlan | None
-    rleg_bits: int
+    lo: int = 0  # ANS level range chosen from the subsample
+    hi: int = 0
+
+
+@dataclass
+class _Final:
+    """The chosen point measured exactly on the whole message, ready to be written."""
+
+    point: _Point
+    bits: float
+    sse: float
+    ans: ans_coder.FullPass | None
+    rleg_bits: int = 0
+
+
+_NO_RECON = np.zeros(0)
 
 
 class _Solver:
-    """Per-message rate control: search on a subsample, refine on the whole message.
+    """Per-message rate control: search on a subsample, then measure on the whole message.
 
-    Each evaluation is one pass of the statistics kernel (no output written): a histogram
-    of the levels gives the ANS size (model included), the same pass counts the exact
-    run-length gamma bits, and per-level sums give the squared error for any
-    reconstruction points. The search runs on up to ``_SAMPLE`` evenly spaced elements;
-    the chosen point is then re-evaluated (and, for targets, corrected by secant steps)
-    on the whole message, whose statistics are exact.
+    A subsample evaluation is one pass of the statistics kernel over up to ``_SAMPLE``
+    evenly spaced elements: a histogram of the levels predicts the ANS size (model
+    included), the same pass counts the run-length gamma bits, and per-level sums give the
+    squared error for any reconstruction points. The chosen point is then measured exactly
+    on the whole message by the encoder's own pass (quantize, map to symbols, count), and
+    rate targets are met by secant steps on log(step) using these exact measurements; the
+    last pass's symbols are what the ANS coder writes.
     """
 
     def __init__(
@@ -84,27 +99,27 @@ class _Solver:
         else:
             self.sample_index = np.empty(0, dtype=np.int64)
             self.sample = x
+        self.scale = n / max(self.sample.size, 1)
         # smallest step that keeps levels within the kernels' bound, largest that zeroes all
         self.log_step_min = math.log2(max(max_abs, 1e-30) * 4.0 / kernels.MAX_ABS_LEVEL)
         self.log_step_max = math.log2(max(max_abs, 1e-30) * 4.0)
 
-    # -- one operating point -------------------------------------------------------------
+    # -- estimates on the subsample ------------------------------------------------------
     def lam(self, step: float) -> float:
         """Lagrange multiplier in squared error per bit."""
         if self.codec._rate_mode == "lmbda":
             return self.codec._rate_value * self.sumsq / max(self.n, 1)
         return _LN2_6 * step * step
 
-    def evaluate(self, step: float, offset: float, coder: int, full: bool) -> _Point:
-        data, index = (self.x, np.empty(0, np.int64)) if full else (self.sample, self.sample_index)
-        scale = self.n / max(data.size, 1)
+    def evaluate(self, step: float, offset: float, coder: int) -> _Point:
+        step = float(np.float32(step))
         inv = 1.0 / step
         hk = int(min(_HIST_HALF, self.max_abs * inv + 2.0))
         hist = np.zeros(2 * hk + 1, dtype=np.int64)
         sum_abs = np.zeros(hk + 1)
         sum_sq = np.zeros(hk + 1)
         n_over, over_bits, sse_other, rleg_bits = _quantize._stats(
-            data, index, inv, self.mode, offset, self.stream, hist, sum_abs, sum_sq
+            self.sample, self.sample_index, inv, self.mode, offset, self.stream, hist, sum_abs, sum_sq
         )
         recon = None
         if self.mode == kernels.NEAREST:
@@ -114,17 +129,16 @@ class _Solver:
             # squared error with reconstruction at k (uniform levels)
             sse = float(np.sum(sum_sq - 2.0 * k * sum_abs + counts * k * k)) + sse_other
             if self.codec.levels == "rdo":
-                recon, sse = self.reconstruction(counts, sum_abs, sum_sq, sse, step, scale)
+                recon, sse = self.reconstruction(counts, sum_abs, sum_sq, sse, step)
         else:
             sse = sse_other
-        plan = None
-        extra_bits = _HEADER_BITS + (0.0 if recon is None else 8.0 * recon.size)
+        extra = _HEADER_BITS + (0.0 if recon is None else 8.0 * recon.size)
+        lo = hi = 0
         if coder == _CODER_ANS:
-            plan = ans_coder.plan(hist, n_over, over_bits, scale)
-            bits = plan.bits + extra_bits
+            bits, lo, hi = ans_coder.estimate_bits(hist, n_over, over_bits, self.scale)
         else:
-            bits = rleg_bits * scale + 8.0 + extra_bits
-        return _Point(step, offset, coder, bits, sse * step * step * scale, recon, plan, rleg_bits)
+            bits = rleg_bits * self.scale + 8.0
+        return _Point(step, offset, coder, bits + extra, sse * step * step * self.scale, recon, lo, hi)
 
     def reconstruction(
         self,
@@ -133,7 +147,6 @@ class _Solver:
         sum_sq: np.ndarray,
         sse_uniform: float,
         step: float,
-        scale: float,
     ) -> tuple[np.ndarray | None, float]:
         """Conditional-mean reconstruction of levels 1..K, if it pays for its bytes."""
         top = int(np.flatnonzero(counts)[-1]) if counts.any() else 0
@@ -147,77 +160,73 @@ class _Solver:
         rho = k + t / 128.0
         s1, s2 = sum_abs[1 : kmax + 1], sum_sq[1 : kmax + 1]
         gain = float(np.sum((s2 - 2 * k * s1 + c * k * k) - (s2 - 2 * rho * s1 + c * rho * rho)))
-        if gain * step * step * scale <= self.lam(step) * 8.0 * (kmax + 1):
+        if gain * step * step * self.scale <= self.lam(step) * 8.0 * (kmax + 1):
             return None, sse_uniform
         return np.concatenate([[0.0], rho]), sse_uniform - gain
 
-    # -- search ----------------------------------------------------------------------------
-    def objective(self, p: _Point) -> float:
+    def objective(self, p: _Point | _Final) -> float:
+        bits = p.bits
+        sse = p.sse
+        step = p.point.step if isinstance(p, _Final) else p.step
         mode = self.codec._rate_mode
         target = self.codec._rate_value
         if mode == "bits_per_param":
-            over = max(0.0, p.bits - target * self.n) / max(self.n, 1)
-            return p.sse + 1e30 * over
+            over = max(0.0, bits - target * self.n) / max(self.n, 1)
+            return sse + 1e30 * over
         if mode == "nmse":
-            infeasible = p.sse > target * self.sumsq
-            return p.bits + (1e30 if infeasible else 0.0)
-        return p.sse + self.lam(p.step) * p.bits
+            infeasible = sse > target * self.sumsq
+            return bits + (1e30 if infeasible else 0.0)
+        return sse + self.lam(step) * bits
 
-    def search(self, offset: float, coder: int, full: bool) -> _Point:
+    def search(self, offset: float, coder: int) -> _Point:
         mode = self.codec._rate_mode
         target = self.codec._rate_value
         if mode == "step":
-            return self.evaluate(self.fixed_step(target), offset, coder, full)
+            return self.evaluate(self.fixed_step(target), offset, coder)
         if mode == "step_rms":
             rms = math.sqrt(self.sumsq / max(self.n, 1))
-            return self.evaluate(self.fixed_step(target * rms), offset, coder, full)
-        lo, hi = self.log_step_min, self.log_step_max
+            return self.evaluate(self.fixed_step(target * rms), offset, coder)
         if mode == "lmbda":
-            return self.golden(offset, coder, full)
+            return self.golden(offset, coder)
         # bisection on log2(step): bits fall and squared error rises with the step
+        lo, hi = self.log_step_min, self.log_step_max
         best: _Point | None = None
         for _ in range(_BISECT_ITERS):
             mid = 0.5 * (lo + hi)
-            p = self.evaluate(2.0**mid, offset, coder, full)
+            p = self.evaluate(2.0**mid, offset, coder)
             if mode == "bits_per_param":
                 ok = p.bits >= target * self.n  # step still small enough to spend the target
+                if best is None or abs(p.bits - target * self.n) < abs(best.bits - target * self.n):
+                    best = p
             else:
                 ok = p.sse <= target * self.sumsq
-            if mode == "nmse" and ok and (best is None or p.step > best.step):
-                best = p
-            if mode == "bits_per_param" and (
-                best is None or abs(p.bits - target * self.n) < abs(best.bits - target * self.n)
-            ):
-                best = p
+                if ok and (best is None or p.step > best.step):
+                    best = p
             lo, hi = (mid, hi) if ok else (lo, mid)
         if best is None:  # nmse target below what the smallest step reaches
-            best = self.evaluate(2.0**self.log_step_min, offset, coder, full)
+            best = self.evaluate(2.0**self.log_step_min, offset, coder)
         return best
 
-    def golden(self, offset: float, coder: int, full: bool) -> _Point:
+    def golden(self, offset: float, coder: int) -> _Point:
         # coarse scan over the whole range, then golden-section around the best point
         grid = np.linspace(self.log_step_min, self.log_step_max, 25)
-        points = [self.evaluate(2.0**g, offset, coder, full) for g in grid]
-        scores = [self.objective(p) for p in points]
-        i = int(np.argmin(scores))
+        points = [self.evaluate(2.0**g, offset, coder) for g in grid]
+        i = int(np.argmin([self.objective(p) for p in points]))
         a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
         ratio = (math.sqrt(5.0) - 1.0) / 2.0
         best = points[i]
         c, d = b - ratio * (b - a), a + ratio * (b - a)
-        pc, pd = self.evaluate(2.0**c, offset, coder, full), self.evaluate(2.0**d, offset, coder, full)
-        for _ in range(12):
+        pc, pd = self.evaluate(2.0**c, offset, coder), self.evaluate(2.0**d, offset, coder)
+        for _ in range(10):
             if self.objective(pc) < self.objective(pd):
                 b, d, pd = d, c, pc
                 c = b - ratio * (b - a)
-                pc = self.evaluate(2.0**c, offset, coder, full)
+                pc = self.evaluate(2.0**c, offset, coder)
             else:
                 a, c, pc = c, d, pd
                 d = a + ratio * (b - a)
-                pd = self.evaluate(2.0**d, offset, coder, full)
-        for p in (pc, pd):
-            if self.objective(p) < self.objective(best):
-                best = p
-        return best
+                pd = self.evaluate(2.0**d, offset, coder)
+        return min([best, pc, pd], key=self.objective)
 
     def fixed_step(self, step: float) -> float:
         step = float(np.float32(step))
@@ -228,66 +237,73 @@ class _Solver:
             )
         return step
 
-    # -- refine on the whole message -----------------------------------------------------
-    def refine(self, p: _Point) -> _Point:
+    # -- exact measurement on the whole message ------------------------------------------
+    def measure(self, p: _Point) -> _Final:
+        inv = 1.0 / p.step
+        recon = _NO_RECON if p.recon is None else p.recon
+        extra = _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
+        if p.coder == _CODER_ANS:
+            fp = ans_coder.full_pass(self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi)
+            return _Final(p, fp.bits + extra, fp.sse * p.step * p.step, fp)
+        bits, sse = _quantize._rleg_pass(self.x, inv, self.mode, p.offset, self.stream, recon)
+        return _Final(p, bits + 8.0 + extra, sse * p.step * p.step, None, bits)
+
+    def refine(self, p: _Point) -> _Final:
+        """Measure ``p`` on the whole message and correct the step until the target holds."""
         mode = self.codec._rate_mode
         target = self.codec._rate_value
-        step = float(np.float32(p.step))
-        full = self.evaluate(step, p.offset, p.coder, True)
+        f = self.measure(p)
+        step_min = 2.0**self.log_step_min
         if mode == "bits_per_param":
             goal = target * self.n
-            prev: _Point | None = None
+            prev: _Final | None = None
             for _ in range(8):
-                if abs(full.bits - goal) <= 0.005 * goal or full.step <= 2.0**self.log_step_min:
+                # the payload will be these bits within a few bytes: 1% leaves room for them
+                if abs(f.bits - goal) <= 0.01 * goal or f.point.step <= step_min:
                     break
-                if prev is not None and prev.bits != full.bits and prev.step != full.step:
-                    slope = (math.log(full.bits) - math.log(prev.bits)) / (
-                        math.log(full.step) - math.log(prev.step)
-                    )
+                if prev is not None and prev.bits != f.bits and prev.point.step != f.point.step:
+                    slope = math.log(f.bits / prev.bits) / math.log(f.point.step / prev.point.step)
                 else:
-                    probe = self.evaluate(full.step * 1.05, p.offset, p.coder, False)
-                    base = self.evaluate(full.step, p.offset, p.coder, False)
-                    slope = (math.log(probe.bits) - math.log(base.bits)) / math.log(1.05)
+                    probe = self.evaluate(f.point.step * 1.05, p.offset, p.coder)
+                    base = self.evaluate(f.point.step, p.offset, p.coder)
+                    slope = math.log(probe.bits / base.bits) / math.log(1.05)
                 if not slope < -1e-6:
                     break
-                new = math.log(full.step) + (math.log(goal) - math.log(full.bits)) / slope
-                new = min(max(new, math.log(2.0) * self.log_step_min), math.log(2.0) * self.log_step_max)
-                prev, full = full, self.evaluate(float(np.float32(math.exp(new))), p.offset, p.coder, True)
+                new = math.log(f.point.step) + math.log(goal / f.bits) / slope
+                new = min(max(new, math.log(step_min)), math.log(2.0) * self.log_step_max)
+                prev, f = f, self.measure(self.evaluate(math.exp(new), p.offset, p.coder))
         elif mode == "nmse":
             goal = target * self.sumsq
             for _ in range(30):  # shrink until feasible (the sample may be optimistic)
-                if full.sse <= goal or full.step <= 2.0**self.log_step_min:
+                if f.sse <= goal or f.point.step <= step_min:
                     break
-                ratio = math.sqrt(goal / full.sse) if full.sse > 0 else 0.5
-                factor = min(0.995, max(0.5, ratio))
-                full = self.evaluate(float(np.float32(full.step * factor)), p.offset, p.coder, True)
-            for _ in range(4):  # and grow while it stays feasible
-                ratio = math.sqrt(goal / full.sse) if full.sse > 0 else 2.0
-                if ratio < 1.002:
+                factor = min(0.995, max(0.5, math.sqrt(goal / f.sse) if f.sse > 0 else 0.5))
+                f = self.measure(self.evaluate(f.point.step * factor, p.offset, p.coder))
+            for _ in range(3):  # and grow while it stays feasible and the gain is worth a pass
+                ratio = math.sqrt(goal / f.sse) if f.sse > 0 else 2.0
+                if ratio < 1.01:
                     break
-                trial = self.evaluate(
-                    float(np.float32(full.step * min(ratio, 2.0) ** 0.9)), p.offset, p.coder, True
+                trial = self.measure(
+                    self.evaluate(f.point.step * min(ratio, 2.0) ** 0.9, p.offset, p.coder)
                 )
                 if trial.sse > goal:
                     break
-                full = trial
-        return full
+                f = trial
+        return f
 
-    def solve(self) -> _Point:
+    def solve(self) -> _Final:
         codec = self.codec
         if self.n == 0 or self.max_abs == 0.0:
             coder = _CODER_RLEG if codec.coder == "rleg" else _CODER_ANS
-            return self.evaluate(1.0, 0.5, coder, True)
+            return self.measure(self.evaluate(1.0, 0.5, coder))
         coders = {"ans": [_CODER_ANS], "rleg": [_CODER_RLEG], "auto": [_CODER_ANS, _CODER_RLEG]}
         offsets = _RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
-        sampled = self.sample_index.size > 0
-        candidates = [
-            self.search(off, c, full=not sampled) for c in coders[codec.coder] for off in offsets
-        ]
-        best = min(candidates, key=self.objective)
-        if not sampled and codec._rate_mode != "nmse":
-            return best
-        return self.refine(best)
+        candidates = [self.search(off, c) for c in coders[codec.coder] for off in offsets]
+        if self.sample_index.size == 0 and codec.coder == "auto":
+            # small message: the estimates are exact enough; measure both coders anyway
+            finals = [self.refine(c) for c in sorted(candidates, key=self.objective)[:2]]
+            return min(finals, key=self.objective)
+        return self.refine(min(candidates, key=self.objective))
 
 
 class RDQ(Codec):
@@ -420,29 +436,27 @@ class RDQ(Codec):
             work = x.copy()
             kernels.rotate(work, seed)
             max_abs = float(np.abs(work).max()) if work.size else 0.0
-        point = _Solver(self, work, max_abs, sumsq, stream).solve()
+        final = _Solver(self, work, max_abs, sumsq, stream).solve()
+        point = final.point
 
         flags = self._mode | (self.rotate << 2) | (point.coder << 3) | ((point.recon is not None) << 5)
         params = bytearray(struct.pack("<Bf", flags, point.step))
         if needs_seed:
             params += struct.pack("<I", _rng.seed_check(seed))
+        recon = _NO_RECON
         if point.recon is not None:
             t = np.rint((point.recon[1:] - np.arange(1, point.recon.size)) * 128.0)
-            params += bytes([point.recon.size - 1]) + np.clip(t, -128, 127).astype(np.int8).tobytes()
-        inv_step = 1.0 / point.step
-        if point.coder == _CODER_ANS:
-            assert point.ans is not None
-            body, section_len, n_esc = ans_coder.encode(
-                work, inv_step, self._mode, point.offset, stream, point.ans, self.ans_backend
-            )
-            params += put_varint(section_len) + put_varint(n_esc)
-            return bytes(params), body
-        q = np.empty(work.size, dtype=np.int32)
-        _quantize._quantize(work, inv_step, self._mode, point.offset, stream, q)
-        out = np.empty(point.rleg_bits // 8 + 64, dtype=np.uint8)
-        nbytes = _bits._rleg_encode(q, out)
-        if nbytes < 0:  # the prediction is exact; this guards against a bug, not a case
-            return bytes(params), kernels.rleg_encode(q)
+            params += bytes([point.recon.size - 1]) + t.astype(np.int8).tobytes()
+        if final.ans is not None:
+            ans_params, body = ans_coder.encode(final.ans, self.ans_backend)
+            return bytes(params + ans_params), body
+        out = np.empty(final.rleg_bits // 8 + 64, dtype=np.uint8)
+        nbytes = _bits._rleg_encode_quantized(
+            work, 1.0 / point.step, self._mode, point.offset, stream, out
+        )
+        if nbytes < 0:  # the size was counted exactly; this guards against a bug
+            raise RuntimeError("run-length gamma buffer too small")
+        del recon
         return bytes(params), out[:nbytes].tobytes()
 
     # -- decoding ------------------------------------------------------------------------
@@ -471,27 +485,17 @@ class RDQ(Codec):
                 raise DecodeError("rdq: invalid reconstruction table")
             t = np.frombuffer(r.take(k, "reconstruction table"), dtype=np.int8)
             recon = np.concatenate([[0.0], np.arange(1, k + 1) + t / 128.0])
-        n = out.shape[0]
         stream = _rng.stream_seed(seed if seed is not None else 0, _rng.STREAM_DITHER)
         if coder == _CODER_ANS:
-            model_len = r.varint("model section length", len(body))
-            n_esc = r.varint("escape count", n)
-            r.finish()
-            symbols, lo, esc_symbol, escapes = ans_coder.decode(
-                body, n, model_len, n_esc, self.ans_backend
-            )
-            status = _quantize._dequantize_symbols(
-                symbols, lo, esc_symbol, escapes, mode, step, recon, stream, out
-            )
-            if status < 0:
-                raise DecodeError("rdq/ans: escape symbols and escaped levels disagree")
+            ans_coder.decode(r, body, out, mode, step, recon, stream, self.ans_backend)
         else:
             r.finish()
-            q = np.empty(n, dtype=np.int32)
-            status = _bits._rleg_decode(np.frombuffer(body, dtype=np.uint8), q, kernels.MAX_ABS_LEVEL)
+            status = _bits._rleg_decode_values(
+                np.frombuffer(body, dtype=np.uint8), out, kernels.MAX_ABS_LEVEL, mode, step,
+                recon, stream,
+            )
             if status < 0:
                 raise DecodeError(f"rdq/rleg: invalid run-length gamma body (status {status})")
-            _quantize._dequantize(q, step, mode, recon, stream, out)
         if rotate:
             assert seed is not None  # checked with the seed check above
             kernels.rotate(out, seed, inverse=True)

@@ -115,3 +115,175 @@ def _build_lut(cdf: np.ndarray, lut: np.ndarray, lut_shift: int) -> None:
         while cdf[s + 1] <= start:
             s += 1
         lut[slot] = s
+
+
+# -- interleaved segments ----------------------------------------------------------------
+# A long message is cut into 4 contiguous segments of ceil(n / 4) elements (the last one may
+# be shorter, never empty), each an independent constriction-compatible stream. The kernels
+# below run the 4 streams in one loop so that their dependency chains (a division per
+# symbol when encoding, a table walk when decoding) overlap. The loop bodies are written
+# out by hand: numba's inlined helpers made them several times slower.
+MAX_SEGMENTS = 4
+
+
+@njit(**JIT_OPTIONS)
+def _ans_encode4(
+    symbols: np.ndarray, cdf: np.ndarray, freq: np.ndarray, words: np.ndarray, word_counts: np.ndarray
+) -> int:
+    """Encode 4 segments of ``symbols`` (``len >= 4``). Segment k's words go to
+    ``words[k * cap:(k + 1) * cap]`` (``cap = len(words) // 4``), their count to
+    ``word_counts[k]``. Returns 0 or ERR_CAPACITY."""
+    n = symbols.shape[0]
+    seg = (n + 3) // 4
+    cap = words.shape[0] // 4
+    last = n - 3 * seg  # length of the last segment, 1..seg
+    s0 = s1 = s2 = s3 = np.uint64(0)
+    n0, n1, n2, n3 = 0, cap, 2 * cap, 3 * cap
+    e0, e1, e2, e3 = cap, 2 * cap, 3 * cap, 4 * cap
+    for t in range(seg):
+        i = seg - 1 - t
+        f = np.uint64(freq[symbols[i]])
+        if (s0 >> _RENORM_SHIFT) >= f:
+            if n0 >= e0:
+                return ERR_CAPACITY
+            words[n0] = np.uint32(s0 & _WMASK)
+            n0 += 1
+            s0 >>= _W
+        s0 = ((s0 // f) << _P) | (np.uint64(cdf[symbols[i]]) + s0 % f)
+        i = 2 * seg - 1 - t
+        f = np.uint64(freq[symbols[i]])
+        if (s1 >> _RENORM_SHIFT) >= f:
+            if n1 >= e1:
+                return ERR_CAPACITY
+            words[n1] = np.uint32(s1 & _WMASK)
+            n1 += 1
+            s1 >>= _W
+        s1 = ((s1 // f) << _P) | (np.uint64(cdf[symbols[i]]) + s1 % f)
+        i = 3 * seg - 1 - t
+        f = np.uint64(freq[symbols[i]])
+        if (s2 >> _RENORM_SHIFT) >= f:
+            if n2 >= e2:
+                return ERR_CAPACITY
+            words[n2] = np.uint32(s2 & _WMASK)
+            n2 += 1
+            s2 >>= _W
+        s2 = ((s2 // f) << _P) | (np.uint64(cdf[symbols[i]]) + s2 % f)
+        if t < last:
+            i = n - 1 - t
+            f = np.uint64(freq[symbols[i]])
+            if (s3 >> _RENORM_SHIFT) >= f:
+                if n3 >= e3:
+                    return ERR_CAPACITY
+                words[n3] = np.uint32(s3 & _WMASK)
+                n3 += 1
+                s3 >>= _W
+            s3 = ((s3 // f) << _P) | (np.uint64(cdf[symbols[i]]) + s3 % f)
+    # flush each state: low word if the state is not zero, high word if that is not zero
+    states = (s0, s1, s2, s3)
+    ends = (n0, n1, n2, n3)
+    for k in range(4):
+        state = states[k]
+        nw = ends[k]
+        if state != np.uint64(0):
+            if nw + 2 > (k + 1) * cap:
+                return ERR_CAPACITY
+            words[nw] = np.uint32(state & _WMASK)
+            nw += 1
+            if (state >> _W) != np.uint64(0):
+                words[nw] = np.uint32(state >> _W)
+                nw += 1
+        word_counts[k] = nw - k * cap
+    return 0
+
+
+@njit(**JIT_OPTIONS)
+def _ans_decode4(
+    words: np.ndarray,
+    word_counts: np.ndarray,
+    cdf: np.ndarray,
+    freq: np.ndarray,
+    lut: np.ndarray,
+    lut_shift: int,
+    out: np.ndarray,
+) -> int:
+    """Decode 4 consecutive segment streams (``len(out) >= 4``) into symbol indices.
+
+    Returns 0, or ERR_NOT_EXHAUSTED unless every stream ends in the initial state with all
+    its words used."""
+    n = out.shape[0]
+    seg = (n + 3) // 4
+    last = n - 3 * seg
+    shift = np.uint64(lut_shift)
+    # word ranges [b_k, b_k + c_k); p_k = next word to pop + 1
+    b0 = 0
+    b1 = b0 + word_counts[0]
+    b2 = b1 + word_counts[1]
+    b3 = b2 + word_counts[2]
+    b4 = b3 + word_counts[3]
+    s0 = s1 = s2 = s3 = np.uint64(0)
+    p0, p1, p2, p3 = b1, b2, b3, b4
+    if p0 - b0 >= 2:
+        s0 = (np.uint64(words[p0 - 1]) << _W) | np.uint64(words[p0 - 2])
+        p0 -= 2
+    elif p0 - b0 == 1:
+        s0 = np.uint64(words[b0])
+        p0 = b0
+    if p1 - b1 >= 2:
+        s1 = (np.uint64(words[p1 - 1]) << _W) | np.uint64(words[p1 - 2])
+        p1 -= 2
+    elif p1 - b1 == 1:
+        s1 = np.uint64(words[b1])
+        p1 = b1
+    if p2 - b2 >= 2:
+        s2 = (np.uint64(words[p2 - 1]) << _W) | np.uint64(words[p2 - 2])
+        p2 -= 2
+    elif p2 - b2 == 1:
+        s2 = np.uint64(words[b2])
+        p2 = b2
+    if p3 - b3 >= 2:
+        s3 = (np.uint64(words[p3 - 1]) << _W) | np.uint64(words[p3 - 2])
+        p3 -= 2
+    elif p3 - b3 == 1:
+        s3 = np.uint64(words[b3])
+        p3 = b3
+    for t in range(seg):
+        q = s0 & _MASK
+        s = int(lut[q >> shift])
+        while np.uint64(cdf[s + 1]) <= q:
+            s += 1
+        s0 = (s0 >> _P) * np.uint64(freq[s]) + (q - np.uint64(cdf[s]))
+        if s0 < _LOW_STATE and p0 > b0:
+            p0 -= 1
+            s0 = (s0 << _W) | np.uint64(words[p0])
+        out[t] = s
+        q = s1 & _MASK
+        s = int(lut[q >> shift])
+        while np.uint64(cdf[s + 1]) <= q:
+            s += 1
+        s1 = (s1 >> _P) * np.uint64(freq[s]) + (q - np.uint64(cdf[s]))
+        if s1 < _LOW_STATE and p1 > b1:
+            p1 -= 1
+            s1 = (s1 << _W) | np.uint64(words[p1])
+        out[seg + t] = s
+        q = s2 & _MASK
+        s = int(lut[q >> shift])
+        while np.uint64(cdf[s + 1]) <= q:
+            s += 1
+        s2 = (s2 >> _P) * np.uint64(freq[s]) + (q - np.uint64(cdf[s]))
+        if s2 < _LOW_STATE and p2 > b2:
+            p2 -= 1
+            s2 = (s2 << _W) | np.uint64(words[p2])
+        out[2 * seg + t] = s
+        if t < last:
+            q = s3 & _MASK
+            s = int(lut[q >> shift])
+            while np.uint64(cdf[s + 1]) <= q:
+                s += 1
+            s3 = (s3 >> _P) * np.uint64(freq[s]) + (q - np.uint64(cdf[s]))
+            if s3 < _LOW_STATE and p3 > b3:
+                p3 -= 1
+                s3 = (s3 << _W) | np.uint64(words[p3])
+            out[3 * seg + t] = s
+    if (s0 | s1 | s2 | s3) != np.uint64(0) or p0 != b0 or p1 != b1 or p2 != b2 or p3 != b3:
+        return ERR_NOT_EXHAUSTED
+    return 0

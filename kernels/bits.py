@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE_OPTIONS, JIT_OPTIONS
-from .quant import _bit_length
+from .quant import _bit_length, _dequantize_one, _quantize_one
 
 ERR_EXHAUSTED = -1
 ERR_GAMMA_TOO_LONG = -2
@@ -192,6 +192,87 @@ def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
         out[i] = mag if positive else -mag
         i += 1
     # strict end: fewer than 8 bits left, all zero, and no unread byte
+    if pos != data.shape[0] or nbits >= 8 or buf != np.uint64(0):
+        return ERR_TRAILING
+    return 0
+
+
+@njit(**JIT_OPTIONS)
+def _rleg_encode_quantized(
+    x: np.ndarray, inv_step: float, mode: int, offset: float, seed: np.uint64, out: np.ndarray
+) -> int:
+    """Quantize ``x`` and write its run-length gamma code in one pass (see _rleg_encode)."""
+    cap = out.shape[0]
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    zero_run = 1
+    for i in range(x.shape[0]):
+        v = _quantize_one(float(x[i]) * inv_step, i, mode, offset, seed)
+        if v == 0:
+            zero_run += 1
+            continue
+        if pos + 20 > cap:
+            return ERR_CAPACITY
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 if v > 0 else 0), 1)
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, abs(v))
+        zero_run = 1
+    if pos + 20 > cap:
+        return ERR_CAPACITY
+    if zero_run > 1:
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
+    if nbits > 0:
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 8 - nbits)
+    return pos
+
+
+@njit(**JIT_OPTIONS)
+def _rleg_decode_values(
+    data: np.ndarray,
+    out: np.ndarray,
+    max_abs: int,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
+) -> int:
+    """:func:`_rleg_decode` that writes reconstructed float32 values instead of levels."""
+    n = out.shape[0]
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    i = 0
+    zero_value = np.float32(0.0)
+    while i < n:
+        run, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        if run < 0:
+            return run
+        if run - 1 > n - i:
+            return ERR_RUN_OVERFLOW
+        if mode == 2:  # dither: a zero level still reconstructs to (1/2 - u) * step
+            for j in range(i, i + run - 1):
+                out[j] = _dequantize_one(0, j, mode, step, recon, seed)
+        else:
+            for j in range(i, i + run - 1):
+                out[j] = zero_value
+        i += run - 1
+        if i == n:
+            break
+        if nbits == 0:
+            pos, buf, nbits = _refill(data, pos, buf, nbits)
+            if nbits == 0:
+                return ERR_EXHAUSTED
+        positive = buf & np.uint64(1)
+        buf >>= np.uint64(1)
+        nbits -= 1
+        mag, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        if mag < 0:
+            return mag
+        if mag > max_abs:
+            return ERR_GAMMA_TOO_LONG
+        out[i] = _dequantize_one(mag if positive else -mag, i, mode, step, recon, seed)
+        i += 1
     if pos != data.shape[0] or nbits >= 8 or buf != np.uint64(0):
         return ERR_TRAILING
     return 0

@@ -45,7 +45,7 @@ def _dequantize_one(
         return (q - _uniform(seed, index) + 0.5) * step
     if mode == NEAREST:
         k = abs(q)
-        if 0 < k < recon.shape[0]:
+        if k > 0 and k < recon.shape[0]:
             return recon[k] * step if q > 0 else -recon[k] * step
     return q * step
 
@@ -80,13 +80,25 @@ def _histogram(q: np.ndarray, lo: int, counts: np.ndarray) -> int:
     return outside
 
 
+_BIT_LENGTH_TABLE = np.array([int(v).bit_length() for v in range(256)], dtype=np.int64)
+
+
 @njit(**INLINE_OPTIONS)
 def _bit_length(v: int) -> int:
+    """Bit length of ``0 <= v < 2**64`` (a table for small values, halving for the rest)."""
+    if v < 256:
+        return _BIT_LENGTH_TABLE[v]
     n = 0
-    while v > 0:
-        v >>= 1
-        n += 1
-    return n
+    if v >= 1 << 32:
+        v >>= 32
+        n += 32
+    if v >= 1 << 16:
+        v >>= 16
+        n += 16
+    if v >= 1 << 8:
+        v >>= 8
+        n += 8
+    return n + _BIT_LENGTH_TABLE[v]
 
 
 @njit(**INLINE_OPTIONS)
@@ -97,20 +109,34 @@ def _gamma_bits(v: int) -> int:
 
 @njit(**JIT_OPTIONS)
 def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
-    """One pass: max |x|, sum of squares (float64), and whether every value is finite."""
-    m = 0.0
-    s = 0.0
-    finite = True
-    for i in range(x.shape[0]):
-        v = float(x[i])
-        if not math.isfinite(v):
-            finite = False
-            break
-        a = abs(v)
-        if a > m:
-            m = a
-        s += v * v
-    return m, s, finite
+    """One pass: max |x|, sum of squares (float64), and whether every value is finite.
+
+    A NaN or Inf makes the sum of squares non-finite, so no per-element test is needed;
+    four partial sums keep the float additions from serializing.
+    """
+    m0 = m1 = m2 = m3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = x.shape[0] // 4 * 4
+    for i in range(0, n4, 4):
+        a = float(x[i])
+        b = float(x[i + 1])
+        c = float(x[i + 2])
+        d = float(x[i + 3])
+        s0 += a * a
+        s1 += b * b
+        s2 += c * c
+        s3 += d * d
+        m0 = max(m0, abs(a))
+        m1 = max(m1, abs(b))
+        m2 = max(m2, abs(c))
+        m3 = max(m3, abs(d))
+    for i in range(n4, x.shape[0]):
+        a = float(x[i])
+        s0 += a * a
+        m0 = max(m0, abs(a))
+    s = (s0 + s1) + (s2 + s3)
+    finite = math.isfinite(s)
+    return max(max(m0, m1), max(m2, m3)), s, finite
 
 
 @njit(**JIT_OPTIONS)
@@ -217,28 +243,170 @@ def _dequantize_symbols(
     seed: np.uint64,
     out: np.ndarray,
 ) -> int:
-    """Inverse of :func:`_quantize_symbols` into float32 ``out``; symbols must lie in
-    ``[0, esc_symbol]``. Returns 0, -1 if there are more escape symbols than escaped levels,
-    -2 if fewer, -3 for a symbol outside the alphabet."""
-    # values of the range's levels, precomputed for the deterministic modes
-    table = np.empty(esc_symbol, dtype=np.float32)
-    for s in range(esc_symbol):
-        table[s] = _dequantize_one(s + lo, 0, mode, step, recon, seed)
+    """Values of ANS symbols (level ``lo + s``; ``esc_symbol`` takes the next of
+    ``escapes``) into float32 ``out``. Returns 0, -1 if there are more escape symbols than
+    escaped levels, -2 if fewer, -3 for a symbol outside the alphabet."""
     n_esc = 0
-    for i in range(symbols.shape[0]):
-        s = symbols[i]
-        if s == esc_symbol:
-            if n_esc >= escapes.shape[0]:
-                return -1
-            q = escapes[n_esc]
-            n_esc += 1
-            out[i] = _dequantize_one(q, i, mode, step, recon, seed)
-        elif s < 0 or s > esc_symbol:
-            return -3
-        elif mode == DITHER:
-            out[i] = _dequantize_one(s + lo, i, mode, step, recon, seed)
-        else:
+    n_escapes = escapes.shape[0]
+    if mode == DITHER:
+        for i in range(symbols.shape[0]):
+            s = int(symbols[i])
+            if s == esc_symbol:
+                if n_esc >= n_escapes:
+                    return -1
+                q = escapes[n_esc]
+                n_esc += 1
+            elif s > esc_symbol or s < 0:
+                return -3
+            else:
+                q = s + lo
+            out[i] = (q - _uniform(seed, i) + 0.5) * step
+    else:
+        table = np.empty(esc_symbol + 1, dtype=np.float32)
+        for s in range(esc_symbol):
+            table[s] = _dequantize_one(s + lo, 0, mode, step, recon, seed)
+        table[esc_symbol] = 0.0
+        for i in range(symbols.shape[0]):
+            s = int(symbols[i])
+            if s > esc_symbol or s < 0:
+                return -3
             out[i] = table[s]
-    if n_esc != escapes.shape[0]:
+        for i in range(symbols.shape[0]):  # escapes are rare: a second, cheap pass
+            if symbols[i] == esc_symbol:
+                if n_esc >= n_escapes:
+                    return -1
+                out[i] = _dequantize_one(escapes[n_esc], i, mode, step, recon, seed)
+                n_esc += 1
+    if n_esc != n_escapes:
         return -2
     return 0
+
+
+@njit(**JIT_OPTIONS)
+def _count_symbols(symbols: np.ndarray, counts: np.ndarray) -> None:
+    """Add the histogram of ``symbols`` to ``counts`` (four partial histograms, so that
+    runs of equal symbols do not serialize on one counter)."""
+    m = counts.shape[0]
+    partial = np.zeros((4, m), dtype=np.int64)
+    n4 = symbols.shape[0] // 4 * 4
+    for i in range(0, n4, 4):
+        partial[0, symbols[i]] += 1
+        partial[1, symbols[i + 1]] += 1
+        partial[2, symbols[i + 2]] += 1
+        partial[3, symbols[i + 3]] += 1
+    for i in range(n4, symbols.shape[0]):
+        partial[0, symbols[i]] += 1
+    for j in range(m):
+        counts[j] += partial[0, j] + partial[1, j] + partial[2, j] + partial[3, j]
+
+
+@njit(**JIT_OPTIONS)
+def _quantize_model(
+    x: np.ndarray,
+    inv_step: float,
+    mode: int,
+    offset: float,
+    seed: np.uint64,
+    recon: np.ndarray,
+    lo: int,
+    symbols: np.ndarray,
+    counts: np.ndarray,
+    escapes: np.ndarray,
+) -> tuple[int, int, float]:
+    """The encoder's full pass for the ANS coder: quantize, map to model symbols, count.
+
+    ``symbols[i] = q - lo`` when it lies in ``[0, m)`` with ``m = len(counts) - 1``, else
+    the escape symbol ``m`` with ``q`` appended to ``escapes`` (element order). Fills
+    ``counts`` (the exact histogram of the symbols). Returns the escape count (-1 if
+    ``escapes`` is full), the Elias-gamma bits of the escaped levels' zigzag codes, and the
+    squared error in step units given the reconstruction table ``recon``.
+    """
+    m = counts.shape[0] - 1
+    cap = escapes.shape[0]
+    # branch-free reconstruction: r = k + shift[min(k, top)], shift[0] = shift[top] = 0
+    top = max(recon.shape[0], 1)
+    shift = np.zeros(top + 1)
+    for k in range(1, recon.shape[0]):
+        shift[k] = recon[k] - k
+    n_esc = 0
+    sse = 0.0
+    # one loop per rounding family: a branch to the random path inside the loop made the
+    # deterministic one several times slower
+    if mode == NEAREST:
+        for i in range(x.shape[0]):
+            v = float(x[i]) * inv_step
+            a = abs(v)
+            k = math.floor(a + offset)
+            q = -k if v < 0.0 else k
+            r = k + shift[min(k, top)]
+            sse += (a - r) * (a - r)
+            s = q - lo
+            if s >= 0 and s < m:
+                symbols[i] = s
+            else:
+                if n_esc >= cap:
+                    return -1, 0, 0.0
+                escapes[n_esc] = q
+                n_esc += 1
+                symbols[i] = m
+    else:
+        for i in range(x.shape[0]):
+            v = float(x[i]) * inv_step
+            u = _uniform(seed, i)
+            q = math.floor(v + u)
+            e = (q - v) if mode == STOCHASTIC else (q - u + 0.5 - v)
+            sse += e * e
+            s = q - lo
+            if s >= 0 and s < m:
+                symbols[i] = s
+            else:
+                if n_esc >= cap:
+                    return -1, 0, 0.0
+                escapes[n_esc] = q
+                n_esc += 1
+                symbols[i] = m
+    _count_symbols(symbols, counts)
+    esc_bits = 0
+    for j in range(n_esc):
+        q = escapes[j]
+        esc_bits += _gamma_bits((2 * q if q > 0 else -2 * q - 1) + 1)
+    return n_esc, esc_bits, sse
+
+
+@njit(**JIT_OPTIONS)
+def _rleg_pass(
+    x: np.ndarray,
+    inv_step: float,
+    mode: int,
+    offset: float,
+    seed: np.uint64,
+    recon: np.ndarray,
+) -> tuple[int, float]:
+    """Exact run-length gamma bits and squared error (step units) of quantizing ``x``."""
+    bits = 0
+    zero_run = 1
+    top = max(recon.shape[0], 1)
+    shift = np.zeros(top + 1)
+    for k in range(1, recon.shape[0]):
+        shift[k] = recon[k] - k
+    sse = 0.0
+    for i in range(x.shape[0]):
+        v = float(x[i]) * inv_step
+        if mode == NEAREST:
+            a = abs(v)
+            k = math.floor(a + offset)
+            q = -k if v < 0.0 else k
+            e = a - (k + shift[min(k, top)])
+        else:
+            u = _uniform(seed, i)
+            q = math.floor(v + u)
+            e = (q - v) if mode == STOCHASTIC else (q - u + 0.5 - v)
+        sse += e * e
+        if q == 0:
+            zero_run += 1
+        else:
+            bits += _gamma_bits(zero_run) + 1 + _gamma_bits(abs(q))
+            zero_run = 1
+    if zero_run > 1:
+        bits += _gamma_bits(zero_run)
+    return bits, sse

@@ -21,8 +21,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def main() -> None:
     FIXTURES.mkdir(exist_ok=True)
-    x = fixture_input()
     for name, (config, seed) in FIXTURE_CASES.items():
+        x = fixture_input(name)
         codec = RDQ(**config)
         payload = codec.encode(x, seed=seed)
         (FIXTURES / f"{name}.bin").write_bytes(payload)

@@ -282,14 +282,19 @@ FIXTURE_CASES = {
     "rdq_dither_rotate": ({"bits_per_param": 2.0, "rounding": "dither", "rotate": True}, 7),
     "rdq_stochastic_step": ({"step": 2e-3, "rounding": "stochastic"}, 3),
     "rdq_auto_lmbda": ({"lmbda": 0.02, "coder": "auto"}, 0),
+    # long enough for four interleaved ANS streams; float16 in and out
+    "rdq_ans_segments_f16": ({"bits_per_param": 1.0}, 0),
+    "rdq_dither_segments_f16": ({"nmse": 0.05, "rounding": "dither"}, 11),
 }
 
 
-def fixture_input() -> np.ndarray:
+def fixture_input(name: str) -> np.ndarray:
+    if "segments" in name:
+        return (student_t(65_539, seed=98) * 100).astype(np.float16)
     return student_t(4000, seed=99).reshape(40, 100)
 
 
 @pytest.mark.parametrize("name", list(FIXTURE_CASES))
 def test_golden_payloads(name: str) -> None:
     config, seed = FIXTURE_CASES[name]
-    check_backwards_compatibility(name, RDQ(**config), fixture_input(), seed)
+    check_backwards_compatibility(name, RDQ(**config), fixture_input(name), seed)

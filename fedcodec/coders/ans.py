@@ -2,10 +2,11 @@
 
 The model
 ---------
-The alphabet is a contiguous range of levels ``[lo, hi]`` plus one escape symbol (last).
-Levels outside the range (rare large ones) are sent as the escape symbol in the ANS stream
-and their values in a side section, so the alphabet stays small. A level joins the range
-when its count is at least ``n / 2**14`` (or it lies between two that do).
+The alphabet is a contiguous range of levels ``[lo, lo + m)`` plus one escape symbol
+(``m``). Levels outside the range (rare large ones) are sent as the escape symbol in the
+ANS stream and their values in the model section, so the alphabet stays small. The range
+spans the levels whose count is at least ``total / 2**14`` in a histogram of the message
+(or of an evenly spaced subsample of it, for long messages).
 
 Counts are quantized to 16-bit frequencies (sum ``2**16``, every occurring symbol ≥ 1) and
 sent as Elias-gamma codes of ``count + 1``. Both sides then derive the coder's 24-bit
@@ -13,10 +14,18 @@ frequencies: ``f = c << 8``, symbols with ``c = 0`` get ``f = 1`` (taken from th
 frequent symbol), so every symbol of the range is codable, as constriction's leaky models
 require.
 
-Model section (bits, LSB first, one gamma code each): ``zigzag(lo) + 1``, ``hi - lo + 1``,
-then ``c + 1`` for each symbol of the range and the escape symbol, then ``zigzag(v) + 1``
-for each escaped level in order; zero-padded to a byte. The ANS words follow as
-little-endian uint32, exactly as constriction's ``AnsCoder.get_compressed()`` returns them.
+Model section (bits, LSB first, one gamma code each): ``zigzag(lo) + 1``, ``m``, then
+``c + 1`` for each symbol of the range and the escape symbol, then ``zigzag(v) + 1`` for
+each escaped level in element order; zero-padded to a byte.
+
+Streams
+-------
+Messages of ``SEGMENT_MIN`` elements or more are cut into 4 contiguous segments of
+``ceil(n / 4)`` elements, each coded as its own stream (exactly as constriction's
+``AnsCoder.get_compressed()`` returns it: little-endian uint32 words), so that the numba
+kernels can run the four streams in one loop; shorter messages are one stream. The body is
+the model section followed by the segments' words; the codec parameters hold the section
+length, the number of escaped levels, the segment count and each segment's word count.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
+from ..container import Reader, put_varint
 from ..errors import DecodeError
 from ..kernels import ans as _ans
 from ..kernels import quant as _quantize
@@ -33,11 +43,13 @@ from ..kernels import quant as _quantize
 COUNT_BITS = 16
 MAX_RANGE = 8193  # levels in the range; the escape symbol comes on top
 LUT_BITS = 12
+SEGMENT_MIN = 1 << 16
 BACKENDS = ("numba", "constriction")
 
 
-def zigzag(v: np.ndarray | int) -> np.ndarray | int:
-    return np.where(np.asarray(v) >= 0, 2 * np.asarray(v), -2 * np.asarray(v) - 1)
+def zigzag(v: np.ndarray | int) -> np.ndarray:
+    a = np.asarray(v, dtype=np.int64)
+    return np.where(a >= 0, 2 * a, -2 * a - 1)
 
 
 def gamma_bits(v: np.ndarray) -> np.ndarray:
@@ -67,133 +79,190 @@ def quantize_counts(counts: np.ndarray) -> np.ndarray:
 
 def coder_frequencies(c16: np.ndarray) -> np.ndarray:
     """The 24-bit frequencies both sides derive from the sent 16-bit ones."""
-    f = (np.asarray(c16, dtype=np.int64) << (kernels.ANS_PRECISION - COUNT_BITS)).astype(np.int64)
+    f = np.asarray(c16, dtype=np.int64) << (kernels.ANS_PRECISION - COUNT_BITS)
     zero = f == 0
     f[zero] = 1
     f[int(np.argmax(f))] -= int(zero.sum())
     return f.astype(np.uint32)
 
 
+def num_segments(n: int) -> int:
+    return _ans.MAX_SEGMENTS if n >= SEGMENT_MIN else 1
+
+
 @dataclass
-class AnsPlan:
-    """Model chosen for one message and the size it predicts."""
+class Model:
+    """A message's model: level range, sent 16-bit counts, coder frequencies."""
 
     lo: int
-    hi: int
-    c16: np.ndarray  # range symbols then escape
-    freq: np.ndarray  # uint32, 24-bit
-    n_escapes: int
-    bits: float  # predicted size of model section + ANS words, in bits
+    m: int  # levels in the range; the escape symbol is m
+    c16: np.ndarray
+    freq: np.ndarray
+
+    @classmethod
+    def from_counts(cls, lo: int, counts: np.ndarray) -> Model:
+        c16 = quantize_counts(counts)
+        return cls(lo, counts.shape[0] - 1, c16, coder_frequencies(c16))
+
+    def section_bits(self, escapes_bits: float) -> float:
+        head = gamma_bits(np.array([int(zigzag(self.lo)) + 1, self.m])).sum()
+        return float(head + gamma_bits(self.c16 + 1).sum()) + escapes_bits
+
+    def symbol_bits(self, counts: np.ndarray) -> float:
+        present = counts > 0
+        info = -np.log2(self.freq[present] / float(1 << kernels.ANS_PRECISION))
+        return float((counts[present] * info).sum())
 
 
-def plan(hist: np.ndarray, n_over: int, over_bits: int, scale: float = 1.0) -> AnsPlan:
-    """Choose the model from a histogram of levels ``[-hk, hk]`` and predict its size.
-
-    ``n_over`` levels fell outside the histogram, costing ``over_bits`` as escapes.
-    ``scale`` extrapolates a subsample's counts to the whole message.
-    """
+def choose_range(hist: np.ndarray) -> tuple[int, int]:
+    """Level range ``[lo, hi]`` from a histogram of levels ``[-hk, hk]``."""
     hk = (hist.shape[0] - 1) // 2
-    total = int(hist.sum()) + n_over
-    threshold = max(1, total >> 14)
+    threshold = max(1, int(hist.sum()) >> 14)
     frequent = np.flatnonzero(hist >= threshold)
     if frequent.size == 0:
-        frequent = np.flatnonzero(hist > 0)
-    if frequent.size == 0:
-        lo_i = hi_i = hk
-    else:
-        lo_i, hi_i = int(frequent[0]), int(frequent[-1])
-    counts = np.empty(hi_i - lo_i + 2, dtype=np.int64)
-    counts[:-1] = hist[lo_i : hi_i + 1]
-    outside_idx = np.concatenate([np.arange(0, lo_i), np.arange(hi_i + 1, hist.shape[0])])
-    outside_counts = hist[outside_idx]
-    n_esc = int(outside_counts.sum()) + n_over
-    counts[-1] = n_esc
-    esc_bits = float(over_bits) + float(
-        (outside_counts * gamma_bits(zigzag(outside_idx - hk) + 1)).sum()
-    )
-    c16 = quantize_counts(counts)
-    freq = coder_frequencies(c16)
-    lo, hi = lo_i - hk, hi_i - hk
-    model_bits = (
-        gamma_bits(np.array([zigzag(lo) + 1, hi - lo + 1])).sum() + gamma_bits(c16 + 1).sum()
-    )
-    present = counts > 0
-    info = -np.log2(freq[present] / float(1 << kernels.ANS_PRECISION))
-    symbol_bits = float((counts[present] * info).sum())
-    bits = float(model_bits) + scale * (symbol_bits + esc_bits) + 64.0 + 8.0
-    return AnsPlan(lo, hi, c16, freq, int(round(n_esc * scale)), bits)
+        return 0, 0
+    lo, hi = int(frequent[0]) - hk, int(frequent[-1]) - hk
+    if hi - lo + 1 > MAX_RANGE:  # keep the most frequent part around zero
+        lo, hi = max(lo, -(MAX_RANGE // 2)), min(hi, MAX_RANGE // 2)
+    return lo, hi
 
 
-def encode(
+def estimate_bits(hist: np.ndarray, n_over: int, over_bits: int, scale: float) -> tuple[float, int, int]:
+    """Predicted model-section + stream bits from a (sub)sample histogram.
+
+    Returns (bits, lo, hi); ``scale`` extrapolates the sample's counts to the message.
+    """
+    hk = (hist.shape[0] - 1) // 2
+    lo, hi = choose_range(hist)
+    counts = np.empty(hi - lo + 2, dtype=np.int64)
+    counts[:-1] = hist[lo + hk : hi + hk + 1]
+    outside = np.concatenate([np.arange(-hk, lo), np.arange(hi + 1, hk + 1)])
+    outside_counts = hist[outside + hk]
+    counts[-1] = int(outside_counts.sum()) + n_over
+    esc_bits = float(over_bits) + float((outside_counts * gamma_bits(zigzag(outside) + 1)).sum())
+    model = Model.from_counts(lo, counts)
+    n = max(int(counts.sum()) * scale, 1)
+    bits = model.section_bits(scale * esc_bits) + scale * model.symbol_bits(counts)
+    return bits + 64.0 * num_segments(int(n)) + 8.0, lo, hi
+
+
+@dataclass
+class FullPass:
+    """The encoder's pass over the whole message for one (step, offset, range)."""
+
+    symbols: np.ndarray  # uint16
+    model: Model
+    counts: np.ndarray
+    escapes: np.ndarray
+    bits: float  # exact model section bits + ANS stream bits (up to state flushes)
+    sse: float  # squared error in step units
+
+
+def full_pass(
     x: np.ndarray,
     inv_step: float,
     mode: int,
     offset: float,
     stream: np.uint64,
-    model: AnsPlan,
-    backend: str = "numba",
-) -> tuple[bytes, int, int]:
-    """Quantize ``x`` and ANS-code it with ``model``.
-
-    Returns (body, length of the model section in bytes, escape count).
-    """
+    recon: np.ndarray,
+    lo: int,
+    hi: int,
+    symbols: np.ndarray | None = None,
+) -> FullPass:
     n = x.shape[0]
-    m = model.hi - model.lo + 1
-    symbols = np.empty(n, dtype=np.int32)
-    escapes = np.empty(max(16, 2 * model.n_escapes + 16), dtype=np.int64)
+    m = hi - lo + 1
+    if symbols is None:
+        symbols = np.empty(n, dtype=np.uint16)
+    counts = np.zeros(m + 1, dtype=np.int64)
+    cap = n // 64 + 1024  # escapes are rare by construction of the range; else retry
     while True:
-        n_esc = _quantize._quantize_symbols(
-            x, inv_step, mode, offset, stream, model.lo, m, symbols, escapes
+        escapes = np.empty(cap, dtype=np.int64)
+        n_esc, esc_bits, sse = _quantize._quantize_model(
+            x, inv_step, mode, offset, stream, recon, lo, symbols, counts, escapes
         )
         if n_esc >= 0:
             break
-        escapes = np.empty(n, dtype=np.int64)
-    escapes = escapes[:n_esc]
+        counts[:] = 0
+        cap = n
+    model = Model.from_counts(lo, counts)
+    bits = model.section_bits(esc_bits) + model.symbol_bits(counts) + 64.0 * num_segments(n) + 8.0
+    return FullPass(symbols, model, counts, escapes[:n_esc], bits, sse)
+
+
+def encode(fp: FullPass, backend: str = "numba") -> tuple[bytes, bytes]:
+    """ANS-code a full pass; returns (codec parameter bytes, body)."""
+    model = fp.model
     head = np.concatenate(
         [
-            np.array([zigzag(model.lo) + 1, m], dtype=np.int64),
+            np.array([int(zigzag(model.lo)) + 1, model.m], dtype=np.int64),
             model.c16 + 1,
-            np.asarray(zigzag(escapes), dtype=np.int64) + 1,
+            zigzag(fp.escapes) + 1,
         ]
     )
     section = kernels.gamma_encode(head)
+    n = fp.symbols.shape[0]
+    k = num_segments(n)
     if backend == "constriction":
         import constriction
 
-        cmodel = constriction.stream.model.Categorical(
-            model.freq.astype(np.float64) - 1.0, perfect=False
-        )
-        coder = constriction.stream.stack.AnsCoder()
-        if n:
-            coder.encode_reverse(symbols, cmodel)
-        words = coder.get_compressed()
+        cmodel = constriction.stream.model.Categorical(model.freq.astype(np.float64) - 1.0, perfect=False)
+        seg = -(-n // k) if n else 0
+        parts = []
+        for j in range(k):
+            coder = constriction.stream.stack.AnsCoder()
+            piece = fp.symbols[j * seg : (j + 1) * seg].astype(np.int32)
+            if piece.size:
+                coder.encode_reverse(piece, cmodel)
+            parts.append(coder.get_compressed())
+        word_counts = np.array([p.size for p in parts], dtype=np.int64)
+        words = np.concatenate(parts) if parts else np.empty(0, np.uint32)
     else:
         cdf, _ = kernels.build_ans_tables(model.freq, LUT_BITS)
-        cap = int(model.bits / 32 * 1.25) + 64
+        # the size is known from the exact counts; the fallback is the worst case (24 bits
+        # per symbol) and only guards against a bug
+        cap = int(fp.bits / 32 / k * 1.05) + 64
+        word_counts = np.zeros(k, dtype=np.int64)
         while True:
-            buf = np.empty(cap, dtype=np.uint32)
-            nw = _ans._ans_encode(symbols, cdf, model.freq, buf)
-            if nw >= 0:
+            buf = np.empty(cap * k, dtype=np.uint32)
+            if k == 1:
+                nw = _ans._ans_encode(fp.symbols, cdf, model.freq, buf)
+                status = min(nw, 0)
+                word_counts[0] = max(nw, 0)
+            else:
+                status = _ans._ans_encode4(fp.symbols, cdf, model.freq, buf, word_counts)
+            if status == 0:
                 break
-            cap = n * 3 // 4 + 4
-        words = buf[:nw]
-    return section + words.astype("<u4").tobytes(), len(section), n_esc
+            cap = -(-n // k) * 3 // 4 + 4
+        words = np.concatenate([buf[j * cap : j * cap + word_counts[j]] for j in range(k)])
+    params = bytearray(put_varint(len(section)) + put_varint(fp.escapes.size) + put_varint(k))
+    for j in range(k):
+        params += put_varint(int(word_counts[j]))
+    return bytes(params), section + words.astype("<u4", copy=False).tobytes()
 
 
 def decode(
+    r: Reader,
     body: memoryview,
-    n: int,
-    model_len: int,
-    n_escapes: int,
+    out: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
     backend: str = "numba",
-) -> tuple[np.ndarray, int, int, np.ndarray]:
-    """Parse the model section and decode ``n`` symbols.
-
-    Returns (symbols, lo, escape symbol ``m = hi - lo + 1``, escaped levels); the caller
-    checks that escape symbols and escaped levels agree in number.
-    """
-    if model_len > len(body) or (len(body) - model_len) % 4:
-        raise DecodeError("rdq/ans: model section length does not fit the body")
+) -> None:
+    """Read the ANS parameters from ``r`` and decode the body into ``out``."""
+    n = out.shape[0]
+    model_len = r.varint("model section length", len(body))
+    n_escapes = r.varint("escape count", n)
+    k = r.varint("segment count", _ans.MAX_SEGMENTS)
+    if k != num_segments(n):
+        raise DecodeError(f"rdq/ans: {k} segments for {n} elements")
+    word_counts = np.empty(k, dtype=np.int64)
+    for j in range(k):
+        word_counts[j] = r.varint("segment word count", len(body) // 4)
+    r.finish()
+    if model_len + 4 * int(word_counts.sum()) != len(body):
+        raise DecodeError("rdq/ans: section and stream lengths do not add up to the body")
     section = np.frombuffer(body[:model_len], dtype=np.uint8)
     try:
         head, offset = kernels.gamma_decode(section, 2)
@@ -207,12 +276,12 @@ def decode(
         c16 = c16 - 1
         if int(c16.sum()) != 1 << COUNT_BITS:
             raise DecodeError("rdq/ans: model frequencies do not sum to 2**16")
-        if n_escapes > n or n_escapes > 8 * len(section):
+        if n_escapes > 8 * len(section):
             raise DecodeError("rdq/ans: escape count out of range")
         zz, offset = kernels.gamma_decode(section, n_escapes, offset)
+    except DecodeError:
+        raise
     except ValueError as exc:
-        if isinstance(exc, DecodeError):
-            raise
         raise DecodeError(f"rdq/ans: invalid model section ({exc})") from None
     if (offset + 7) // 8 != model_len:
         raise DecodeError("rdq/ans: model section has trailing bytes")
@@ -222,18 +291,31 @@ def decode(
         raise DecodeError("rdq/ans: escaped level outside the level bound")
     freq = coder_frequencies(c16)
     words = np.frombuffer(body[model_len:], dtype="<u4").astype(np.uint32)
+    symbols = np.empty(n, dtype=np.uint16)
     if backend == "constriction":
         import constriction
 
         cmodel = constriction.stream.model.Categorical(freq.astype(np.float64) - 1.0, perfect=False)
-        coder = constriction.stream.stack.AnsCoder(words)
-        symbols = coder.decode(cmodel, n).astype(np.int32) if n else np.empty(0, np.int32)
-        if not coder.is_empty():
-            raise DecodeError("rdq/ans: stream has data left after the last symbol")
+        seg = -(-n // k) if n else 0
+        w = 0
+        for j in range(k):
+            piece = words[w : w + word_counts[j]]
+            w += int(word_counts[j])
+            count = max(0, min(n, (j + 1) * seg) - j * seg)
+            coder = constriction.stream.stack.AnsCoder(piece)
+            if count:
+                symbols[j * seg : j * seg + count] = coder.decode(cmodel, count)
+            if not coder.is_empty():
+                raise DecodeError("rdq/ans: stream has data left after the last symbol")
     else:
         cdf, lut = kernels.build_ans_tables(freq, LUT_BITS)
-        symbols = np.empty(n, dtype=np.int32)
-        status = _ans._ans_decode(words, cdf, freq, lut, kernels.ANS_PRECISION - LUT_BITS, symbols)
+        shift = kernels.ANS_PRECISION - LUT_BITS
+        if k == 1:
+            status = _ans._ans_decode(words, cdf, freq, lut, shift, symbols)
+        else:
+            status = _ans._ans_decode4(words, word_counts, cdf, freq, lut, shift, symbols)
         if status < 0:
-            raise DecodeError("rdq/ans: stream does not end where a valid message ends")
-    return symbols, lo, m, escapes
+            raise DecodeError("rdq/ans: the stream does not end where a valid message ends")
+    status = _quantize._dequantize_symbols(symbols, lo, m, escapes, mode, step, recon, stream, out)
+    if status < 0:
+        raise DecodeError("rdq/ans: escape symbols and escaped levels disagree")
