@@ -64,7 +64,7 @@ class _Final:
     bits: float
     sse: float
     ans: ans_coder.FullPass | None
-    rleg_bits: int = 0
+    rleg_body: bytes = b""
 
 
 _NO_RECON = np.zeros(0)
@@ -178,7 +178,9 @@ class _Solver:
             return bits + (1e30 if infeasible else 0.0)
         return sse + self.lam(step) * bits
 
-    def search(self, offset: float, coder: int) -> _Point:
+    def search(self, offset: float, coder: int, near: _Point | None = None) -> _Point:
+        """Best point for one (offset, coder); ``near`` (a solution for another offset)
+        narrows the bisection to one octave around it."""
         mode = self.codec._rate_mode
         target = self.codec._rate_value
         if mode == "step":
@@ -190,8 +192,13 @@ class _Solver:
             return self.golden(offset, coder)
         # bisection on log2(step): bits fall and squared error rises with the step
         lo, hi = self.log_step_min, self.log_step_max
+        iters = _BISECT_ITERS
+        if near is not None:
+            centre = math.log2(near.step)
+            lo, hi = max(lo, centre - 0.5), min(hi, centre + 0.5)
+            iters = _BISECT_ITERS // 2
         best: _Point | None = None
-        for _ in range(_BISECT_ITERS):
+        for _ in range(iters):
             mid = 0.5 * (lo + hi)
             p = self.evaluate(2.0**mid, offset, coder)
             if mode == "bits_per_param":
@@ -245,8 +252,18 @@ class _Solver:
         if p.coder == _CODER_ANS:
             fp = ans_coder.full_pass(self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi)
             return _Final(p, fp.bits + extra, fp.sse * p.step * p.step, fp)
-        bits, sse = _quantize._rleg_pass(self.x, inv, self.mode, p.offset, self.stream, recon)
-        return _Final(p, bits + 8.0 + extra, sse * p.step * p.step, None, bits)
+        # the run-length gamma code is written right away: its length is the measurement
+        cap = int(p.bits * 1.25 / 8) + 1024
+        while True:
+            out = np.empty(cap, dtype=np.uint8)
+            nbytes, sse = _bits._rleg_encode_quantized(
+                self.x, inv, self.mode, p.offset, self.stream, recon, out
+            )
+            if nbytes >= 0:
+                break
+            cap = 17 * self.n + 64  # worst case: 127 bits per element
+        body = out[:nbytes].tobytes()
+        return _Final(p, 8.0 * nbytes + extra, sse * p.step * p.step, None, body)
 
     def refine(self, p: _Point) -> _Final:
         """Measure ``p`` on the whole message and correct the step until the target holds."""
@@ -298,7 +315,11 @@ class _Solver:
             return self.measure(self.evaluate(1.0, 0.5, coder))
         coders = {"ans": [_CODER_ANS], "rleg": [_CODER_RLEG], "auto": [_CODER_ANS, _CODER_RLEG]}
         offsets = _RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
-        candidates = [self.search(off, c) for c in coders[codec.coder] for off in offsets]
+        candidates: list[_Point] = []
+        for c in coders[codec.coder]:
+            first = self.search(offsets[0], c)
+            candidates.append(first)
+            candidates += [self.search(off, c, near=first) for off in offsets[1:]]
         if self.sample_index.size == 0 and codec.coder == "auto":
             # small message: the estimates are exact enough; measure both coders anyway
             finals = [self.refine(c) for c in sorted(candidates, key=self.objective)[:2]]
@@ -443,21 +464,13 @@ class RDQ(Codec):
         params = bytearray(struct.pack("<Bf", flags, point.step))
         if needs_seed:
             params += struct.pack("<I", _rng.seed_check(seed))
-        recon = _NO_RECON
         if point.recon is not None:
             t = np.rint((point.recon[1:] - np.arange(1, point.recon.size)) * 128.0)
             params += bytes([point.recon.size - 1]) + t.astype(np.int8).tobytes()
         if final.ans is not None:
             ans_params, body = ans_coder.encode(final.ans, self.ans_backend)
             return bytes(params + ans_params), body
-        out = np.empty(final.rleg_bits // 8 + 64, dtype=np.uint8)
-        nbytes = _bits._rleg_encode_quantized(
-            work, 1.0 / point.step, self._mode, point.offset, stream, out
-        )
-        if nbytes < 0:  # the size was counted exactly; this guards against a bug
-            raise RuntimeError("run-length gamma buffer too small")
-        del recon
-        return bytes(params), out[:nbytes].tobytes()
+        return bytes(params), final.rleg_body
 
     # -- decoding ------------------------------------------------------------------------
     def _decode(self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None) -> None:

@@ -12,11 +12,14 @@ count, ``-4`` non-zero padding or trailing bytes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
 from ._config import INLINE_OPTIONS, JIT_OPTIONS
-from .quant import _bit_length, _dequantize_one, _quantize_one
+from .quant import _bit_length, _dequantize_one
+from .rng import _uniform
 
 ERR_EXHAUSTED = -1
 ERR_GAMMA_TOO_LONG = -2
@@ -31,14 +34,18 @@ MAX_GAMMA_BITS = 32  # values up to 2**32 - 1
 def _put_bits(
     out: np.ndarray, pos: int, buf: np.uint64, nbits: int, value: np.uint64, count: int
 ) -> tuple[int, np.uint64, int]:
-    """Append ``count <= 56`` bits of ``value``; flushes whole bytes. Caller checks room."""
+    """Append ``count <= 32`` bits of ``value``; whole 32-bit words are flushed (so fewer
+    than 32 bits stay buffered). The caller checks that 4 more bytes fit."""
     buf |= value << np.uint64(nbits)
     nbits += count
-    while nbits >= 8:
+    if nbits >= 32:
         out[pos] = np.uint8(buf & np.uint64(0xFF))
-        pos += 1
-        buf >>= np.uint64(8)
-        nbits -= 8
+        out[pos + 1] = np.uint8((buf >> np.uint64(8)) & np.uint64(0xFF))
+        out[pos + 2] = np.uint8((buf >> np.uint64(16)) & np.uint64(0xFF))
+        out[pos + 3] = np.uint8((buf >> np.uint64(24)) & np.uint64(0xFF))
+        pos += 4
+        buf >>= np.uint64(32)
+        nbits -= 32
     return pos, buf, nbits
 
 
@@ -46,11 +53,27 @@ def _put_bits(
 def _put_gamma(
     out: np.ndarray, pos: int, buf: np.uint64, nbits: int, v: int
 ) -> tuple[int, np.uint64, int]:
+    """Append the Elias-gamma code of ``1 <= v < 2**32``."""
     n = _bit_length(v)
-    pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), n - 1)
-    # one bit, then the low n-1 bits of v: together (v_low << 1) | 1 in n bits
+    # n - 1 zeros, a one, then the low n - 1 bits of v: as one number, LSB first,
+    # ((v - 2**(n-1)) << n) | (1 << (n-1)), 2n - 1 bits long
     low = np.uint64(v) - (np.uint64(1) << np.uint64(n - 1))
+    if n <= 16:
+        code = (low << np.uint64(n)) | (np.uint64(1) << np.uint64(n - 1))
+        return _put_bits(out, pos, buf, nbits, code, 2 * n - 1)
+    pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), n - 1)
     return _put_bits(out, pos, buf, nbits, (low << np.uint64(1)) | np.uint64(1), n)
+
+
+@njit(**INLINE_OPTIONS)
+def _flush_bytes(out: np.ndarray, pos: int, buf: np.uint64, nbits: int) -> int:
+    """Write the buffered bits, zero-padded to a byte; returns the byte count."""
+    while nbits > 0:
+        out[pos] = np.uint8(buf & np.uint64(0xFF))
+        pos += 1
+        buf >>= np.uint64(8)
+        nbits -= 8
+    return pos
 
 
 @njit(**INLINE_OPTIONS)
@@ -102,9 +125,7 @@ def _gamma_encode(values: np.ndarray, out: np.ndarray) -> int:
     nbits = 0
     for i in range(values.shape[0]):
         pos, buf, nbits = _put_gamma(out, pos, buf, nbits, int(values[i]))
-    if nbits > 0:
-        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 8 - nbits)
-    return pos
+    return _flush_bytes(out, pos, buf, nbits)
 
 
 @njit(**JIT_OPTIONS)
@@ -153,9 +174,7 @@ def _rleg_encode(q: np.ndarray, out: np.ndarray) -> int:
         return ERR_CAPACITY
     if zero_run > 1:
         pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
-    if nbits > 0:
-        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 8 - nbits)
-    return pos
+    return _flush_bytes(out, pos, buf, nbits)
 
 
 @njit(**JIT_OPTIONS)
@@ -199,32 +218,73 @@ def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
 
 @njit(**JIT_OPTIONS)
 def _rleg_encode_quantized(
-    x: np.ndarray, inv_step: float, mode: int, offset: float, seed: np.uint64, out: np.ndarray
-) -> int:
-    """Quantize ``x`` and write its run-length gamma code in one pass (see _rleg_encode)."""
+    x: np.ndarray,
+    inv_step: float,
+    mode: int,
+    offset: float,
+    seed: np.uint64,
+    recon: np.ndarray,
+    out: np.ndarray,
+) -> tuple[int, float]:
+    """Quantize ``x`` and write its run-length gamma code (see :func:`_rleg_encode`) in one
+    pass; also returns the squared error (step units) of the reconstruction ``recon``.
+
+    Returns (bytes written or ERR_CAPACITY, squared error). The rounding is written out
+    once per mode: the shared helpers kept these loops from optimizing.
+    """
     cap = out.shape[0]
     pos = 0
     buf = np.uint64(0)
     nbits = 0
     zero_run = 1
-    for i in range(x.shape[0]):
-        v = _quantize_one(float(x[i]) * inv_step, i, mode, offset, seed)
-        if v == 0:
-            zero_run += 1
-            continue
+    sse = 0.0
+    top = max(recon.shape[0], 1)
+    shift = np.zeros(top + 1)
+    for k in range(1, recon.shape[0]):
+        shift[k] = recon[k] - k
+    n = x.shape[0]
+    i = 0
+    while i < n:
+        if mode == 0:
+            # advance through the zero run without leaving this loop
+            while i < n:
+                v = float(x[i]) * inv_step
+                a = abs(v)
+                k = math.floor(a + offset)
+                e = a - (k + shift[min(k, top)])
+                sse += e * e
+                if k != 0:
+                    break
+                zero_run += 1
+                i += 1
+            if i == n:
+                break
+            q = -k if v < 0.0 else k
+        else:
+            while i < n:
+                v = float(x[i]) * inv_step
+                u = _uniform(seed, i)
+                q = math.floor(v + u)
+                e = (q - v) if mode == 1 else (q - u + 0.5 - v)
+                sse += e * e
+                if q != 0:
+                    break
+                zero_run += 1
+                i += 1
+            if i == n:
+                break
         if pos + 20 > cap:
-            return ERR_CAPACITY
+            return ERR_CAPACITY, sse
         pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
-        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 if v > 0 else 0), 1)
-        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, abs(v))
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 if q > 0 else 0), 1)
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, abs(q))
         zero_run = 1
+        i += 1
     if pos + 20 > cap:
-        return ERR_CAPACITY
+        return ERR_CAPACITY, sse
     if zero_run > 1:
         pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
-    if nbits > 0:
-        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 8 - nbits)
-    return pos
+    return _flush_bytes(out, pos, buf, nbits), sse
 
 
 @njit(**JIT_OPTIONS)

@@ -285,6 +285,9 @@ FIXTURE_CASES = {
     # long enough for four interleaved ANS streams; float16 in and out
     "rdq_ans_segments_f16": ({"bits_per_param": 1.0}, 0),
     "rdq_dither_segments_f16": ({"nmse": 0.05, "rounding": "dither"}, 11),
+    # no rate search: the whole bitstream is pinned
+    "rdq_ans_step_segments_f16": ({"step": 0.05, "levels": "uniform"}, 0),
+    "rdq_rleg_step": ({"step": 2e-3, "levels": "uniform", "coder": "rleg"}, 0),
 }
 
 
@@ -297,4 +300,5 @@ def fixture_input(name: str) -> np.ndarray:
 @pytest.mark.parametrize("name", list(FIXTURE_CASES))
 def test_golden_payloads(name: str) -> None:
     config, seed = FIXTURE_CASES[name]
-    check_backwards_compatibility(name, RDQ(**config), fixture_input(name), seed)
+    exact = "step" in config and config.get("levels", "uniform") == "uniform"
+    check_backwards_compatibility(name, RDQ(**config), fixture_input(name), seed, exact_encode=exact)
