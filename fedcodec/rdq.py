@@ -34,7 +34,7 @@ RATE_PARAMS = ("bits_per_param", "nmse", "lmbda", "step", "step_rms")
 
 _CODER_ANS, _CODER_RLEG = 0, 1
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
-_SAMPLE = 1 << 15  # rate search runs on this many evenly spaced elements
+_SAMPLE = 1 << 14  # rate search runs on this many evenly spaced elements
 _RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
 _MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
@@ -119,7 +119,8 @@ class _Solver:
         sum_abs = np.zeros(hk + 1)
         sum_sq = np.zeros(hk + 1)
         n_over, over_bits, sse_other, rleg_bits = _quantize._stats(
-            self.sample, self.sample_index, inv, self.mode, offset, self.stream, hist, sum_abs, sum_sq
+            self.sample, self.sample_index, inv, self.mode, offset, self.stream,
+            coder == _CODER_RLEG, hist, sum_abs, sum_sq,
         )
         recon = None
         if self.mode == kernels.NEAREST:
@@ -250,8 +251,14 @@ class _Solver:
         recon = _NO_RECON if p.recon is None else p.recon
         extra = _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
         if p.coder == _CODER_ANS:
-            fp = ans_coder.full_pass(self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi)
-            return _Final(p, fp.bits + extra, fp.sse * p.step * p.step, fp)
+            # only the NMSE target needs the exact error of the whole message; the other
+            # modes keep the subsample's estimate
+            exact = self.codec._rate_mode == "nmse"
+            fp = ans_coder.full_pass(
+                self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact
+            )
+            sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
+            return _Final(p, fp.bits + extra, sse, fp)
         # the run-length gamma code is written right away: its length is the measurement
         cap = int(p.bits * 1.25 / 8) + 1024
         while True:

@@ -147,6 +147,7 @@ def _stats(
     mode: int,
     offset: float,
     seed: np.uint64,
+    want_rleg: bool,
     hist: np.ndarray,
     sum_abs: np.ndarray,
     sum_sq: np.ndarray,
@@ -158,8 +159,8 @@ def _stats(
     ``[-hk, hk]``, ``hk = (len(hist) - 1) // 2``) and, for NEAREST, ``sum_abs[k]`` and
     ``sum_sq[k]`` (sums of |v| and v² over elements with |q| = k <= hk). Returns the count of
     |q| > hk, the Elias-gamma bits of their zigzag codes, the squared error (in step units)
-    of the elements not covered by the per-level sums, and the exact bits the run-length
-    Elias-gamma code would spend on this sequence.
+    of the elements not covered by the per-level sums, and (if ``want_rleg``) the exact bits
+    the run-length Elias-gamma code would spend on this sequence.
     """
     hk = (hist.shape[0] - 1) // 2
     has_index = index.shape[0] > 0
@@ -168,35 +169,47 @@ def _stats(
     sse = 0.0
     rleg_bits = 0
     zero_run = 1
+    zeros = 0
+    zero_sq = 0.0  # level 0 is the most frequent: its sums stay in registers
     for j in range(x.shape[0]):
-        i = index[j] if has_index else j
         v = float(x[j]) * inv_step
         if mode == NEAREST:
             a = abs(v)
             k = math.floor(a + offset)
-            q = -k if v < 0.0 else k
-            if k <= hk:
-                sum_abs[k] += a
-                sum_sq[k] += a * a
+            if k == 0:
+                zeros += 1
+                zero_sq += a * a
+                q = 0
             else:
-                sse += (a - k) * (a - k)
+                q = -k if v < 0.0 else k
+                if k <= hk:
+                    sum_abs[k] += a
+                    sum_sq[k] += a * a
+                else:
+                    sse += (a - k) * (a - k)
         else:
-            u = _uniform(seed, i)
+            u = _uniform(seed, index[j] if has_index else j)
             q = math.floor(v + u)
             e = (q - v) if mode == STOCHASTIC else (q - u + 0.5 - v)
             sse += e * e
-        if -hk <= q <= hk:
-            hist[q + hk] += 1
-        else:
-            n_over += 1
-            zz = 2 * q if q > 0 else -2 * q - 1
-            over_bits += _gamma_bits(zz + 1)
-        if q == 0:
-            zero_run += 1
-        else:
-            rleg_bits += _gamma_bits(zero_run) + 1 + _gamma_bits(abs(q))
-            zero_run = 1
-    if zero_run > 1:
+            if q == 0:
+                zeros += 1
+        if q != 0:
+            if -hk <= q <= hk:
+                hist[q + hk] += 1
+            else:
+                n_over += 1
+                zz = 2 * q if q > 0 else -2 * q - 1
+                over_bits += _gamma_bits(zz + 1)
+        if want_rleg:
+            if q == 0:
+                zero_run += 1
+            else:
+                rleg_bits += _gamma_bits(zero_run) + 1 + _gamma_bits(abs(q))
+                zero_run = 1
+    hist[hk] += zeros
+    sum_sq[0] += zero_sq
+    if want_rleg and zero_run > 1:
         rleg_bits += _gamma_bits(zero_run)
     return n_over, over_bits, sse, rleg_bits
 
@@ -309,6 +322,7 @@ def _quantize_model(
     seed: np.uint64,
     recon: np.ndarray,
     lo: int,
+    want_sse: bool,
     symbols: np.ndarray,
     counts: np.ndarray,
     escapes: np.ndarray,
@@ -319,7 +333,8 @@ def _quantize_model(
     the escape symbol ``m`` with ``q`` appended to ``escapes`` (element order). Fills
     ``counts`` (the exact histogram of the symbols). Returns the escape count (-1 if
     ``escapes`` is full), the Elias-gamma bits of the escaped levels' zigzag codes, and the
-    squared error in step units given the reconstruction table ``recon``.
+    squared error in step units given the reconstruction table ``recon`` (for rounding
+    ``nearest`` only if ``want_sse``; 0 otherwise).
     """
     m = counts.shape[0] - 1
     cap = escapes.shape[0]
@@ -338,8 +353,9 @@ def _quantize_model(
             a = abs(v)
             k = math.floor(a + offset)
             q = -k if v < 0.0 else k
-            r = k + shift[min(k, top)]
-            sse += (a - r) * (a - r)
+            if want_sse:
+                r = k + shift[min(k, top)]
+                sse += (a - r) * (a - r)
             s = q - lo
             if s >= 0 and s < m:
                 symbols[i] = s

@@ -144,7 +144,7 @@ def test_stats_kernel_matches_reference(name: str, rounding: str) -> None:
     hist = np.zeros(2 * hk + 1, np.int64)
     s1, s2 = np.zeros(hk + 1), np.zeros(hk + 1)
     n_over, over_bits, sse, rleg_bits = quant._stats(
-        x, np.empty(0, np.int64), 1.0 / step, mode, offset, stream, hist, s1, s2
+        x, np.empty(0, np.int64), 1.0 / step, mode, offset, stream, True, hist, s1, s2
     )
     q = ref_quantize(x, step, rounding, offset, seed).astype(np.int64)
     inside = np.abs(q) <= hk
@@ -156,7 +156,8 @@ def test_stats_kernel_matches_reference(name: str, rounding: str) -> None:
     v = x.astype(np.float64) / step
     if rounding == "nearest":
         a = np.abs(v)
-        for k in range(hk + 1):
+        assert s2[0] == pytest.approx((a[q == 0] ** 2).sum())
+        for k in range(1, hk + 1):
             sel = np.abs(q) == k
             assert s1[k] == pytest.approx(a[sel].sum())
             assert s2[k] == pytest.approx((a[sel] ** 2).sum())

@@ -167,18 +167,17 @@ def full_pass(
     recon: np.ndarray,
     lo: int,
     hi: int,
-    symbols: np.ndarray | None = None,
+    want_sse: bool = True,
 ) -> FullPass:
     n = x.shape[0]
     m = hi - lo + 1
-    if symbols is None:
-        symbols = np.empty(n, dtype=np.uint16)
+    symbols = np.empty(n, dtype=np.uint16)
     counts = np.zeros(m + 1, dtype=np.int64)
     cap = n // 64 + 1024  # escapes are rare by construction of the range; else retry
     while True:
         escapes = np.empty(cap, dtype=np.int64)
         n_esc, esc_bits, sse = _quantize._quantize_model(
-            x, inv_step, mode, offset, stream, recon, lo, symbols, counts, escapes
+            x, inv_step, mode, offset, stream, recon, lo, want_sse, symbols, counts, escapes
         )
         if n_esc >= 0:
             break

@@ -1,0 +1,16 @@
+"""Shared fixtures of the benchmark suite (run with ``make bench``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcodec.sample_updates import laplace
+
+SIZES = {"1M": 1_000_000, "10M": 10_000_000}
+
+
+@pytest.fixture(scope="session", params=list(SIZES))
+def update(request: pytest.FixtureRequest) -> np.ndarray:
+    """A Laplace-shaped float32 update (the shape of real updates' histograms)."""
+    return laplace(SIZES[request.param], seed=0)

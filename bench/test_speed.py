@@ -1,0 +1,111 @@
+"""Encode/decode throughput of RDQ at ~1 bit/param, rate control included, and of its
+kernels, next to a memory copy of the same update (compare ratios within one run).
+
+Run: ``make bench`` (writes bench/results/latest.json).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcodec import RDQ, kernels
+from fedcodec.kernels import ans as _ans
+from fedcodec.kernels import rng
+
+CONFIGS = {
+    "ans-rdo": {"bits_per_param": 1.0},
+    "ans-uniform": {"bits_per_param": 1.0, "levels": "uniform"},
+    "rleg": {"bits_per_param": 1.0, "coder": "rleg"},
+    "ans-constriction": {"bits_per_param": 1.0, "ans_backend": "constriction"},
+    "ans-step": {"step_rms": 1.0, "levels": "uniform"},
+    "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
+}
+
+
+def test_memory_copy(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """The reference: copying the update once."""
+    out = np.empty_like(update)
+    benchmark(np.copyto, out, update)
+    benchmark.extra_info["params"] = update.size
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_encode(benchmark, update: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
+    codec = RDQ(**CONFIGS[name])
+    codec.encode(update[:1000], seed=1)  # compile
+    payload = benchmark(codec.encode, update, seed=1)
+    benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_decode(benchmark, update: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
+    codec = RDQ(**CONFIGS[name])
+    payload = codec.encode(update, seed=1)
+    codec.decode(payload, seed=1)
+    out = np.empty_like(update)
+    benchmark(codec.decode, payload, seed=1, out=out)
+    benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
+
+
+def test_kernel_quantize(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    benchmark(kernels.quantize, update, 2e-3)
+
+
+def test_kernel_rotate(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    work = update.copy()
+    benchmark(kernels.rotate, work, 3)
+
+
+def _symbols(update: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    q = kernels.quantize(update, 2.5e-3)
+    q = np.clip(q, -8, 8) + 8
+    counts = np.bincount(q, minlength=17)
+    from fedcodec.coders.ans import coder_frequencies, quantize_counts
+
+    freq = coder_frequencies(quantize_counts(counts))
+    cdf, lut = kernels.build_ans_tables(freq, 12)
+    return q.astype(np.uint16), freq, cdf, lut
+
+
+def test_kernel_ans_encode_4_streams(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    symbols, freq, cdf, _ = _symbols(update)
+    words = np.empty(update.size, np.uint32)
+    counts = np.zeros(4, np.int64)
+    benchmark(_ans._ans_encode4, symbols, cdf, freq, words, counts)
+
+
+def test_kernel_ans_decode_4_streams(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    symbols, freq, cdf, lut = _symbols(update)
+    buf = np.empty(update.size, np.uint32)
+    counts = np.zeros(4, np.int64)
+    _ans._ans_encode4(symbols, cdf, freq, buf, counts)
+    cap = buf.size // 4
+    words = np.concatenate([buf[k * cap : k * cap + counts[k]] for k in range(4)])
+    out = np.empty(update.size, np.uint16)
+    benchmark(_ans._ans_decode4, words, counts, cdf, freq, lut, 12, out)
+
+
+def test_constriction_ans_decode(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """constriction's own decoder on one stream of the same symbols, for the speed-up."""
+    import constriction
+
+    symbols, freq, _, _ = _symbols(update)
+    model = constriction.stream.model.Categorical(freq.astype(np.float64) - 1.0, perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(symbols.astype(np.int32), model)
+    words = coder.get_compressed()
+
+    def decode() -> np.ndarray:
+        return constriction.stream.stack.AnsCoder(words).decode(model, symbols.size)
+
+    benchmark(decode)
+
+
+def test_kernel_rleg_encode(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    q = kernels.quantize(update, 2.8e-3, offset=0.32)
+    benchmark(kernels.rleg_encode, q)
+
+
+def test_uniform_stream(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    benchmark(rng.uniform, 1, rng.STREAM_DITHER, update.size)
