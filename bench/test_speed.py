@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from fedcodec import RDQ, kernels
 from fedcodec.kernels import ans as _ans
 from fedcodec.kernels import rng
+
+from fedcodec import RDQ, kernels
 
 CONFIGS = {
     "ans-rdo": {"bits_per_param": 1.0},

@@ -13,8 +13,8 @@ import numpy as np
 
 from . import container
 from .errors import DecodeError, UnknownCodecError
-from .layout import Layout, as_numpy, flatten
 from .kernels import max_abs_and_sumsq
+from .layout import Layout, as_numpy, flatten
 
 ENTRY_POINT_GROUP = "fedcodec.codecs"
 
@@ -51,7 +51,11 @@ class Codec(ABC):
         return cls(**kwargs)
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Codec)
+            and type(self) is type(other)
+            and (self.get_config() == other.get_config())
+        )
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.get_config(), sort_keys=True))
@@ -118,9 +122,7 @@ class Codec(ABC):
         if out is not None and (not isinstance(out, np.ndarray) or out.shape != env.shape):
             shape = getattr(out, "shape", None)
             raise DecodeError(f"payload holds an array of shape {env.shape}, out has shape {shape}")
-        direct = (
-            out is not None and out.dtype == np.float32 and out.flags.c_contiguous
-        ) or None
+        direct = (out is not None and out.dtype == np.float32 and out.flags.c_contiguous) or None
         flat = out.reshape(-1) if direct and out is not None else np.empty(env.count, np.float32)
         try:
             self._decode(env.params, env.body, flat, seed=seed)
@@ -144,7 +146,9 @@ class Codec(ABC):
         """Encode a finite contiguous float32 vector; returns (decode parameters, body)."""
 
     @abstractmethod
-    def _decode(self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None) -> None:
+    def _decode(
+        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
+    ) -> None:
         """Decode into ``out`` (float32, the element count); raise DecodeError on defects."""
 
 

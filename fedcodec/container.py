@@ -40,8 +40,12 @@ MAX_ELEMENTS = 1 << 28
 MAX_NDIM = 32
 MAX_ID_LEN = 32
 
-DTYPE_CODES = {np.dtype(np.float16): 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
-CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
+DTYPE_CODES: dict[np.dtype, int] = {
+    np.dtype(np.float16): 1,
+    np.dtype(np.float32): 2,
+    np.dtype(np.float64): 3,
+}
+CODE_DTYPES: dict[int, np.dtype] = {v: k for k, v in DTYPE_CODES.items()}
 
 
 @dataclass(frozen=True)

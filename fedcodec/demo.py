@@ -44,7 +44,9 @@ def run(out_dir: Path, repeats: int = 3) -> list[dict[str, object]]:
         for config in CONFIGS:
             codec = RDQ(**config)  # type: ignore[arg-type]
             measure(codec, x, seed=7)  # compile and warm up
-            best = min((measure(codec, x, seed=7) for _ in range(repeats)), key=lambda m: m["encode_s"])
+            best = min(
+                (measure(codec, x, seed=7) for _ in range(repeats)), key=lambda m: m["encode_s"]
+            )
             rows.append({"update": name, "params": int(x.size), "config": config, **best})
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [

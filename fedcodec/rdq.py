@@ -14,14 +14,14 @@ import math
 import secrets
 import struct
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from . import kernels
 from .codec import Codec, register_codec
-from .container import Reader
 from .coders import ans as ans_coder
+from .container import Reader
 from .errors import DecodeError
 from .kernels import bits as _bits
 from .kernels import quant as _quantize
@@ -119,8 +119,16 @@ class _Solver:
         sum_abs = np.zeros(hk + 1)
         sum_sq = np.zeros(hk + 1)
         n_over, over_bits, sse_other, rleg_bits = _quantize._stats(
-            self.sample, self.sample_index, inv, self.mode, offset, self.stream,
-            coder == _CODER_RLEG, hist, sum_abs, sum_sq,
+            self.sample,
+            self.sample_index,
+            inv,
+            self.mode,
+            offset,
+            self.stream,
+            coder == _CODER_RLEG,
+            hist,
+            sum_abs,
+            sum_sq,
         )
         recon = None
         if self.mode == kernels.NEAREST:
@@ -139,7 +147,9 @@ class _Solver:
             bits, lo, hi = ans_coder.estimate_bits(hist, n_over, over_bits, self.scale)
         else:
             bits = rleg_bits * self.scale + 8.0
-        return _Point(step, offset, coder, bits + extra, sse * step * step * self.scale, recon, lo, hi)
+        return _Point(
+            step, offset, coder, bits + extra, sse * step * step * self.scale, recon, lo, hi
+        )
 
     def reconstruction(
         self,
@@ -437,7 +447,9 @@ class RDQ(Codec):
         if coder not in CODERS:
             raise ValueError(f"coder must be one of {CODERS}, got {coder!r}")
         if ans_backend not in ans_coder.BACKENDS:
-            raise ValueError(f"ans_backend must be one of {ans_coder.BACKENDS}, got {ans_backend!r}")
+            raise ValueError(
+                f"ans_backend must be one of {ans_coder.BACKENDS}, got {ans_backend!r}"
+            )
         self.rounding = rounding
         self.levels = levels
         self.rotate = bool(rotate)
@@ -467,7 +479,9 @@ class RDQ(Codec):
         final = _Solver(self, work, max_abs, sumsq, stream).solve()
         point = final.point
 
-        flags = self._mode | (self.rotate << 2) | (point.coder << 3) | ((point.recon is not None) << 5)
+        flags = (
+            self._mode | (self.rotate << 2) | (point.coder << 3) | ((point.recon is not None) << 5)
+        )
         params = bytearray(struct.pack("<Bf", flags, point.step))
         if needs_seed:
             params += struct.pack("<I", _rng.seed_check(seed))
@@ -480,10 +494,17 @@ class RDQ(Codec):
         return bytes(params), final.rleg_body
 
     # -- decoding ------------------------------------------------------------------------
-    def _decode(self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None) -> None:
+    def _decode(
+        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
+    ) -> None:
         r = Reader(params, "rdq parameters")
         flags = r.u8("flags")
-        mode, rotate, coder, has_recon = flags & 3, (flags >> 2) & 1, (flags >> 3) & 3, (flags >> 5) & 1
+        mode, rotate, coder, has_recon = (
+            flags & 3,
+            (flags >> 2) & 1,
+            (flags >> 3) & 3,
+            (flags >> 5) & 1,
+        )
         if mode > 2 or coder > 1 or flags >> 6:
             raise DecodeError(f"rdq: invalid flags {flags:#04x}")
         (step,) = r.unpack("<f", "step")
@@ -497,7 +518,9 @@ class RDQ(Codec):
                     "pass the same seed to decode"
                 )
             if _rng.seed_check(seed) != check:
-                raise DecodeError("rdq: the seed does not match the one the payload was encoded with")
+                raise DecodeError(
+                    "rdq: the seed does not match the one the payload was encoded with"
+                )
         recon = np.zeros(0)
         if has_recon:
             k = r.u8("reconstruction count")
@@ -511,8 +534,13 @@ class RDQ(Codec):
         else:
             r.finish()
             status = _bits._rleg_decode_values(
-                np.frombuffer(body, dtype=np.uint8), out, kernels.MAX_ABS_LEVEL, mode, step,
-                recon, stream,
+                np.frombuffer(body, dtype=np.uint8),
+                out,
+                kernels.MAX_ABS_LEVEL,
+                mode,
+                step,
+                recon,
+                stream,
             )
             if status < 0:
                 raise DecodeError(f"rdq/rleg: invalid run-length gamma body (status {status})")

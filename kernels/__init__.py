@@ -63,9 +63,7 @@ def rounding_mode(rounding: str) -> int:
     try:
         return _MODES[rounding]
     except KeyError:
-        raise ValueError(
-            f"unknown rounding {rounding!r}; use one of {sorted(_MODES)}"
-        ) from None
+        raise ValueError(f"unknown rounding {rounding!r}; use one of {sorted(_MODES)}") from None
 
 
 def _as_1d(x: np.ndarray, dtypes: tuple[type, ...], name: str) -> np.ndarray:
@@ -196,7 +194,9 @@ def gamma_encode(values: np.ndarray) -> bytes:
     return out[:nbytes].tobytes()
 
 
-def gamma_decode(data: bytes | np.ndarray, count: int, bit_offset: int = 0) -> tuple[np.ndarray, int]:
+def gamma_decode(
+    data: bytes | np.ndarray, count: int, bit_offset: int = 0
+) -> tuple[np.ndarray, int]:
     """Decode ``count`` gamma codes from ``bit_offset``; returns (values, end bit offset).
 
     Raises ``ValueError`` if the data runs out or a code is longer than 63 bits.
@@ -250,7 +250,11 @@ def build_ans_tables(freq: np.ndarray, lut_bits: int = 12) -> tuple[np.ndarray, 
     ``freq`` must be positive uint32 frequencies summing to ``2**24``.
     """
     freq = _as_1d(freq, (np.uint32,), "freq")
-    if freq.shape[0] < 1 or int(freq.min()) < 1 or int(freq.sum(dtype=np.int64)) != 1 << ANS_PRECISION:
+    if (
+        freq.shape[0] < 1
+        or int(freq.min()) < 1
+        or int(freq.sum(dtype=np.int64)) != 1 << ANS_PRECISION
+    ):
         raise ValueError("freq must be positive and sum to 2**24")
     cdf = np.zeros(freq.shape[0] + 1, dtype=np.uint32)
     np.cumsum(freq, out=cdf[1:])

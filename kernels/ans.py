@@ -16,9 +16,8 @@ the end. Symbols are encoded in reverse so that they decode in order.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ._config import JIT_OPTIONS
+from ._config import jit
 
 PRECISION = 24
 ERR_CAPACITY = -1
@@ -33,7 +32,7 @@ _RENORM_SHIFT = np.uint64(64 - PRECISION)
 _LOW_STATE = np.uint64(1) << _W
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _ans_encode(symbols: np.ndarray, cdf: np.ndarray, freq: np.ndarray, words: np.ndarray) -> int:
     """Encode symbol indices (in ``[0, len(freq))``) in reverse; returns the word count.
 
@@ -69,7 +68,7 @@ def _ans_encode(symbols: np.ndarray, cdf: np.ndarray, freq: np.ndarray, words: n
     return nw
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _ans_decode(
     words: np.ndarray,
     cdf: np.ndarray,
@@ -107,7 +106,7 @@ def _ans_decode(
     return 0
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _build_lut(cdf: np.ndarray, lut: np.ndarray, lut_shift: int) -> None:
     s = 0
     for slot in range(lut.shape[0]):
@@ -126,9 +125,13 @@ def _build_lut(cdf: np.ndarray, lut: np.ndarray, lut_shift: int) -> None:
 MAX_SEGMENTS = 4
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _ans_encode4(
-    symbols: np.ndarray, cdf: np.ndarray, freq: np.ndarray, words: np.ndarray, word_counts: np.ndarray
+    symbols: np.ndarray,
+    cdf: np.ndarray,
+    freq: np.ndarray,
+    words: np.ndarray,
+    word_counts: np.ndarray,
 ) -> int:
     """Encode 4 segments of ``symbols`` (``len >= 4``). Segment k's words go to
     ``words[k * cap:(k + 1) * cap]`` (``cap = len(words) // 4``), their count to
@@ -196,7 +199,7 @@ def _ans_encode4(
     return 0
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _ans_decode4(
     words: np.ndarray,
     word_counts: np.ndarray,

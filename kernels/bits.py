@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
-from ._config import INLINE_OPTIONS, JIT_OPTIONS
+from ._config import inline_jit, jit
 from .quant import _bit_length, _dequantize_one
 from .rng import _uniform
 
@@ -30,7 +29,7 @@ ERR_CAPACITY = -5
 MAX_GAMMA_BITS = 32  # values up to 2**32 - 1
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _put_bits(
     out: np.ndarray, pos: int, buf: np.uint64, nbits: int, value: np.uint64, count: int
 ) -> tuple[int, np.uint64, int]:
@@ -49,7 +48,7 @@ def _put_bits(
     return pos, buf, nbits
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _put_gamma(
     out: np.ndarray, pos: int, buf: np.uint64, nbits: int, v: int
 ) -> tuple[int, np.uint64, int]:
@@ -65,7 +64,7 @@ def _put_gamma(
     return _put_bits(out, pos, buf, nbits, (low << np.uint64(1)) | np.uint64(1), n)
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _flush_bytes(out: np.ndarray, pos: int, buf: np.uint64, nbits: int) -> int:
     """Write the buffered bits, zero-padded to a byte; returns the byte count."""
     while nbits > 0:
@@ -76,10 +75,8 @@ def _flush_bytes(out: np.ndarray, pos: int, buf: np.uint64, nbits: int) -> int:
     return pos
 
 
-@njit(**INLINE_OPTIONS)
-def _refill(
-    data: np.ndarray, pos: int, buf: np.uint64, nbits: int
-) -> tuple[int, np.uint64, int]:
+@inline_jit
+def _refill(data: np.ndarray, pos: int, buf: np.uint64, nbits: int) -> tuple[int, np.uint64, int]:
     while nbits <= 56 and pos < data.shape[0]:
         buf |= np.uint64(data[pos]) << np.uint64(nbits)
         pos += 1
@@ -87,10 +84,10 @@ def _refill(
     return pos, buf, nbits
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _get_gamma(
     data: np.ndarray, pos: int, buf: np.uint64, nbits: int
-) -> tuple[int, int, np.uint64, int]:
+) -> tuple[np.int64, int, np.uint64, int]:
     """Read one gamma code; returns (value or negative status, pos, buf, nbits)."""
     zeros = 0
     while True:
@@ -117,7 +114,7 @@ def _get_gamma(
     return np.int64((np.uint64(1) << np.uint64(zeros)) | low), pos, buf, nbits
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _gamma_encode(values: np.ndarray, out: np.ndarray) -> int:
     """Gamma-code ``values`` (each in [1, 2**32)); returns bytes written (zero-padded)."""
     pos = 0
@@ -128,7 +125,7 @@ def _gamma_encode(values: np.ndarray, out: np.ndarray) -> int:
     return _flush_bytes(out, pos, buf, nbits)
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _gamma_decode(data: np.ndarray, bit_offset: int, out: np.ndarray) -> int:
     """Decode ``len(out)`` gamma codes starting at ``bit_offset``; returns the end offset."""
     pos = bit_offset // 8
@@ -141,14 +138,15 @@ def _gamma_decode(data: np.ndarray, bit_offset: int, out: np.ndarray) -> int:
     buf >>= np.uint64(skip)
     nbits -= skip
     for i in range(out.shape[0]):
-        v, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        code, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        v = int(code)
         if v < 0:
             return v
         out[i] = v
     return pos * 8 - nbits
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _rleg_encode(q: np.ndarray, out: np.ndarray) -> int:
     """Run-length Elias-gamma code of int32 ``q`` (TFC's ``run_length_gamma_encode``).
 
@@ -177,7 +175,7 @@ def _rleg_encode(q: np.ndarray, out: np.ndarray) -> int:
     return _flush_bytes(out, pos, buf, nbits)
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
     """Decode ``len(out)`` integers; strict: all bytes used, zero padding. Returns status."""
     n = out.shape[0]
@@ -186,7 +184,8 @@ def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
     nbits = 0
     i = 0
     while i < n:
-        run, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        code, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        run = int(code)
         if run < 0:
             return run
         if run - 1 > n - i:
@@ -203,7 +202,8 @@ def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
         positive = buf & np.uint64(1)
         buf >>= np.uint64(1)
         nbits -= 1
-        mag, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        code, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        mag = int(code)
         if mag < 0:
             return mag
         if mag > max_abs:
@@ -216,7 +216,7 @@ def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
     return 0
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _rleg_encode_quantized(
     x: np.ndarray,
     inv_step: float,
@@ -287,7 +287,7 @@ def _rleg_encode_quantized(
     return _flush_bytes(out, pos, buf, nbits), sse
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _rleg_decode_values(
     data: np.ndarray,
     out: np.ndarray,
@@ -305,7 +305,8 @@ def _rleg_decode_values(
     i = 0
     zero_value = np.float32(0.0)
     while i < n:
-        run, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        code, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        run = int(code)
         if run < 0:
             return run
         if run - 1 > n - i:
@@ -326,7 +327,8 @@ def _rleg_decode_values(
         positive = buf & np.uint64(1)
         buf >>= np.uint64(1)
         nbits -= 1
-        mag, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        code, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        mag = int(code)
         if mag < 0:
             return mag
         if mag > max_abs:

@@ -12,15 +12,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
-from ._config import JIT_OPTIONS
+from ._config import jit
 from .rng import _hash64
 
 BLOCK = 1 << 16
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _fwht(a: np.ndarray, start: int, size: int) -> None:
     """In-place unnormalized fast Walsh–Hadamard transform of ``a[start:start+size]``.
 
@@ -68,7 +67,7 @@ def _fwht(a: np.ndarray, start: int, size: int) -> None:
         h *= 2
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _block_sizes(n: int, block: int) -> np.ndarray:
     count = n // block
     rest = n - count * block
@@ -90,7 +89,7 @@ def _block_sizes(n: int, block: int) -> np.ndarray:
     return sizes
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _sign_scale(a: np.ndarray, start: int, size: int, seed: np.uint64, scale: np.float32) -> None:
     """Multiply ``a[start:start+size]`` by ``scale`` and the random signs of the stream:
     element i is negated when bit ``i % 64`` of word ``i // 64`` of the stream is set."""
@@ -104,7 +103,7 @@ def _sign_scale(a: np.ndarray, start: int, size: int, seed: np.uint64, scale: np
             a[i] = a[i] * scale
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _rotate(a: np.ndarray, seed: np.uint64, block: int, inverse: bool) -> None:
     """Rotate ``a`` (float32) in place; ``inverse`` undoes it."""
     n = a.shape[0]

@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
-from ._config import INLINE_OPTIONS, JIT_OPTIONS
+from ._config import inline_jit, jit
 from .rng import _uniform
 
 NEAREST = 0
@@ -28,7 +27,7 @@ STOCHASTIC = 1
 DITHER = 2
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _quantize_one(v: float, index: int, mode: int, offset: float, seed: np.uint64) -> int:
     if mode == NEAREST:
         k = math.floor(abs(v) + offset)
@@ -36,7 +35,7 @@ def _quantize_one(v: float, index: int, mode: int, offset: float, seed: np.uint6
     return math.floor(v + _uniform(seed, index))
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _dequantize_one(
     q: int, index: int, mode: int, step: float, recon: np.ndarray, seed: np.uint64
 ) -> float:
@@ -50,7 +49,7 @@ def _dequantize_one(
     return q * step
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _quantize(
     x: np.ndarray, inv_step: float, mode: int, offset: float, seed: np.uint64, out: np.ndarray
 ) -> None:
@@ -58,7 +57,7 @@ def _quantize(
         out[i] = _quantize_one(float(x[i]) * inv_step, i, mode, offset, seed)
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _dequantize(
     q: np.ndarray, step: float, mode: int, recon: np.ndarray, seed: np.uint64, out: np.ndarray
 ) -> None:
@@ -66,7 +65,7 @@ def _dequantize(
         out[i] = _dequantize_one(int(q[i]), i, mode, step, recon, seed)
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _histogram(q: np.ndarray, lo: int, counts: np.ndarray) -> int:
     """Count ``q`` in ``[lo, lo + len(counts))``; returns the number outside."""
     outside = 0
@@ -83,7 +82,7 @@ def _histogram(q: np.ndarray, lo: int, counts: np.ndarray) -> int:
 _BIT_LENGTH_TABLE = np.array([int(v).bit_length() for v in range(256)], dtype=np.int64)
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _bit_length(v: int) -> int:
     """Bit length of ``0 <= v < 2**64`` (a table for small values, halving for the rest)."""
     if v < 256:
@@ -101,13 +100,13 @@ def _bit_length(v: int) -> int:
     return n + _BIT_LENGTH_TABLE[v]
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _gamma_bits(v: int) -> int:
     """Length in bits of the Elias-gamma code of ``v >= 1``."""
     return 2 * _bit_length(v) - 1
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
     """One pass: max |x|, sum of squares (float64), and whether every value is finite.
 
@@ -139,7 +138,7 @@ def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
     return max(max(m0, m1), max(m2, m3)), s, finite
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _stats(
     x: np.ndarray,
     index: np.ndarray,
@@ -214,7 +213,7 @@ def _stats(
     return n_over, over_bits, sse, rleg_bits
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _quantize_symbols(
     x: np.ndarray,
     inv_step: float,
@@ -244,7 +243,7 @@ def _quantize_symbols(
     return n_esc
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _dequantize_symbols(
     symbols: np.ndarray,
     lo: int,
@@ -295,7 +294,7 @@ def _dequantize_symbols(
     return 0
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _count_symbols(symbols: np.ndarray, counts: np.ndarray) -> None:
     """Add the histogram of ``symbols`` to ``counts`` (four partial histograms, so that
     runs of equal symbols do not serialize on one counter)."""
@@ -313,7 +312,7 @@ def _count_symbols(symbols: np.ndarray, counts: np.ndarray) -> None:
         counts[j] += partial[0, j] + partial[1, j] + partial[2, j] + partial[3, j]
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _quantize_model(
     x: np.ndarray,
     inv_step: float,

@@ -9,9 +9,8 @@ and a subsample of indices sees exactly the numbers the full pass sees.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ._config import INLINE_OPTIONS, JIT_OPTIONS
+from ._config import inline_jit, jit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -31,7 +30,7 @@ STREAM_STOCHASTIC = 0x05_70C4
 STREAM_CHECK = 0x0C4E_C0DE
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _mix64(z: np.uint64) -> np.uint64:
     """SplitMix64 finalizer (a bijection on 64-bit words)."""
     z = (z ^ (z >> _S30)) * _M1
@@ -39,19 +38,19 @@ def _mix64(z: np.uint64) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _hash64(seed: np.uint64, index: int) -> np.uint64:
     """Random 64-bit word number ``index`` of the stream ``seed``."""
     return _mix64(seed + (np.uint64(index) + np.uint64(1)) * _GOLDEN)
 
 
-@njit(**INLINE_OPTIONS)
+@inline_jit
 def _uniform(seed: np.uint64, index: int) -> float:
     """Uniform float64 in [0, 1) with 53 random bits."""
     return float(_hash64(seed, index) >> _S11) * _INV53
 
 
-@njit(**JIT_OPTIONS)
+@jit
 def _uniform_array(seed: np.uint64, start: int, count: int) -> np.ndarray:
     out = np.empty(count, dtype=np.float64)
     for j in range(count):

@@ -18,7 +18,9 @@ from fedcodec.container import unpack
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def check_encode_decode(codec: fedcodec.Codec, x: np.ndarray, *, seed: int | None = 0) -> np.ndarray:
+def check_encode_decode(
+    codec: fedcodec.Codec, x: np.ndarray, *, seed: int | None = 0
+) -> np.ndarray:
     """Round trip an array: shape and dtype kept, bits = 8·len(payload), error bounded."""
     payload = codec.encode(x, seed=seed)
     assert isinstance(payload, bytes)
@@ -39,9 +41,11 @@ def codec_is_random(codec: fedcodec.Codec, seed: int | None) -> bool:
     return seed is None and getattr(codec, "rounding", None) == "stochastic"
 
 
-def check_mapping_round_trip(codec: fedcodec.Codec, update: dict[str, np.ndarray], seed: int = 0) -> None:
+def check_mapping_round_trip(
+    codec: fedcodec.Codec, update: dict[str, np.ndarray], seed: int = 0
+) -> None:
     payload = codec.encode(update, seed=seed)
-    vec, layout = fedcodec.flatten(update)
+    _, layout = fedcodec.flatten(update)
     flat = codec.decode(payload, seed=seed, layout=layout)
     restored = fedcodec.unflatten(flat, layout)
     assert list(restored) == list(update)

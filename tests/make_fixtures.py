@@ -12,9 +12,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_rdq import FIXTURE_CASES, fixture_input  # noqa: E402
+from test_rdq import FIXTURE_CASES, fixture_input
 
-from fedcodec import RDQ  # noqa: E402
+from fedcodec import RDQ
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fedcodec
-from fedcodec import DecodeError, RDQ, container, kernels
+from fedcodec import RDQ, DecodeError, container, kernels
 from fedcodec.sample_updates import student_t
 
 CONFIGS = {

@@ -7,11 +7,11 @@ import math
 import constriction
 import numpy as np
 import pytest
+from fedcodec.kernels import quant, rng
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fedcodec import kernels
-from fedcodec.kernels import quant, rng
 
 MASK = (1 << 64) - 1
 
@@ -122,7 +122,9 @@ def test_dither_error_is_bounded_by_half_a_step() -> None:
 
 
 def test_uniform_stream_matches_reference() -> None:
-    np.testing.assert_array_equal(rng.uniform(42, rng.STREAM_DITHER, 50), ref_uniform(42, rng.STREAM_DITHER, 50))
+    np.testing.assert_array_equal(
+        rng.uniform(42, rng.STREAM_DITHER, 50), ref_uniform(42, rng.STREAM_DITHER, 50)
+    )
 
 
 @pytest.mark.parametrize("name", list(EDGE_VECTORS))
@@ -249,7 +251,15 @@ def test_rleg_known_bytes() -> None:
 
 @pytest.mark.parametrize(
     "data,n",
-    [(b"", 1), (b"\x00", 1), (b"\x07\x00", 1), (b"\x0f", 1), (b"\x00" * 5, 3), (b"\x03", 1), (b"\x02\x00", 1)],
+    [
+        (b"", 1),
+        (b"\x00", 1),
+        (b"\x07\x00", 1),
+        (b"\x0f", 1),
+        (b"\x00" * 5, 3),
+        (b"\x03", 1),
+        (b"\x02\x00", 1),
+    ],
 )
 def test_rleg_decode_rejects_malformed(data: bytes, n: int) -> None:
     with pytest.raises(ValueError):

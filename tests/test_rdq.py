@@ -17,7 +17,7 @@ from common import (
 )
 
 import fedcodec
-from fedcodec import DecodeError, RDQ
+from fedcodec import RDQ, DecodeError
 from fedcodec.sample_updates import digits_mlp_update, laplace, student_t
 
 ROUNDINGS = ["nearest", "stochastic", "dither"]
@@ -120,7 +120,9 @@ def test_bits_per_param_within_two_percent(target: float, coder: str, source: st
 
 @pytest.mark.parametrize("target", [0.5, 1.0, 2.0])
 @pytest.mark.parametrize("rounding", ROUNDINGS)
-def test_bits_per_param_on_real_update(real_update: np.ndarray, target: float, rounding: str) -> None:
+def test_bits_per_param_on_real_update(
+    real_update: np.ndarray, target: float, rounding: str
+) -> None:
     payload = RDQ(bits_per_param=target, rounding=rounding).encode(real_update, seed=1)
     assert 8 * len(payload) / real_update.size == pytest.approx(target, rel=0.02)
 
@@ -184,7 +186,10 @@ def test_rdo_levels_beat_plain_rounding(source: str, target: float) -> None:
 
 
 # -- unbiasedness ------------------------------------------------------------------------
-@pytest.mark.parametrize("rounding,rotate", [("stochastic", False), ("dither", False), ("dither", True), ("stochastic", True)])
+@pytest.mark.parametrize(
+    "rounding,rotate",
+    [("stochastic", False), ("dither", False), ("dither", True), ("stochastic", True)],
+)
 def test_unbiased_modes_are_unbiased(rounding: str, rotate: bool) -> None:
     x = laplace(512, seed=6, scale=1.0)
     codec = RDQ(step_rms=1.5, rounding=rounding, rotate=rotate)
@@ -224,6 +229,7 @@ def test_ans_backends_write_identical_bytes() -> None:
 
 def test_auto_picks_the_smaller_coder() -> None:
     x = heavy(50_000)
+
     def sizes_of(update: np.ndarray) -> dict[str, int]:
         return {
             c: len(RDQ(step_rms=0.8, levels="uniform", coder=c).encode(update))
@@ -301,4 +307,6 @@ def fixture_input(name: str) -> np.ndarray:
 def test_golden_payloads(name: str) -> None:
     config, seed = FIXTURE_CASES[name]
     exact = "step" in config and config.get("levels", "uniform") == "uniform"
-    check_backwards_compatibility(name, RDQ(**config), fixture_input(name), seed, exact_encode=exact)
+    check_backwards_compatibility(
+        name, RDQ(**config), fixture_input(name), seed, exact_encode=exact
+    )

@@ -127,7 +127,9 @@ def choose_range(hist: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
-def estimate_bits(hist: np.ndarray, n_over: int, over_bits: int, scale: float) -> tuple[float, int, int]:
+def estimate_bits(
+    hist: np.ndarray, n_over: int, over_bits: int, scale: float
+) -> tuple[float, int, int]:
     """Predicted model-section + stream bits from a (sub)sample histogram.
 
     Returns (bits, lo, hi); ``scale`` extrapolates the sample's counts to the message.
@@ -204,7 +206,9 @@ def encode(fp: FullPass, backend: str = "numba") -> tuple[bytes, bytes]:
     if backend == "constriction":
         import constriction
 
-        cmodel = constriction.stream.model.Categorical(model.freq.astype(np.float64) - 1.0, perfect=False)
+        cmodel = constriction.stream.model.Categorical(
+            model.freq.astype(np.float64) - 1.0, perfect=False
+        )
         seg = -(-n // k) if n else 0
         parts = []
         for j in range(k):

@@ -1,0 +1,46 @@
+"""Every docstring example runs, and so does the README's quickstart."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import fedcodec
+
+MODULES = sorted(
+    {info.name for info in pkgutil.walk_packages(fedcodec.__path__, "fedcodec.")}
+    | {info.name for info in pkgutil.walk_packages(fedcodec.kernels.__path__, "fedcodec.kernels.")}
+    | {"fedcodec", "fedcodec.kernels"}
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_readme_quickstart_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README has no Python quickstart"
+    code = blocks[0]
+    assert len(code.strip().splitlines()) <= 10
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert abs(float(printed[0]) - 1.0) < 0.02
+
+
+def test_readme_setup_is_two_commands() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    setup = readme.split("## Set-up", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
+    assert commands == ["make demo", "make test"]
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    assert "make test" in ci

@@ -1,0 +1,88 @@
+"""Both install modes import ``fedcodec.kernels`` (mapped from ``kernels/``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_this_install_imports_kernels() -> None:
+    import fedcodec.kernels
+
+    assert Path(fedcodec.kernels.__file__).parent.name in {"kernels"}
+    assert hasattr(fedcodec.kernels, "quantize")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("fedcodec-*.whl")
+    return path
+
+
+def test_wheel_holds_the_kernels(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ["__init__", "ans", "bits", "hadamard", "quant", "rng", "_config"]:
+        assert f"fedcodec/kernels/{module}.py" in names
+    assert "fedcodec/py.typed" in names
+    assert not any(n.startswith("kernels/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "rdq = fedcodec.rdq:RDQ" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_normal_install_imports_kernels(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    code = (
+        "import fedcodec, fedcodec.kernels as k, numpy as np;"
+        f"assert fedcodec.__file__.startswith({str(target)!r});"
+        "x = np.linspace(-1, 1, 1000, dtype=np.float32);"
+        "p = fedcodec.RDQ(bits_per_param=2.0).encode(x);"
+        "print(fedcodec.decode(p).shape, k.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+    )
+    assert result.stdout.startswith("(1000,)")
+    assert str(target) in result.stdout
