@@ -200,7 +200,7 @@ class _Solver:
             rms = math.sqrt(self.sumsq / max(self.n, 1))
             return self.evaluate(self.fixed_step(target * rms), offset, coder)
         if mode == "lmbda":
-            return self.golden(offset, coder)
+            return self.golden(offset, coder, near)
         # bisection on log2(step): bits fall and squared error rises with the step
         lo, hi = self.log_step_min, self.log_step_max
         iters = _BISECT_ITERS
@@ -225,17 +225,25 @@ class _Solver:
             best = self.evaluate(2.0**self.log_step_min, offset, coder)
         return best
 
-    def golden(self, offset: float, coder: int) -> _Point:
-        # coarse scan over the whole range, then golden-section around the best point
-        grid = np.linspace(self.log_step_min, self.log_step_max, 25)
-        points = [self.evaluate(2.0**g, offset, coder) for g in grid]
-        i = int(np.argmin([self.objective(p) for p in points]))
-        a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    def golden(self, offset: float, coder: int, near: _Point | None = None) -> _Point:
+        """Minimize D + λR over log(step): a coarse scan of the whole range (or one octave
+        around ``near``), then golden-section search around the best point."""
+        if near is None:
+            grid = np.linspace(self.log_step_min, self.log_step_max, 17)
+            points = [self.evaluate(2.0**g, offset, coder) for g in grid]
+            i = int(np.argmin([self.objective(p) for p in points]))
+            a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+            best = points[i]
+            iters = 10
+        else:
+            centre = math.log2(near.step)
+            a, b = centre - 0.5, centre + 0.5
+            best = self.evaluate(near.step, offset, coder)
+            iters = 6
         ratio = (math.sqrt(5.0) - 1.0) / 2.0
-        best = points[i]
         c, d = b - ratio * (b - a), a + ratio * (b - a)
         pc, pd = self.evaluate(2.0**c, offset, coder), self.evaluate(2.0**d, offset, coder)
-        for _ in range(10):
+        for _ in range(iters):
             if self.objective(pc) < self.objective(pd):
                 b, d, pd = d, c, pc
                 c = b - ratio * (b - a)

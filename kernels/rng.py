@@ -26,7 +26,6 @@ MASK64 = (1 << 64) - 1
 # Stream tags: one independent stream per use of the shared seed.
 STREAM_DITHER = 0x0D17_4E12
 STREAM_ROTATE = 0x0507_A7E5
-STREAM_STOCHASTIC = 0x05_70C4
 STREAM_CHECK = 0x0C4E_C0DE
 
 

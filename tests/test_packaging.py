@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,6 +22,12 @@ def test_this_install_imports_kernels() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # build from a copy: setuptools leaves a build/ folder next to the sources
+    src = tmp_path_factory.mktemp("src")
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copy(ROOT / name, src / name)
+    for name in ["fedcodec", "kernels"]:
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -33,7 +40,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(ROOT),
+            str(src),
         ],
         check=True,
         capture_output=True,
