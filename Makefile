@@ -10,7 +10,7 @@ EXTRAS ?= dev,bench,torch
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip "setuptools>=68" wheel
+	$(PIP) install --upgrade pip "setuptools>=77" wheel
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
 	$(PIP) install -e ".[$(EXTRAS)]"
