@@ -278,17 +278,23 @@ class _Solver:
             sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
             return _Final(p, fp.bits + extra, sse, fp)
         # the run-length gamma code is written right away: its length is the measurement
+        q = np.empty(self.n, dtype=np.int32)
+        sse_random = _quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)
+        if self.mode != kernels.NEAREST:
+            sse = sse_random * p.step * p.step
+        elif self.codec._rate_mode == "nmse":  # as for ANS: exact only where it is the target
+            sse = _quantize._sse_nearest(self.x, inv, p.offset, recon) * p.step * p.step
+        else:
+            sse = p.sse
         cap = int(p.bits * 1.25 / 8) + 1024
         while True:
             out = np.empty(cap, dtype=np.uint8)
-            nbytes, sse = _bits._rleg_encode_quantized(
-                self.x, inv, self.mode, p.offset, self.stream, recon, out
-            )
+            nbytes = _bits._rleg_encode(q, out)
             if nbytes >= 0:
                 break
             cap = 17 * self.n + 64  # worst case: 127 bits per element
         body = out[:nbytes].tobytes()
-        return _Final(p, 8.0 * nbytes + extra, sse * p.step * p.step, None, body)
+        return _Final(p, 8.0 * nbytes + extra, sse, None, body)
 
     def refine(self, p: _Point) -> _Final:
         """Measure ``p`` on the whole message and correct the step until the target holds."""

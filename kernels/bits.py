@@ -12,13 +12,10 @@ count, ``-4`` non-zero padding or trailing bytes.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._config import inline_jit, jit
 from .quant import _bit_length, _dequantize_one
-from .rng import _uniform
 
 ERR_EXHAUSTED = -1
 ERR_GAMMA_TOO_LONG = -2
@@ -146,27 +143,53 @@ def _gamma_decode(data: np.ndarray, bit_offset: int, out: np.ndarray) -> int:
     return pos * 8 - nbits
 
 
+@inline_jit
+def _gamma_code(v: int, n: int) -> np.uint64:
+    """Elias-gamma code of ``v`` (bit length ``n``) as one LSB-first number, 2n - 1 bits."""
+    low = np.uint64(v) - (np.uint64(1) << np.uint64(n - 1))
+    return (low << np.uint64(n)) | (np.uint64(1) << np.uint64(n - 1))
+
+
 @jit
 def _rleg_encode(q: np.ndarray, out: np.ndarray) -> int:
     """Run-length Elias-gamma code of int32 ``q`` (TFC's ``run_length_gamma_encode``).
 
-    Returns the number of bytes written, or ``ERR_CAPACITY`` if ``out`` is too small.
+    Returns the number of bytes written, or ``ERR_CAPACITY`` if ``out`` is too small. An
+    element whose three codes fit in 32 bits (almost all) is written with one call.
     """
     cap = out.shape[0]
+    n = q.shape[0]
     pos = 0
     buf = np.uint64(0)
     nbits = 0
     zero_run = 1
-    for i in range(q.shape[0]):
-        v = int(q[i])
-        if v == 0:
+    i = 0
+    while True:
+        while i < n and q[i] == 0:
+            i += 1
             zero_run += 1
-            continue
+        if i >= n:
+            break
+        v = int(q[i])
+        i += 1
         if pos + 20 > cap:  # one element writes at most 63 + 1 + 63 bits
             return ERR_CAPACITY
-        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
-        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 if v > 0 else 0), 1)
-        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, abs(v))
+        mag = abs(v)
+        a = _bit_length(zero_run)
+        b = _bit_length(mag)
+        sign = np.uint64(1 if v > 0 else 0)
+        if a + b <= 16:
+            first = 2 * a - 1
+            code = (
+                _gamma_code(zero_run, a)
+                | (sign << np.uint64(first))
+                | (_gamma_code(mag, b) << np.uint64(first + 1))
+            )
+            pos, buf, nbits = _put_bits(out, pos, buf, nbits, code, first + 2 * b)
+        else:
+            pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
+            pos, buf, nbits = _put_bits(out, pos, buf, nbits, sign, 1)
+            pos, buf, nbits = _put_gamma(out, pos, buf, nbits, mag)
         zero_run = 1
     if pos + 20 > cap:
         return ERR_CAPACITY
@@ -214,77 +237,6 @@ def _rleg_decode(data: np.ndarray, out: np.ndarray, max_abs: int) -> int:
     if pos != data.shape[0] or nbits >= 8 or buf != np.uint64(0):
         return ERR_TRAILING
     return 0
-
-
-@jit
-def _rleg_encode_quantized(
-    x: np.ndarray,
-    inv_step: float,
-    mode: int,
-    offset: float,
-    seed: np.uint64,
-    recon: np.ndarray,
-    out: np.ndarray,
-) -> tuple[int, float]:
-    """Quantize ``x`` and write its run-length gamma code (see :func:`_rleg_encode`) in one
-    pass; also returns the squared error (step units) of the reconstruction ``recon``.
-
-    Returns (bytes written or ERR_CAPACITY, squared error). The rounding is written out
-    once per mode: the shared helpers kept these loops from optimizing.
-    """
-    cap = out.shape[0]
-    pos = 0
-    buf = np.uint64(0)
-    nbits = 0
-    zero_run = 1
-    sse = 0.0
-    top = max(recon.shape[0], 1)
-    shift = np.zeros(top + 1)
-    for k in range(1, recon.shape[0]):
-        shift[k] = recon[k] - k
-    n = x.shape[0]
-    i = 0
-    while i < n:
-        if mode == 0:
-            # advance through the zero run without leaving this loop
-            while i < n:
-                v = float(x[i]) * inv_step
-                a = abs(v)
-                k = math.floor(a + offset)
-                e = a - (k + shift[min(k, top)])
-                sse += e * e
-                if k != 0:
-                    break
-                zero_run += 1
-                i += 1
-            if i == n:
-                break
-            q = -k if v < 0.0 else k
-        else:
-            while i < n:
-                v = float(x[i]) * inv_step
-                u = _uniform(seed, i)
-                q = math.floor(v + u)
-                e = (q - v) if mode == 1 else (q - u + 0.5 - v)
-                sse += e * e
-                if q != 0:
-                    break
-                zero_run += 1
-                i += 1
-            if i == n:
-                break
-        if pos + 20 > cap:
-            return ERR_CAPACITY, sse
-        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
-        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 if q > 0 else 0), 1)
-        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, abs(q))
-        zero_run = 1
-        i += 1
-    if pos + 20 > cap:
-        return ERR_CAPACITY, sse
-    if zero_run > 1:
-        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, zero_run)
-    return _flush_bytes(out, pos, buf, nbits), sse
 
 
 @jit

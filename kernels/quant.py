@@ -30,7 +30,7 @@ DITHER = 2
 @inline_jit
 def _quantize_one(v: float, index: int, mode: int, offset: float, seed: np.uint64) -> int:
     if mode == NEAREST:
-        k = math.floor(abs(v) + offset)
+        k = int(abs(v) + offset)  # non-negative: truncation is floor
         return -k if v < 0.0 else k
     return math.floor(v + _uniform(seed, index))
 
@@ -52,9 +52,50 @@ def _dequantize_one(
 @jit
 def _quantize(
     x: np.ndarray, inv_step: float, mode: int, offset: float, seed: np.uint64, out: np.ndarray
-) -> None:
-    for i in range(x.shape[0]):
-        out[i] = _quantize_one(float(x[i]) * inv_step, i, mode, offset, seed)
+) -> float:
+    """Quantize ``x`` into ``out``. Returns the squared error (step units) for the random
+    modes, which pay for their random numbers here anyway; 0 for NEAREST (see _sse)."""
+    sse = 0.0
+    if mode == NEAREST:  # branch-free, so that it vectorizes
+        for i in range(x.shape[0]):
+            v = float(x[i]) * inv_step
+            k = int(abs(v) + offset)  # non-negative: truncation is floor
+            out[i] = -k if v < 0.0 else k
+    else:
+        for i in range(x.shape[0]):
+            v = float(x[i]) * inv_step
+            u = _uniform(seed, i)
+            q = math.floor(v + u)
+            out[i] = q
+            e = (q - v) if mode == STOCHASTIC else (q - u + 0.5 - v)
+            sse += e * e
+    return sse
+
+
+@jit
+def _sse_nearest(x: np.ndarray, inv_step: float, offset: float, recon: np.ndarray) -> float:
+    """Squared error (step units) of NEAREST rounding with reconstruction ``recon``."""
+    top = max(recon.shape[0], 1)
+    shift = np.zeros(top + 1)
+    for k in range(1, recon.shape[0]):
+        shift[k] = recon[k] - k
+    s0 = s1 = 0.0
+    n2 = x.shape[0] // 2 * 2
+    for i in range(0, n2, 2):
+        a = abs(float(x[i]) * inv_step)
+        k = int(a + offset)
+        e = a - (k + shift[min(k, top)])
+        s0 += e * e
+        b = abs(float(x[i + 1]) * inv_step)
+        k = int(b + offset)
+        e = b - (k + shift[min(k, top)])
+        s1 += e * e
+    for i in range(n2, x.shape[0]):
+        a = abs(float(x[i]) * inv_step)
+        k = int(a + offset)
+        e = a - (k + shift[min(k, top)])
+        s0 += e * e
+    return s0 + s1
 
 
 @jit
@@ -174,7 +215,7 @@ def _stats(
         v = float(x[j]) * inv_step
         if mode == NEAREST:
             a = abs(v)
-            k = math.floor(a + offset)
+            k = int(a + offset)  # non-negative: truncation is floor
             if k == 0:
                 zeros += 1
                 zero_sq += a * a
@@ -337,33 +378,31 @@ def _quantize_model(
     """
     m = counts.shape[0] - 1
     cap = escapes.shape[0]
-    # branch-free reconstruction: r = k + shift[min(k, top)], shift[0] = shift[top] = 0
-    top = max(recon.shape[0], 1)
-    shift = np.zeros(top + 1)
-    for k in range(1, recon.shape[0]):
-        shift[k] = recon[k] - k
     n_esc = 0
     sse = 0.0
-    # one loop per rounding family: a branch to the random path inside the loop made the
-    # deterministic one several times slower
     if mode == NEAREST:
+        # branch-free so that it vectorizes: out-of-range levels become the escape symbol
+        # here and are collected below (they are rare)
         for i in range(x.shape[0]):
             v = float(x[i]) * inv_step
-            a = abs(v)
-            k = math.floor(a + offset)
+            k = int(abs(v) + offset)  # non-negative: truncation is floor
             q = -k if v < 0.0 else k
-            if want_sse:
-                r = k + shift[min(k, top)]
-                sse += (a - r) * (a - r)
             s = q - lo
-            if s >= 0 and s < m:
-                symbols[i] = s
-            else:
-                if n_esc >= cap:
-                    return -1, 0, 0.0
-                escapes[n_esc] = q
-                n_esc += 1
-                symbols[i] = m
+            symbols[i] = s if (s >= 0) & (s < m) else m
+        _count_symbols(symbols, counts)
+        n_esc = counts[m]
+        if n_esc > cap:
+            return -1, 0, 0.0
+        j = 0
+        if n_esc > 0:
+            for i in range(x.shape[0]):
+                if symbols[i] == m:
+                    v = float(x[i]) * inv_step
+                    k = int(abs(v) + offset)
+                    escapes[j] = -k if v < 0.0 else k
+                    j += 1
+        if want_sse:
+            sse = _sse_nearest(x, inv_step, offset, recon)
     else:
         for i in range(x.shape[0]):
             v = float(x[i]) * inv_step
@@ -380,7 +419,7 @@ def _quantize_model(
                 escapes[n_esc] = q
                 n_esc += 1
                 symbols[i] = m
-    _count_symbols(symbols, counts)
+        _count_symbols(symbols, counts)
     esc_bits = 0
     for j in range(n_esc):
         q = escapes[j]
