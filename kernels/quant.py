@@ -255,36 +255,6 @@ def _stats(
 
 
 @jit
-def _quantize_symbols(
-    x: np.ndarray,
-    inv_step: float,
-    mode: int,
-    offset: float,
-    seed: np.uint64,
-    lo: int,
-    m: int,
-    symbols: np.ndarray,
-    escapes: np.ndarray,
-) -> int:
-    """Quantize to ANS symbol indices: ``q - lo`` in ``[0, m)``, else the escape ``m`` with
-    ``q`` appended to ``escapes``. Returns the escape count, or -1 if ``escapes`` is full."""
-    n_esc = 0
-    cap = escapes.shape[0]
-    for i in range(x.shape[0]):
-        q = _quantize_one(float(x[i]) * inv_step, i, mode, offset, seed)
-        s = q - lo
-        if 0 <= s < m:
-            symbols[i] = s
-        else:
-            if n_esc >= cap:
-                return -1
-            escapes[n_esc] = q
-            n_esc += 1
-            symbols[i] = m
-    return n_esc
-
-
-@jit
 def _dequantize_symbols(
     symbols: np.ndarray,
     lo: int,
