@@ -346,16 +346,14 @@ class _Solver:
             return self.measure(self.evaluate(1.0, 0.5, coder))
         coders = {"ans": [_CODER_ANS], "rleg": [_CODER_RLEG], "auto": [_CODER_ANS, _CODER_RLEG]}
         offsets = _RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
-        candidates: list[_Point] = []
+        finals = []
         for c in coders[codec.coder]:
             first = self.search(offsets[0], c)
-            candidates.append(first)
-            candidates += [self.search(off, c, near=first) for off in offsets[1:]]
-        if self.sample_index.size == 0 and codec.coder == "auto":
-            # small message: the estimates are exact enough; measure both coders anyway
-            finals = [self.refine(c) for c in sorted(candidates, key=self.objective)[:2]]
-            return min(finals, key=self.objective)
-        return self.refine(min(candidates, key=self.objective))
+            candidates = [first] + [self.search(off, c, near=first) for off in offsets[1:]]
+            # each coder's best point is measured on the whole message: a strided
+            # subsample cannot see zero runs, which is what the run-length code exploits
+            finals.append(self.refine(min(candidates, key=self.objective)))
+        return min(finals, key=self.objective)
 
 
 class RDQ(Codec):
@@ -489,7 +487,7 @@ class RDQ(Codec):
         if self.rotate:
             work = x.copy()
             kernels.rotate(work, seed)
-            max_abs = float(np.abs(work).max()) if work.size else 0.0
+            max_abs = kernels.max_abs_and_sumsq(work)[0]
         final = _Solver(self, work, max_abs, sumsq, stream).solve()
         point = final.point
 

@@ -310,3 +310,15 @@ def test_golden_payloads(name: str) -> None:
     check_backwards_compatibility(
         name, RDQ(**config), fixture_input(name), seed, exact_encode=exact
     )
+
+
+def test_auto_sees_zero_runs_a_subsample_cannot() -> None:
+    # a long update whose first 80% is a frozen layer: the strided subsample sees isolated
+    # zeros, the whole message one long run
+    x = student_t(400_000, seed=8)
+    x[:320_000] = 0.0
+    sizes = {
+        c: len(RDQ(step_rms=0.8, levels="uniform", coder=c).encode(x))
+        for c in ["ans", "rleg", "auto"]
+    }
+    assert sizes["auto"] == min(sizes["ans"], sizes["rleg"])
