@@ -321,3 +321,139 @@ def test_wrappers_validate_inputs() -> None:
         kernels.build_ans_tables(np.array([1, 2], np.uint32))
     with pytest.raises(ValueError, match="one-dimensional"):
         kernels.quantize(np.zeros((2, 2), np.float32), 1.0)
+
+
+# -- the codec's fused kernels against the same references -------------------------------
+@pytest.mark.parametrize("name", list(EDGE_VECTORS))
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+def test_quantize_model_matches_reference(name: str, rounding: str) -> None:
+    x = EDGE_VECTORS[name]
+    mode = kernels.rounding_mode(rounding)
+    step, offset, seed, lo, hi = 0.5, 0.4, 9, -2, 3
+    recon = np.array([0.0, 0.8, 2.1])
+    m = hi - lo + 1
+    symbols = np.empty(x.size, np.uint16)
+    counts = np.zeros(m + 1, np.int64)
+    escapes = np.empty(x.size + 1, np.int64)
+    stream = rng.stream_seed(seed, rng.STREAM_DITHER)
+    n_esc, esc_bits, sse = quant._quantize_model(
+        x, 1.0 / step, mode, offset, stream, recon, lo, True, symbols, counts, escapes
+    )
+    q = ref_quantize(x, step, rounding, offset, seed).astype(np.int64)
+    inside = (q >= lo) & (q <= hi)
+    np.testing.assert_array_equal(symbols, np.where(inside, q - lo, m))
+    np.testing.assert_array_equal(
+        counts, [(q == v).sum() for v in range(lo, hi + 1)] + [(~inside).sum()]
+    )
+    np.testing.assert_array_equal(escapes[:n_esc], q[~inside])
+    zz = np.where(q > 0, 2 * q, -2 * q - 1)[~inside]
+    assert esc_bits == sum(len(ref_bits_gamma(int(z) + 1)) for z in zz)
+    v = x.astype(np.float64) / step
+    if rounding == "nearest":
+        k = np.abs(q)
+        r = np.where((k > 0) & (k < recon.size), recon[np.minimum(k, recon.size - 1)], k)
+        ref_sse = ((np.abs(v) - r) ** 2).sum()
+        assert sse == pytest.approx(ref_sse, rel=1e-9, abs=1e-12)
+        assert quant._sse_nearest(x, 1.0 / step, offset, recon) == pytest.approx(
+            ref_sse, rel=1e-9, abs=1e-12
+        )
+    else:
+        u = ref_uniform(seed, rng.STREAM_DITHER, x.size)
+        x_hat = q - u + 0.5 if rounding == "dither" else q.astype(np.float64)
+        assert sse == pytest.approx(((x_hat - v) ** 2).sum(), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+def test_dequantize_symbols_matches_dequantize(rounding: str) -> None:
+    mode = kernels.rounding_mode(rounding)
+    q = np.array([0, 3, -2, 9, 1, -40, 0, 2], np.int32)
+    lo, hi = -2, 3
+    inside = (q >= lo) & (q <= hi)
+    symbols = np.where(inside, q - lo, hi - lo + 1).astype(np.uint16)
+    recon = np.array([0.0, 0.75, 1.9]) if rounding == "nearest" else np.zeros(0)
+    stream = rng.stream_seed(4, rng.STREAM_DITHER)
+    out = np.empty(q.size, np.float32)
+    status = quant._dequantize_symbols(
+        symbols, lo, hi - lo + 1, q[~inside].astype(np.int64), mode, 0.25, recon, stream, out
+    )
+    assert status == 0
+    ref = kernels.dequantize(
+        q, 0.25, rounding=rounding, recon=recon if recon.size else None, seed=4
+    )  # type: ignore[arg-type]
+    np.testing.assert_array_equal(out, ref)
+    # escape symbols and escaped levels must agree in number
+    assert (
+        quant._dequantize_symbols(
+            symbols, lo, hi - lo + 1, np.zeros(1, np.int64), mode, 0.25, recon, stream, out
+        )
+        < 0
+    )
+    assert (
+        quant._dequantize_symbols(
+            symbols, lo, hi - lo + 1, np.zeros(3, np.int64), mode, 0.25, recon, stream, out
+        )
+        < 0
+    )
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 1000])
+def test_count_symbols_matches_bincount(n: int) -> None:
+    symbols = np.random.default_rng(n).integers(0, 7, n).astype(np.uint16)
+    counts = np.zeros(7, np.int64)
+    quant._count_symbols(symbols, counts)
+    np.testing.assert_array_equal(counts, np.bincount(symbols, minlength=7))
+
+
+@pytest.mark.parametrize("n", [4, 5, 7, 70_001])
+def test_four_interleaved_streams_are_four_constriction_streams(n: int) -> None:
+    from fedcodec.kernels import ans as kans
+
+    g = np.random.default_rng(n)
+    freq = random_model(g, 9)
+    symbols = g.choice(9, size=n, p=freq / freq.sum()).astype(np.uint16)
+    cdf, lut = kernels.build_ans_tables(freq, 12)
+    buf = np.empty(n * 3 // 4 + 64, np.uint32)
+    counts = np.zeros(4, np.int64)
+    assert kans._ans_encode4(symbols, cdf, freq, buf, counts) == 0
+    cap = buf.size // 4
+    words = np.concatenate([buf[k * cap : k * cap + counts[k]] for k in range(4)])
+    model = constriction.stream.model.Categorical(freq.astype(np.float64) - 1.0, perfect=False)
+    seg = -(-n // 4)
+    for k in range(4):
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(symbols[k * seg : (k + 1) * seg].astype(np.int32), model)
+        np.testing.assert_array_equal(buf[k * cap : k * cap + counts[k]], coder.get_compressed())
+    out = np.empty(n, np.uint16)
+    assert kans._ans_decode4(words, counts, cdf, freq, lut, 12, out) == 0
+    np.testing.assert_array_equal(out, symbols)
+    words[0] ^= np.uint32(1)
+    assert kans._ans_decode4(words, counts, cdf, freq, lut, 12, out) < 0
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+def test_rleg_decode_values_matches_decode_then_dequantize(rounding: str) -> None:
+    from fedcodec.kernels import bits as kbits
+
+    q = np.array([0, 0, 3, -1, 0, 0, 0, 7, 0], np.int32)
+    data = np.frombuffer(kernels.rleg_encode(q), np.uint8)
+    mode = kernels.rounding_mode(rounding)
+    recon = np.array([0.0, 0.8]) if rounding == "nearest" else np.zeros(0)
+    out = np.empty(q.size, np.float32)
+    stream = rng.stream_seed(2, rng.STREAM_DITHER)
+    assert (
+        kbits._rleg_decode_values(data, out, kernels.MAX_ABS_LEVEL, mode, 0.5, recon, stream) == 0
+    )
+    ref = kernels.dequantize(q, 0.5, rounding=rounding, recon=recon if recon.size else None, seed=2)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("name", list(EDGE_VECTORS))
+def test_max_abs_and_sumsq_matches_reference(name: str) -> None:
+    x = EDGE_VECTORS[name]
+    m, s, finite = kernels.max_abs_and_sumsq(x)
+    assert m == (float(np.abs(x).max()) if x.size else 0.0)
+    assert s == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)))
+    assert finite
+    for bad in (np.nan, np.inf, -np.inf):
+        y = np.append(x, np.float32(bad))
+        assert not kernels.max_abs_and_sumsq(y)[2]

@@ -322,3 +322,19 @@ def test_auto_sees_zero_runs_a_subsample_cannot() -> None:
         for c in ["ans", "rleg", "auto"]
     }
     assert sizes["auto"] == min(sizes["ans"], sizes["rleg"])
+
+
+def test_dither_error_is_uniform_and_independent_of_the_input() -> None:
+    x = laplace(200_000, seed=3, scale=1.0)
+    codec = RDQ(step_rms=0.5, rounding="dither")
+    err = codec.decode(codec.encode(x, seed=1), seed=1).astype(np.float64) - x
+    step = float(np.float32(0.5 * np.sqrt(np.mean(x.astype(np.float64) ** 2))))
+    assert np.max(np.abs(err)) <= step / 2 + 1e-5
+    assert err.std() == pytest.approx(step / np.sqrt(12), rel=0.02)
+    assert abs(np.corrcoef(err, x)[0, 1]) < 0.01
+    assert abs(np.corrcoef(err, np.abs(x))[0, 1]) < 0.01
+    # plain rounding's error is a function of the input: the dead zone shows
+    plain = RDQ(step_rms=0.5, levels="uniform")
+    err_plain = plain.decode(plain.encode(x)).astype(np.float64) - x
+    small = np.abs(x) < step / 2
+    assert np.allclose(err_plain[small], -x[small], atol=1e-6)
