@@ -75,7 +75,7 @@ def run(out_dir: Path, repeats: int = 3, quick: bool = False) -> list[dict[str, 
     big = 100_000 if quick else 1_000_000
     updates = {
         "digits-mlp": flatten(digits_mlp_update(hidden=256, epochs=2))[0],
-        f"student-t-{big // 1000}k": student_t(big, seed=1),
+        "student-t-100k" if quick else "student-t-1M": student_t(big, seed=1),
     }
     rows: list[dict[str, object]] = []
     for name, x in updates.items():

@@ -39,6 +39,7 @@ _RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
 _MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
 _BISECT_ITERS = 14
+_RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
 _LN2_6 = math.log(2.0) / 6.0
 
 
@@ -182,7 +183,8 @@ class _Solver:
         mode = self.codec._rate_mode
         target = self.codec._rate_value
         if mode == "bits_per_param":
-            over = max(0.0, bits - target * self.n) / max(self.n, 1)
+            # points within the refinement's 1 % of the target compete on error alone
+            over = max(0.0, bits - _RATE_TOLERANCE * target * self.n) / max(self.n, 1)
             return sse + 1e30 * over
         if mode == "nmse":
             infeasible = sse > target * self.sumsq
@@ -307,7 +309,7 @@ class _Solver:
             prev: _Final | None = None
             for _ in range(8):
                 # the payload will be these bits within a few bytes: 1% leaves room for them
-                if abs(f.bits - goal) <= 0.01 * goal or f.point.step <= step_min:
+                if abs(f.bits - goal) <= (_RATE_TOLERANCE - 1.0) * goal or f.point.step <= step_min:
                     break
                 if prev is not None and prev.bits != f.bits and prev.point.step != f.point.step:
                     slope = math.log(f.bits / prev.bits) / math.log(f.point.step / prev.point.step)

@@ -23,6 +23,7 @@ PRECISION = 24
 ERR_CAPACITY = -1
 ERR_SYMBOL = -2
 ERR_NOT_EXHAUSTED = -3
+ERR_SEGMENTS = -4
 
 _P = np.uint64(PRECISION)
 _MASK = np.uint64((1 << PRECISION) - 1)
@@ -133,13 +134,16 @@ def _ans_encode4(
     words: np.ndarray,
     word_counts: np.ndarray,
 ) -> int:
-    """Encode 4 segments of ``symbols`` (``len >= 4``). Segment k's words go to
+    """Encode 4 segments of ``symbols``. Segment k's words go to
     ``words[k * cap:(k + 1) * cap]`` (``cap = len(words) // 4``), their count to
-    ``word_counts[k]``. Returns 0 or ERR_CAPACITY."""
+    ``word_counts[k]``. Returns 0, ERR_CAPACITY, or ERR_SEGMENTS if the last segment would
+    be empty (n = 5, 6, 9, ...: the codec uses 4 segments only from 65,536 elements)."""
     n = symbols.shape[0]
     seg = (n + 3) // 4
     cap = words.shape[0] // 4
     last = n - 3 * seg  # length of the last segment, 1..seg
+    if last < 1:
+        return ERR_SEGMENTS
     s0 = s1 = s2 = s3 = np.uint64(0)
     n0, n1, n2, n3 = 0, cap, 2 * cap, 3 * cap
     e0, e1, e2, e3 = cap, 2 * cap, 3 * cap, 4 * cap
@@ -209,13 +213,16 @@ def _ans_decode4(
     lut_shift: int,
     out: np.ndarray,
 ) -> int:
-    """Decode 4 consecutive segment streams (``len(out) >= 4``) into symbol indices.
+    """Decode 4 consecutive segment streams into symbol indices.
 
-    Returns 0, or ERR_NOT_EXHAUSTED unless every stream ends in the initial state with all
-    its words used."""
+    Returns 0, ERR_SEGMENTS if the last segment would be empty (see _ans_encode4), or
+    ERR_NOT_EXHAUSTED unless every stream ends in the initial state with all its words
+    used."""
     n = out.shape[0]
     seg = (n + 3) // 4
     last = n - 3 * seg
+    if last < 1:
+        return ERR_SEGMENTS
     shift = np.uint64(lut_shift)
     # word ranges [b_k, b_k + c_k); p_k = next word to pop + 1
     b0 = 0

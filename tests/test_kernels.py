@@ -404,7 +404,20 @@ def test_count_symbols_matches_bincount(n: int) -> None:
     np.testing.assert_array_equal(counts, np.bincount(symbols, minlength=7))
 
 
-@pytest.mark.parametrize("n", [4, 5, 7, 70_001])
+def test_four_streams_refuse_an_empty_last_segment() -> None:
+    from fedcodec.kernels import ans as kans
+
+    freq = np.array([2**23, 2**23], np.uint32)
+    cdf, lut = kernels.build_ans_tables(freq, 12)
+    for n in (1, 2, 3, 5, 6, 9):
+        symbols = np.zeros(n, np.uint16)
+        counts = np.zeros(4, np.int64)
+        buf = np.empty(64, np.uint32)
+        assert kans._ans_encode4(symbols, cdf, freq, buf, counts) == kans.ERR_SEGMENTS
+        assert kans._ans_decode4(buf[:0], counts, cdf, freq, lut, 12, symbols) == kans.ERR_SEGMENTS
+
+
+@pytest.mark.parametrize("n", [4, 7, 8, 70_001])
 def test_four_interleaved_streams_are_four_constriction_streams(n: int) -> None:
     from fedcodec.kernels import ans as kans
 

@@ -338,3 +338,11 @@ def test_dither_error_is_uniform_and_independent_of_the_input() -> None:
     err_plain = plain.decode(plain.encode(x)).astype(np.float64) - x
     small = np.abs(x) < step / 2
     assert np.allclose(err_plain[small], -x[small], atol=1e-6)
+
+
+@pytest.mark.parametrize("source", ["laplace", "student_t"])
+def test_auto_is_never_worse_than_either_coder_at_a_rate_target(source: str) -> None:
+    x = laplace(300_000, seed=9) if source == "laplace" else student_t(300_000, seed=9)
+    results = {c: fedcodec.measure(RDQ(bits_per_param=1.0, coder=c), x) for c in CODERS}
+    best = min(results["ans"]["nmse"], results["rleg"]["nmse"])
+    assert results["auto"]["nmse"] <= best * 1.001
