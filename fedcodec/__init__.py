@@ -22,19 +22,31 @@ from .codec import (
     registered_codecs,
 )
 from .container import FORMAT_VERSION, MAX_ELEMENTS
+from .error_feedback import ErrorFeedback
 from .errors import DecodeError, UnknownCodecError
 from .layout import Layout, flatten, unflatten
 from .measure import measure
+from .bf16 import BF16
+from .fp16 import FP16
+from .identity import Identity
+from .int8 import Int8
 from .rdq import RDQ
+from .topk import TopK
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_ELEMENTS",
+    "BF16",
+    "FP16",
     "RDQ",
+    "TopK",
+    "Identity",
+    "Int8",
     "Codec",
     "DecodeError",
+    "ErrorFeedback",
     "Layout",
     "UnknownCodecError",
     "available_codecs",

@@ -26,6 +26,7 @@ from . import bits as _bits
 from . import hadamard as _hadamard
 from . import quant as _quantize
 from . import rng as _rng
+from . import sparse as _sparse
 from .ans import PRECISION as ANS_PRECISION
 from .quant import DITHER, NEAREST, STOCHASTIC
 
@@ -49,6 +50,7 @@ __all__ = [
     "rleg_encode",
     "rotate",
     "rounding_mode",
+    "topk",
 ]
 
 Rounding = Literal["nearest", "stochastic", "dither"]
@@ -286,3 +288,27 @@ def ans_decode(words: np.ndarray, n: int, freq: np.ndarray) -> np.ndarray:
     if status < 0:
         raise ValueError("invalid rANS stream: it does not end where a valid message ends")
     return out
+
+
+def topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (ascending, int64) and values of the ``k`` largest magnitudes of float32 ``x``.
+
+    Ties at the threshold go to the lowest indices; memory: one float32 copy of ``x``.
+    """
+    x = _as_1d(x, (np.float32,), "x")
+    n = x.shape[0]
+    if not 0 <= k <= n:
+        raise ValueError(f"k must lie in [0, {n}], got {k}")
+    index = np.empty(k, dtype=np.int64)
+    values = np.empty(k, dtype=np.float32)
+    if k == 0:
+        return index, values
+    mags = np.abs(x)
+    mags.partition(n - k)
+    threshold = float(mags[n - k])
+    del mags
+    greater = _sparse._count_greater(x, threshold)
+    got = _sparse._topk_select(x, threshold, k - greater, index, values)
+    if got != k:  # pragma: no cover - guards the kernels' contract
+        raise RuntimeError("top-k selection returned the wrong count")
+    return index, values

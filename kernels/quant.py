@@ -158,10 +158,10 @@ def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
     s0 = s1 = s2 = s3 = 0.0
     n4 = x.shape[0] // 4 * 4
     for i in range(0, n4, 4):
-        a = float(x[i])
-        b = float(x[i + 1])
-        c = float(x[i + 2])
-        d = float(x[i + 3])
+        a = np.float64(x[i])
+        b = np.float64(x[i + 1])
+        c = np.float64(x[i + 2])
+        d = np.float64(x[i + 3])
         s0 += a * a
         s1 += b * b
         s2 += c * c
@@ -171,7 +171,7 @@ def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
         m2 = max(m2, abs(c))
         m3 = max(m3, abs(d))
     for i in range(n4, x.shape[0]):
-        a = float(x[i])
+        a = np.float64(x[i])
         s0 += a * a
         m0 = max(m0, abs(a))
     s = (s0 + s1) + (s2 + s3)
