@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 from . import kernels
+from .bf16 import BF16
 from .codec import (
     Codec,
     available_codecs,
@@ -22,32 +23,39 @@ from .codec import (
     registered_codecs,
 )
 from .container import FORMAT_VERSION, MAX_ELEMENTS
+from .drive import Drive
+from .eden import Eden
 from .error_feedback import ErrorFeedback
 from .errors import DecodeError, UnknownCodecError
-from .layout import Layout, flatten, unflatten
-from .measure import measure
-from .bf16 import BF16
 from .fp16 import FP16
 from .identity import Identity
 from .int8 import Int8
+from .layout import Layout, flatten, unflatten
+from .measure import measure
+from .qsgd import QSGD
 from .rdq import RDQ
+from .threelc import ThreeLC
 from .topk import TopK
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMAT_VERSION",
-    "MAX_ELEMENTS",
     "BF16",
+    "FORMAT_VERSION",
     "FP16",
+    "MAX_ELEMENTS",
+    "QSGD",
     "RDQ",
-    "TopK",
-    "Identity",
-    "Int8",
     "Codec",
     "DecodeError",
+    "Drive",
+    "Eden",
     "ErrorFeedback",
+    "Identity",
+    "Int8",
     "Layout",
+    "ThreeLC",
+    "TopK",
     "UnknownCodecError",
     "available_codecs",
     "decode",

@@ -71,4 +71,6 @@ class ErrorFeedback:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state["codec"] != self.codec.get_config():
             raise ValueError("the saved state belongs to another codec configuration")
-        self.residuals = {k: np.asarray(v, dtype=np.float32).copy() for k, v in state["residuals"].items()}
+        self.residuals = {
+            k: np.asarray(v, dtype=np.float32).copy() for k, v in state["residuals"].items()
+        }

@@ -46,7 +46,9 @@ class TopK(Codec):
     """
 
     codec_id: ClassVar[str] = "topk"
-    description: ClassVar[str] = "top-k magnitudes, gap-gamma or bitmap indices (Aji & Heafield 2017)"
+    description: ClassVar[str] = (
+        "top-k magnitudes, gap-gamma or bitmap indices (Aji & Heafield 2017)"
+    )
 
     def __init__(
         self, *, fraction: float | None = None, k: int | None = None, value_dtype: str = "float32"
@@ -87,9 +89,7 @@ class TopK(Codec):
         else:
             value_bytes = values.astype("<f4").tobytes()
         gaps = np.diff(index, prepend=-1)
-        gamma_bits = int(
-            (2 * np.floor(np.log2(np.maximum(gaps, 1))).astype(np.int64) + 1).sum()
-        )
+        gamma_bits = int((2 * np.floor(np.log2(np.maximum(gaps, 1))).astype(np.int64) + 1).sum())
         if (gamma_bits + 7) // 8 < (n + 7) // 8:
             index_bytes = kernels.gamma_encode(gaps)
         else:

@@ -290,3 +290,131 @@ def _rleg_decode_values(
     if pos != data.shape[0] or nbits >= 8 or buf != np.uint64(0):
         return ERR_TRAILING
     return 0
+
+
+@jit
+def _pack_fixed(values: np.ndarray, width: int, out: np.ndarray) -> int:
+    """Pack ``values`` (each < 2**width, width <= 8) as ``width``-bit fields, LSB first;
+    returns the bytes written (``ceil(len * width / 8)``)."""
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    for i in range(values.shape[0]):
+        buf |= np.uint64(values[i]) << np.uint64(nbits)
+        nbits += width
+        if nbits >= 32:
+            out[pos] = np.uint8(buf & np.uint64(0xFF))
+            out[pos + 1] = np.uint8((buf >> np.uint64(8)) & np.uint64(0xFF))
+            out[pos + 2] = np.uint8((buf >> np.uint64(16)) & np.uint64(0xFF))
+            out[pos + 3] = np.uint8((buf >> np.uint64(24)) & np.uint64(0xFF))
+            pos += 4
+            buf >>= np.uint64(32)
+            nbits -= 32
+    return _flush_bytes(out, pos, buf, nbits)
+
+
+@jit
+def _unpack_fixed(data: np.ndarray, width: int, out: np.ndarray) -> int:
+    """Inverse of :func:`_pack_fixed` into ``out``; returns 0, or ERR_EXHAUSTED if ``data``
+    is too short, ERR_TRAILING if it is too long or its padding bits are not zero."""
+    n = out.shape[0]
+    need = (n * width + 7) // 8
+    if data.shape[0] < need:
+        return ERR_EXHAUSTED
+    if data.shape[0] > need:
+        return ERR_TRAILING
+    mask = np.uint64((1 << width) - 1)
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    for i in range(n):
+        if nbits < width:
+            pos, buf, nbits = _refill(data, pos, buf, nbits)
+        out[i] = np.uint8(buf & mask)
+        buf >>= np.uint64(width)
+        nbits -= width
+    if buf != np.uint64(0):
+        return ERR_TRAILING
+    return 0
+
+
+@inline_jit
+def _put_omega(
+    out: np.ndarray, pos: int, buf: np.uint64, nbits: int, v: int
+) -> tuple[int, np.uint64, int]:
+    """Append the Elias omega code of ``1 <= v < 2**32``: the groups of the recursion
+    (v, bitlen(v) - 1, ...; at most 5), deepest first, each most significant bit first,
+    then a zero bit."""
+    depth = 0
+    g = v
+    while g > 1:
+        depth += 1
+        g = _bit_length(g) - 1
+    for d in range(depth - 1, -1, -1):
+        value = v
+        for _ in range(d):  # the d-th group of the recursion
+            value = _bit_length(value) - 1
+        for b in range(_bit_length(value) - 1, -1, -1):
+            pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64((value >> b) & 1), 1)
+    return _put_bits(out, pos, buf, nbits, np.uint64(0), 1)
+
+
+@inline_jit
+def _get_bit(
+    data: np.ndarray, pos: int, buf: np.uint64, nbits: int
+) -> tuple[int, int, np.uint64, int]:
+    """Read one bit; returns (bit or ERR_EXHAUSTED, pos, buf, nbits)."""
+    if nbits == 0:
+        pos, buf, nbits = _refill(data, pos, buf, nbits)
+        if nbits == 0:
+            return np.int64(ERR_EXHAUSTED), pos, buf, nbits
+    bit = np.int64(buf & np.uint64(1))
+    return bit, pos, buf >> np.uint64(1), nbits - 1
+
+
+@inline_jit
+def _get_omega(
+    data: np.ndarray, pos: int, buf: np.uint64, nbits: int
+) -> tuple[int, int, np.uint64, int]:
+    """Read one Elias omega code; returns (value or a negative status, pos, buf, nbits)."""
+    v = 1
+    while True:
+        bit, pos, buf, nbits = _get_bit(data, pos, buf, nbits)
+        if bit < 0:
+            return bit, pos, buf, nbits
+        if bit == 0:
+            return v, pos, buf, nbits
+        if v >= 32:  # the next group would be longer than 32 bits
+            return ERR_GAMMA_TOO_LONG, pos, buf, nbits
+        value = 1
+        for _ in range(v):
+            bit, pos, buf, nbits = _get_bit(data, pos, buf, nbits)
+            if bit < 0:
+                return bit, pos, buf, nbits
+            value = (value << 1) | bit
+        v = value
+
+
+@jit
+def _omega_encode(values: np.ndarray, out: np.ndarray) -> int:
+    """Elias omega codes of ``values`` (each in [1, 2**32)); returns the bytes written."""
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    for i in range(values.shape[0]):
+        pos, buf, nbits = _put_omega(out, pos, buf, nbits, int(values[i]))
+    return _flush_bytes(out, pos, buf, nbits)
+
+
+@jit
+def _omega_decode(data: np.ndarray, out: np.ndarray) -> int:
+    """Decode ``len(out)`` omega codes; returns the bits used or a negative status."""
+    pos = 0
+    buf = np.uint64(0)
+    nbits = 0
+    for i in range(out.shape[0]):
+        v, pos, buf, nbits = _get_omega(data, pos, buf, nbits)
+        if v < 0:
+            return v
+        out[i] = v
+    return pos * 8 - nbits
