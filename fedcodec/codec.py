@@ -125,18 +125,27 @@ class Codec(ABC):
         direct = (out is not None and out.dtype == np.float32 and out.flags.c_contiguous) or None
         flat = out.reshape(-1) if direct and out is not None else np.empty(env.count, np.float32)
         try:
-            self._decode(env.params, env.body, flat, seed=seed)
+            # a forged scale can overflow float32: that is the payload's fault, found below
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._decode(env.params, env.body, flat, seed=seed)
         except DecodeError:
             raise
         except (ValueError, IndexError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
+        if not max_abs_and_sumsq(flat)[2]:
+            raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
             return out
         result = flat.reshape(env.shape)
-        if out is not None:
-            np.copyto(out, result, casting="unsafe")
-            return out
-        return result if env.dtype == np.float32 else result.astype(env.dtype)
+        with np.errstate(over="ignore"):
+            if out is not None:
+                np.copyto(out, result, casting="unsafe")
+            elif env.dtype != np.float32:
+                result = result.astype(env.dtype)
+        final = out if out is not None else result
+        if final.dtype == np.float16 and not np.isfinite(final).all():
+            raise DecodeError(f"{self.codec_id}: the payload decodes beyond float16's range")
+        return final
 
     # -- codec-specific --------------------------------------------------------------------
     @abstractmethod

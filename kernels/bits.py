@@ -367,8 +367,8 @@ def _get_bit(
     if nbits == 0:
         pos, buf, nbits = _refill(data, pos, buf, nbits)
         if nbits == 0:
-            return np.int64(ERR_EXHAUSTED), pos, buf, nbits
-    bit = np.int64(buf & np.uint64(1))
+            return ERR_EXHAUSTED, pos, buf, nbits
+    bit = int(np.int64(buf & np.uint64(1)))  # int64 for numba (int() of a uint64 stays one)
     return bit, pos, buf >> np.uint64(1), nbits - 1
 
 

@@ -12,8 +12,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from test_baselines import BASELINE_FIXTURES, baseline_fixture_input
 from test_rdq import FIXTURE_CASES, fixture_input
 
+import fedcodec
 from fedcodec import RDQ
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,6 +26,14 @@ def main() -> None:
     for name, (config, seed) in FIXTURE_CASES.items():
         x = fixture_input(name)
         codec = RDQ(**config)
+        payload = codec.encode(x, seed=seed)
+        (FIXTURES / f"{name}.bin").write_bytes(payload)
+        np.save(FIXTURES / f"{name}.input.npy", x)
+        np.save(FIXTURES / f"{name}.decoded.npy", codec.decode(payload, seed=seed))
+        print(f"{name}: {len(payload)} bytes")
+    x = baseline_fixture_input()
+    for name, (config, seed) in BASELINE_FIXTURES.items():
+        codec = fedcodec.get_codec(config)
         payload = codec.encode(x, seed=seed)
         (FIXTURES / f"{name}.bin").write_bytes(payload)
         np.save(FIXTURES / f"{name}.input.npy", x)

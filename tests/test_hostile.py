@@ -148,3 +148,61 @@ def test_ans_kernel_on_random_words(words: list[int], n: int) -> None:
     except ValueError:
         return
     assert out.shape == (n,) and out.min(initial=0) >= 0 and out.max(initial=0) < 5
+
+
+# -- every other codec: the same attacks --------------------------------------------------
+BASELINES = {
+    "identity": fedcodec.get_codec({"id": "identity"}),
+    "fp16": fedcodec.get_codec({"id": "fp16"}),
+    "bf16": fedcodec.get_codec({"id": "bf16"}),
+    "int8": fedcodec.get_codec({"id": "int8"}),
+    "topk-gaps": fedcodec.get_codec({"id": "topk", "fraction": 0.05}),
+    "topk-bitmap": fedcodec.get_codec({"id": "topk", "fraction": 0.5, "value_dtype": "float16"}),
+    "qsgd": fedcodec.get_codec({"id": "qsgd", "num_levels": 8, "bucket_size": 64}),
+    "drive": fedcodec.get_codec({"id": "drive"}),
+    "eden": fedcodec.get_codec({"id": "eden", "bits": 3}),
+    "threelc": fedcodec.get_codec({"id": "threelc"}),
+}
+BASELINE_PAYLOADS = {
+    name: codec.encode(student_t(600, seed=2), seed=SEED) for name, codec in BASELINES.items()
+}
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_baselines_every_truncation(name: str) -> None:
+    payload = BASELINE_PAYLOADS[name]
+    for cut in range(len(payload)):
+        with pytest.raises(DecodeError):
+            BASELINES[name].decode(payload[:cut], seed=SEED)
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+@given(data=st.data())
+def test_baselines_mutations_behind_a_valid_checksum(name: str, data: st.DataObject) -> None:
+    payload = BASELINE_PAYLOADS[name]
+    start = max(body_offset(payload) - 12, 0)
+    raw = bytearray(payload[:-4])
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
+        pos = data.draw(st.integers(start, len(raw) - 1))
+        if kind == "flip":
+            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif kind == "set":
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif kind == "insert":
+            raw.insert(pos, data.draw(st.integers(0, 255)))
+        elif len(raw) > start + 1:
+            del raw[pos]
+    expect_decode_error(BASELINES[name], with_crc(bytes(raw) + b"\x00\x00\x00\x00"), seed=SEED)
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+@given(params=st.binary(max_size=16), body=st.binary(max_size=200))
+def test_baselines_random_parts_behind_a_valid_checksum(
+    name: str, params: bytes, body: bytes
+) -> None:
+    codec = BASELINES[name]
+    env = container.unpack(BASELINE_PAYLOADS[name])
+    for p, b in ((params, bytes(env.body)), (env.params, body), (params, body)):
+        forged = container.pack(codec.codec_id, env.dtype, env.shape, 0, p, b)
+        expect_decode_error(codec, forged, seed=SEED)
