@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from . import kernels
 from .errors import DecodeError
 from .kernels import bits as _bits
+from .kernels import hadamard as _hadamard
 from .kernels import rng as _rng
 
 
@@ -35,6 +38,15 @@ def rotated(x: np.ndarray, seed: int) -> np.ndarray:
     y = x.copy()
     kernels.rotate(y, seed)
     return y
+
+
+def blocks(n: int) -> list[tuple[int, int]]:
+    """The rotation's blocks as (start, stop): 2**16 elements each, then the binary
+    decomposition of the rest. Rotation-based codecs scale each block on its own, so that
+    blocks of different energy do not share one scale."""
+    sizes = _hadamard._block_sizes(n, _hadamard.BLOCK)
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def pack(values: np.ndarray, width: int) -> bytes:

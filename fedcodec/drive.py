@@ -24,14 +24,16 @@ class Drive(Codec):
     M. Mitzenmacher, *DRIVE: One-bit Distributed Mean Estimation*, NeurIPS 2021.
 
     The rotation splits the vector into power-of-two blocks (2**16 elements, then the binary
-    decomposition of the rest; see ``docs/format.md``): nothing is padded, so the body is
-    exactly ceil(n / 8) bytes; the parameters are the float32 scale and a 32-bit seed check.
+    decomposition of the rest; see ``docs/format.md``) instead of padding to a power of two,
+    and each block is one DRIVE instance with its own float32 scale: the body is exactly
+    ceil(n / 8) bytes, the parameters one float32 per block (⌈n / 2**16⌉ + the popcount
+    of the remainder) and a 32-bit seed check.
 
     Parameters
     ----------
     scale : {"unbiased", "mse"}
         ``"unbiased"``: S = ‖x‖² / ‖Rx‖₁ (unbiased over the rotation); ``"mse"``:
-        S = ‖Rx‖₁ / d, the scale of least squared error.
+        S = ‖Rx‖₁ / d, the scale of least squared error (both per block).
 
     Examples
     --------
@@ -55,29 +57,36 @@ class Drive(Codec):
     ) -> tuple[bytes, bytes]:
         seed = _rotated.require_seed(self.codec_id, seed)
         y = _rotated.rotated(x, seed)
-        l1 = float(np.abs(y, dtype=np.float64).sum()) if y.size else 0.0
-        if l1 == 0.0:
-            s = 0.0
-        elif self.scale == "unbiased":
-            s = sumsq / l1
-        else:
-            s = l1 / y.size
+        scales = []
+        for start, stop in _rotated.blocks(y.size):
+            part = y[start:stop].astype(np.float64)
+            l1 = float(np.abs(part).sum())
+            if l1 == 0.0:
+                scales.append(0.0)
+            elif self.scale == "unbiased":
+                scales.append(float(np.dot(part, part)) / l1)
+            else:
+                scales.append(l1 / part.size)
         bits = (y >= 0).astype(np.uint8)
-        params = struct.pack("<fI", s, _rng.seed_check(seed))
+        params = np.array(scales, dtype="<f4").tobytes() + struct.pack("<I", _rng.seed_check(seed))
         return params, _rotated.pack(bits, 1)
 
     def _decode(
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
     ) -> None:
+        n = out.shape[0]
+        blocks = _rotated.blocks(n)
         r = Reader(params, "drive parameters")
-        s, check = r.unpack("<fI", "scale and seed check")
+        scales = np.frombuffer(r.take(4 * len(blocks), "block scales"), dtype="<f4")
+        (check,) = r.unpack("<I", "seed check")
         r.finish()
-        if not (np.isfinite(s) and s >= 0):
+        if not (np.isfinite(scales).all() and (scales >= 0).all()):
             raise DecodeError("drive: invalid scale")
         seed = _rotated.check_seed(self.codec_id, seed, check)
-        bits = _rotated.unpack(body, 1, out.shape[0], self.codec_id)
-        np.multiply(bits, np.float32(2 * s), out=out, casting="unsafe")
-        out -= np.float32(s)
+        bits = _rotated.unpack(body, 1, n, self.codec_id)
+        for (start, stop), s in zip(blocks, scales, strict=True):
+            np.multiply(bits[start:stop], np.float32(2 * s), out=out[start:stop], casting="unsafe")
+            out[start:stop] -= np.float32(s)
         kernels.rotate(out, seed, inverse=True)
 
 

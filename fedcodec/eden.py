@@ -42,7 +42,8 @@ class Eden(Codec):
     for Federated Learning*, ICML 2022.
 
     Body: exactly ceil(n · bits / 8) bytes (packed indices, LSB first); parameters: the
-    scale, the bit width and a 32-bit seed check. Blocks as in ``drive`` (no padding).
+    bit width, one float32 scale per rotation block (blocks as in ``drive``: no padding,
+    each block normalized and scaled on its own) and a 32-bit seed check.
 
     Examples
     --------
@@ -67,31 +68,45 @@ class Eden(Codec):
         seed = _rotated.require_seed(self.codec_id, seed)
         y = _rotated.rotated(x, seed)
         table = centroid_table(self.bits)
-        norm = float(np.sqrt(sumsq))
-        if norm > 0:
-            z = y * np.float32(np.sqrt(y.size) / norm)
-            bounds = ((table[1:] + table[:-1]) / 2).astype(np.float32)
-            index = np.searchsorted(bounds, z).astype(np.uint8)
-            dot = float(np.dot(table[index], y.astype(np.float64)))
-            s = sumsq / dot if dot > 0 else 0.0
-        else:
-            index = np.zeros(y.size, dtype=np.uint8)
-            s = 0.0
-        params = struct.pack("<fBI", s, self.bits, _rng.seed_check(seed))
+        bounds = (table[1:] + table[:-1]) / 2
+        index = np.empty(y.size, dtype=np.uint8)
+        scales = []
+        for start, stop in _rotated.blocks(y.size):
+            part = y[start:stop].astype(np.float64)
+            energy = float(np.dot(part, part))
+            if energy > 0:
+                z = part * (np.sqrt(part.size / energy))
+                index[start:stop] = np.searchsorted(bounds, z)
+                dot = float(np.dot(table[index[start:stop]], part))
+                scales.append(energy / dot if dot > 0 else 0.0)
+            else:
+                index[start:stop] = 2 ** (self.bits - 1)
+                scales.append(0.0)
+        params = (
+            struct.pack("<B", self.bits)
+            + np.array(scales, dtype="<f4").tobytes()
+            + struct.pack("<I", _rng.seed_check(seed))
+        )
         return params, _rotated.pack(index, self.bits)
 
     def _decode(
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
     ) -> None:
+        n = out.shape[0]
+        blocks = _rotated.blocks(n)
         r = Reader(params, "eden parameters")
-        s, bits, check = r.unpack("<fBI", "scale, bits and seed check")
+        bits = r.u8("bits")
+        scales = np.frombuffer(r.take(4 * len(blocks), "block scales"), dtype="<f4")
+        (check,) = r.unpack("<I", "seed check")
         r.finish()
-        if bits not in CENTROIDS or not (np.isfinite(s) and s >= 0):
+        if bits not in CENTROIDS or not (np.isfinite(scales).all() and (scales >= 0).all()):
             raise DecodeError("eden: invalid bit width or scale")
         seed = _rotated.check_seed(self.codec_id, seed, check)
-        index = _rotated.unpack(body, bits, out.shape[0], self.codec_id)
-        values = (centroid_table(bits) * s).astype(np.float32)
-        np.take(values, index, out=out)
+        index = _rotated.unpack(body, bits, n, self.codec_id)
+        table = centroid_table(bits)
+        for (start, stop), s in zip(blocks, scales, strict=True):
+            values = (table * float(s)).astype(np.float32)
+            np.take(values, index[start:stop], out=out[start:stop])
         kernels.rotate(out, seed, inverse=True)
 
 

@@ -55,7 +55,9 @@ def test_mappings_and_zero_updates(codec: fedcodec.Codec) -> None:
 def test_drive_sends_exactly_one_bit_per_coordinate(n: int) -> None:
     env = unpack(Drive().encode(student_t(n, seed=3), seed=1))
     assert len(env.body) == math.ceil(n / 8)
-    assert len(env.params) == 4 + 4  # float32 scale + 32-bit seed check
+    # one float32 scale per rotation block, plus the 32-bit seed check
+    blocks = n // 65536 + bin(n % 65536).count("1")
+    assert len(env.params) == 4 * blocks + 4
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
@@ -63,7 +65,8 @@ def test_eden_sends_exactly_b_bits_per_coordinate(bits: int) -> None:
     n = 10_001
     env = unpack(Eden(bits=bits).encode(student_t(n, seed=3), seed=1))
     assert len(env.body) == math.ceil(n * bits / 8)
-    assert len(env.params) == 4 + 1 + 4
+    blocks = bin(n).count("1")  # 10,001 = 8192 + 1024 + 512 + 256 + 16 + 1
+    assert len(env.params) == 1 + 4 * blocks + 4
 
 
 def test_eden_centroids_are_lloyd_max_for_the_normal() -> None:
