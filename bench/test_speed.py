@@ -11,6 +11,7 @@ import pytest
 from fedcodec.kernels import ans as _ans
 from fedcodec.kernels import rng
 
+import fedcodec
 from fedcodec import RDQ, kernels
 
 CONFIGS = {
@@ -21,6 +22,37 @@ CONFIGS = {
     "ans-step": {"step_rms": 1.0, "levels": "uniform"},
     "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
 }
+
+
+BASELINES = {
+    "identity": {"id": "identity"},
+    "fp16": {"id": "fp16"},
+    "bf16": {"id": "bf16"},
+    "int8": {"id": "int8"},
+    "topk-1%": {"id": "topk", "fraction": 0.01},
+    "qsgd-s4-b512": {"id": "qsgd", "num_levels": 4, "bucket_size": 512},
+    "drive": {"id": "drive"},
+    "eden-2bit": {"id": "eden", "bits": 2},
+    "threelc": {"id": "threelc"},
+}
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_baseline_encode(benchmark, update: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
+    codec = fedcodec.get_codec(BASELINES[name])
+    codec.encode(update[:1000], seed=1)
+    payload = benchmark(codec.encode, update, seed=1)
+    benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_baseline_decode(benchmark, update: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
+    codec = fedcodec.get_codec(BASELINES[name])
+    payload = codec.encode(update, seed=1)
+    codec.decode(payload, seed=1)
+    out = np.empty_like(update)
+    benchmark(codec.decode, payload, seed=1, out=out)
+    benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
 
 
 def test_memory_copy(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
