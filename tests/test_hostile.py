@@ -35,6 +35,24 @@ def payload_for(name: str) -> bytes:
 PAYLOADS = {name: payload_for(name) for name in CONFIGS}
 
 
+def mutated(payload: bytes, data: st.DataObject) -> bytes:
+    """Flip, overwrite, insert or delete bytes from the codec parameters on, fix the CRC."""
+    start = max(body_offset(payload) - 12, 0)  # reach into the codec parameters too
+    raw = bytearray(payload[:-4])
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
+        pos = data.draw(st.integers(start, len(raw) - 1))
+        if kind == "flip":
+            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif kind == "set":
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif kind == "insert":
+            raw.insert(pos, data.draw(st.integers(0, 255)))
+        elif len(raw) > start + 1:
+            del raw[pos]
+    return with_crc(bytes(raw) + b"\x00\x00\x00\x00")
+
+
 @given(st.binary(max_size=200))
 def test_random_bytes(data: bytes) -> None:
     with pytest.raises(DecodeError):
@@ -66,21 +84,7 @@ def test_bit_flips_fail_the_checksum(name: str, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_mutations_behind_a_valid_checksum(name: str, data: st.DataObject) -> None:
     """Flip, overwrite, insert or delete bytes after the container header, fix the CRC."""
-    payload = PAYLOADS[name]
-    start = body_offset(payload) - 12  # reach into the codec parameters too
-    raw = bytearray(payload[:-4])
-    for _ in range(data.draw(st.integers(1, 4))):
-        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
-        pos = data.draw(st.integers(max(start, 0), len(raw) - 1))
-        if kind == "flip":
-            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
-        elif kind == "set":
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif kind == "insert":
-            raw.insert(pos, data.draw(st.integers(0, 255)))
-        elif len(raw) > start + 1:
-            del raw[pos]
-    expect_decode_error(RDQ(), with_crc(bytes(raw) + b"\x00\x00\x00\x00"), seed=SEED)
+    expect_decode_error(RDQ(), mutated(PAYLOADS[name], data), seed=SEED)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -179,21 +183,7 @@ def test_baselines_every_truncation(name: str) -> None:
 @pytest.mark.parametrize("name", list(BASELINES))
 @given(data=st.data())
 def test_baselines_mutations_behind_a_valid_checksum(name: str, data: st.DataObject) -> None:
-    payload = BASELINE_PAYLOADS[name]
-    start = max(body_offset(payload) - 12, 0)
-    raw = bytearray(payload[:-4])
-    for _ in range(data.draw(st.integers(1, 4))):
-        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
-        pos = data.draw(st.integers(start, len(raw) - 1))
-        if kind == "flip":
-            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
-        elif kind == "set":
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif kind == "insert":
-            raw.insert(pos, data.draw(st.integers(0, 255)))
-        elif len(raw) > start + 1:
-            del raw[pos]
-    expect_decode_error(BASELINES[name], with_crc(bytes(raw) + b"\x00\x00\x00\x00"), seed=SEED)
+    expect_decode_error(BASELINES[name], mutated(BASELINE_PAYLOADS[name], data), seed=SEED)
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
