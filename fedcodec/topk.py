@@ -14,7 +14,16 @@ from .errors import DecodeError
 
 _BITMAP = 1
 _FP16 = 2
+_ANS = 4  # with _BITMAP: the bitmap is ANS-coded
 VALUE_DTYPES = ("float32", "float16")
+
+
+def bitmap_frequencies(k: int, n: int) -> np.ndarray:
+    """24-bit frequencies of (0, 1) in a bitmap with k ones out of n; both sides derive them
+    from k and n, so the model costs nothing."""
+    one = 1 << kernels.ANS_PRECISION
+    f1 = min(max(round(k / max(n, 1) * one), 1), one - 1)
+    return np.array([one - f1, f1], dtype=np.uint32)
 
 
 class TopK(Codec):
@@ -23,10 +32,11 @@ class TopK(Codec):
     Reference: A. F. Aji, K. Heafield, *Sparse Communication for Distributed Gradient
     Descent*, EMNLP 2017. Biased: use it with :class:`fedcodec.ErrorFeedback`.
 
-    Wire format: the indices are sent as the cheaper, for this message, of Elias-gamma
-    codes of the gaps between sorted indices (first gap = index + 1) and a bitmap of n bits
-    (flag in the parameters); then the k values as float32 or float16. Every index bit is
-    in the payload. No seed.
+    Wire format: the indices are sent as the cheapest, for this message, of Elias-gamma
+    codes of the gaps between sorted indices (first gap = index + 1), a plain bitmap of n
+    bits, and that bitmap ANS-coded with the model P(1) = k / n both sides derive (flags in
+    the parameters); then the k values as float32 or float16. Every index bit is in the
+    payload. No seed.
 
     Parameters
     ----------
@@ -90,13 +100,27 @@ class TopK(Codec):
             value_bytes = values.astype("<f4").tobytes()
         gaps = np.diff(index, prepend=-1)
         gamma_bits = int((2 * np.floor(np.log2(np.maximum(gaps, 1))).astype(np.int64) + 1).sum())
-        if (gamma_bits + 7) // 8 < (n + 7) // 8:
+        candidates = {0: (gamma_bits + 7) // 8, _BITMAP: (n + 7) // 8}
+        # the ANS-coded bitmap costs about n·H(k/n) bits; only build it when it can win
+        p = k / max(n, 1)
+        entropy = 0.0 if p in (0.0, 1.0) else -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+        words = None
+        if 0 < k < n and n * entropy / 8 + 8 < min(candidates.values()):
+            mask = np.zeros(n, dtype=np.uint16)
+            mask[index] = 1
+            words = kernels.ans_encode(mask, bitmap_frequencies(k, n))
+            candidates[_BITMAP | _ANS] = 4 * words.size
+        choice = min(candidates, key=lambda c: candidates[c])
+        flags |= choice
+        if choice == 0:
             index_bytes = kernels.gamma_encode(gaps)
+        elif choice == _BITMAP:
+            mask8 = np.zeros(n, dtype=bool)
+            mask8[index] = True
+            index_bytes = np.packbits(mask8, bitorder="little").tobytes()
         else:
-            flags |= _BITMAP
-            mask = np.zeros(n, dtype=bool)
-            mask[index] = True
-            index_bytes = np.packbits(mask, bitorder="little").tobytes()
+            assert words is not None
+            index_bytes = words.astype("<u4").tobytes()
         return bytes([flags]) + put_varint(k), index_bytes + value_bytes
 
     def _decode(
@@ -105,7 +129,7 @@ class TopK(Codec):
         n = out.shape[0]
         r = Reader(params, "topk parameters")
         flags = r.u8("flags")
-        if flags & ~(_BITMAP | _FP16):
+        if flags & ~(_BITMAP | _FP16 | _ANS) or (flags & _ANS and not flags & _BITMAP):
             raise DecodeError(f"topk: invalid flags {flags:#04x}")
         k = r.varint("kept count", n)
         r.finish()
@@ -114,7 +138,18 @@ class TopK(Codec):
         if index_len < 0:
             raise DecodeError("topk: body shorter than its values")
         section = np.frombuffer(body[:index_len], dtype=np.uint8)
-        if flags & _BITMAP:
+        if flags & _ANS:
+            if index_len % 4:
+                raise DecodeError("topk: ANS-coded bitmap is not whole 32-bit words")
+            words = np.frombuffer(body[:index_len], dtype="<u4").astype(np.uint32)
+            try:
+                mask16 = kernels.ans_decode(words, n, bitmap_frequencies(k, n))
+            except ValueError:
+                raise DecodeError("topk: invalid ANS-coded bitmap") from None
+            index = np.flatnonzero(mask16)
+            if index.size != k:
+                raise DecodeError("topk: bitmap holds another count than k")
+        elif flags & _BITMAP:
             if index_len != (n + 7) // 8:
                 raise DecodeError("topk: bitmap length does not match the element count")
             mask = np.unpackbits(section, bitorder="little")

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from common import check_config, check_encode_decode, check_mapping_round_trip
+from common import FIXTURES, check_config, check_encode_decode, check_mapping_round_trip
 from fedcodec.kernels import bits as kbits
 from fedcodec.kernels import threelc as k3
 from hypothesis import given
@@ -229,8 +229,9 @@ BASELINE_FIXTURES = {
     "fp16": ({"id": "fp16"}, 0),
     "bf16": ({"id": "bf16"}, 0),
     "int8": ({"id": "int8"}, 0),
-    "topk_gaps": ({"id": "topk", "fraction": 0.02}, 0),
-    "topk_bitmap_f16": ({"id": "topk", "fraction": 0.4, "value_dtype": "float16"}, 0),
+    "topk_gaps": ({"id": "topk", "k": 1}, 0),
+    "topk_ans_bitmap": ({"id": "topk", "fraction": 0.02}, 0),
+    "topk_bitmap_f16": ({"id": "topk", "fraction": 0.5, "value_dtype": "float16"}, 0),
     "qsgd": ({"id": "qsgd", "num_levels": 8, "norm": "max", "bucket_size": 128}, 5),
     "drive": ({"id": "drive"}, 6),
     "eden3": ({"id": "eden", "bits": 3}, 7),
@@ -242,6 +243,14 @@ def baseline_fixture_input() -> np.ndarray:
     x = student_t(3000, seed=97).reshape(30, 100)
     x[5:9] = 0.0  # zero rows: zero runs for 3LC, empty buckets for QSGD
     return x
+
+
+def test_topk_fixtures_cover_the_three_index_codings() -> None:
+    flags = {
+        name: fedcodec.container.unpack((FIXTURES / f"{name}.bin").read_bytes()).params[0] & 5
+        for name in ("topk_gaps", "topk_ans_bitmap", "topk_bitmap_f16")
+    }
+    assert flags == {"topk_gaps": 0, "topk_ans_bitmap": 5, "topk_bitmap_f16": 1}
 
 
 @pytest.mark.parametrize("name", list(BASELINE_FIXTURES))
