@@ -37,21 +37,22 @@ class ErrorFeedback:
         self.residuals: dict[Hashable, np.ndarray] = {}
 
     def encode(self, update: Any, *, key: Hashable = 0, seed: int | None = None) -> bytes:
+        shape: tuple[int, ...] = ()
         if isinstance(update, Mapping):
             vector, layout = flatten(update)
         else:
             arr = as_numpy(update)
-            vector, layout = np.array(arr, dtype=np.float32).reshape(-1), None
+            shape, layout = arr.shape, None
+            vector = np.array(arr, dtype=np.float32).reshape(-1)
         residual = self.residuals.get(key)
         if residual is not None:
             if residual.shape != vector.shape:
                 raise ValueError(
-                    f"client {key!r} sent {vector.size} elements before and {residual.size} now"
+                    f"client {key!r} sent {residual.size} elements before and {vector.size} now"
                 )
             vector += residual
-        to_send: Any = unflatten(vector, layout) if layout is not None else vector
-        if layout is None and not isinstance(update, Mapping):
-            to_send = vector.reshape(np.shape(as_numpy(update)))
+        # the sum travels as float32 (residuals are float32), in the update's own shape
+        to_send: Any = unflatten(vector, layout) if layout is not None else vector.reshape(shape)
         payload = self.codec.encode(to_send, seed=seed)
         decoded = self.codec.decode(payload, seed=seed, layout=layout).reshape(-1)
         self.residuals[key] = vector - decoded.astype(np.float32)
