@@ -79,6 +79,12 @@ def _as_1d(x: np.ndarray, dtypes: tuple[type, ...], name: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _as_bytes(data: bytes | np.ndarray) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        return _as_1d(data, (np.uint8,), "data")
+    return np.frombuffer(bytes(data), dtype=np.uint8)
+
+
 def _check_step(step: float) -> float:
     step = float(step)
     if not (np.isfinite(step) and step > 0.0):
@@ -203,7 +209,7 @@ def gamma_decode(
 
     Raises ``ValueError`` if the data runs out or a code is longer than 63 bits.
     """
-    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    buf = _as_bytes(data)
     if count < 0 or not 0 <= bit_offset <= 8 * buf.shape[0]:
         raise ValueError("count must be non-negative and bit_offset within the data")
     if count > 8 * buf.shape[0]:  # every code takes at least one bit
@@ -231,9 +237,13 @@ def rleg_encode(q: np.ndarray) -> bytes:
 
 def rleg_decode(data: bytes | np.ndarray, n: int, out: np.ndarray | None = None) -> np.ndarray:
     """Decode ``n`` int32 levels; ``ValueError`` on malformed or trailing data."""
-    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    buf = _as_bytes(data)
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
     if out is None:
         out = np.empty(n, dtype=np.int32)
+    elif out.dtype != np.int32 or out.shape != (n,) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous int32 array of shape ({n},)")
     status = _bits._rleg_decode(buf, out, MAX_ABS_LEVEL)
     if status < 0:
         reasons = {
