@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._config import jit
+from ._config import inline_jit, jit
 
 ZERO_GROUP = 121
 RUN_BASE = 243
 MAX_RUN = 14
+
+
+@inline_jit
+def _flush_run(out: np.ndarray, pos: int, run: int) -> int:
+    """Write a pending run of ``run < MAX_RUN`` zero groups; returns the new position."""
+    if run == 1:
+        out[pos] = ZERO_GROUP
+        pos += 1
+    elif run > 1:
+        out[pos] = RUN_BASE + run - 2
+        pos += 1
+    return pos
 
 
 @jit
@@ -47,22 +59,11 @@ def _threelc_encode(x: np.ndarray, inv_m: float, out: np.ndarray) -> int:
                 pos += 1
                 run = 0
             continue
-        if run == 1:
-            out[pos] = ZERO_GROUP
-            pos += 1
-        elif run > 1:
-            out[pos] = RUN_BASE + run - 2
-            pos += 1
+        pos = _flush_run(out, pos, run)
         run = 0
         out[pos] = byte
         pos += 1
-    if run == 1:
-        out[pos] = ZERO_GROUP
-        pos += 1
-    elif run > 1:
-        out[pos] = RUN_BASE + run - 2
-        pos += 1
-    return pos
+    return _flush_run(out, pos, run)
 
 
 @jit
