@@ -106,7 +106,17 @@ class Codec(ABC):
         ``out`` (same shape, any float dtype) receives the result. Every defect of the
         payload raises :class:`fedcodec.DecodeError`.
         """
-        env = container.unpack(payload)
+        return self._decode_envelope(container.unpack(payload), seed=seed, out=out, layout=layout)
+
+    def _decode_envelope(
+        self,
+        env: container.Envelope,
+        *,
+        seed: int | None,
+        out: np.ndarray | None = None,
+        layout: Layout | None = None,
+    ) -> np.ndarray:
+        """:meth:`decode` after the container is parsed and its checksum verified."""
         if env.codec_id != self.codec_id:
             raise DecodeError(
                 f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
@@ -220,4 +230,4 @@ def decode(payload: bytes | bytearray | memoryview, *, seed: int | None = None) 
         cls = _REGISTRY.get(env.codec_id)
     if cls is None:
         raise DecodeError(f"payload names unknown codec {env.codec_id!r}")
-    return cls().decode(payload, seed=seed)
+    return cls()._decode_envelope(env, seed=seed)
