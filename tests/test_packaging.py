@@ -54,9 +54,12 @@ def test_wheel_holds_the_kernels(wheel: Path) -> None:
     for module in ["__init__", "ans", "bits", "hadamard", "quant", "rng", "_config"]:
         assert f"fedcodec/kernels/{module}.py" in names
     assert "fedcodec/py.typed" in names
+    assert "fedcodec/coders/ans.py" in names
+    assert "fedcodec/fl/runner.py" in names
     assert not any(n.startswith("kernels/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "rdq = fedcodec.rdq:RDQ" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "fedcodec = fedcodec.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_normal_install_imports_kernels(wheel: Path, tmp_path: Path) -> None:

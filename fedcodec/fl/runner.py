@@ -1,0 +1,315 @@
+"""A whole training run: config, rounds, JSON lines, checkpoints, ``--resume``, summary.
+
+Files under the output directory:
+
+- ``config.json``: the :class:`TrainConfig` (a resumed run must match it);
+- ``metrics.jsonl``: one JSON line per round (see :func:`run`);
+- ``summary.json``: final and best accuracy, bits and rounds to the target accuracy;
+- ``checkpoint.npz``: the server state every ``checkpoint_every`` rounds and at the end;
+- ``updates.npz``: raw client updates of ``save_updates`` rounds (keys ``r<round>_c<client>``),
+  for ``fedcodec frontier``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..codec import get_codec
+from .algorithms import FedAvg, FedDyn
+from .client import Trainer, frozen_names
+from .process import FederatedProcess, ServerState, Transport, derive_seed
+from .tasks import DEFAULTS, build_model, load_task
+
+ALGORITHMS = ("fedavg", "fedsgd", "feddyn", "fedpt")
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; ``None`` fields take the task's default.
+
+    ``algorithm``: ``fedavg``; ``fedsgd`` (FedAvg with one full-batch gradient step per
+    round); ``feddyn``; ``fedpt`` (FedAvg training only part of the model: ``freeze``
+    patterns and/or the largest layers up to ``freeze_fraction``, default 0.5). Freezing
+    works with the other algorithms too.
+    """
+
+    task: str = "digits"
+    model: str | None = None
+    algorithm: str = "fedavg"
+    rounds: int = 20
+    clients_per_round: int = 10
+    local_epochs: int = 1
+    batch_size: int | None = None
+    client_lr: float | None = None
+    server_optimizer: str = "sgd"
+    server_lr: float = 1.0
+    server_momentum: float = 0.9
+    feddyn_alpha: float = 0.01
+    freeze: list[str] = field(default_factory=list)
+    freeze_fraction: float | None = None
+    codec: dict[str, Any] | None = None
+    downlink_codec: dict[str, Any] | None = None
+    error_feedback: bool = False
+    num_clients: int | None = None
+    partition: str | None = None
+    dirichlet_alpha: float = 0.5
+    min_size: int = 10
+    data_dir: str | None = None
+    seed: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 10
+    target_accuracy: float | None = None
+    save_updates: int = 0
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the task defaults filled in and values checked."""
+        if self.task not in DEFAULTS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(DEFAULTS)}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+            )
+        d = DEFAULTS[self.task]
+        c = dataclasses.replace(self, freeze=list(self.freeze))
+        c.model = c.model or d.model
+        c.batch_size = d.batch_size if c.batch_size is None else c.batch_size
+        c.client_lr = d.client_lr if c.client_lr is None else c.client_lr
+        if c.algorithm == "fedpt" and c.freeze_fraction is None and not c.freeze:
+            c.freeze_fraction = 0.5
+        if c.algorithm == "fedsgd":
+            c.local_epochs, c.batch_size = 1, 0
+        for name in ("rounds", "clients_per_round", "local_epochs", "eval_every", "checkpoint_every"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(c, name)}")
+        return c
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+# keys that may differ between a run and its resumption
+_RESUMABLE = {"rounds", "checkpoint_every", "target_accuracy"}
+
+
+class Experiment:
+    """A configured run: data, model, process; :meth:`run` writes the output files."""
+
+    def __init__(self, config: TrainConfig, *, transport: Transport | None = None) -> None:
+        self.config = c = config.resolved()
+        self.data = load_task(
+            c.task,
+            num_clients=c.num_clients,
+            partition=c.partition,
+            alpha=c.dirichlet_alpha,
+            min_size=c.min_size,
+            seed=c.seed,
+            data_dir=c.data_dir,
+        )
+        torch.manual_seed(derive_seed(c.seed, 0, -1, 0))
+        model = build_model(c.task, c.model, self.data)
+        frozen: list[str] = []
+        if c.freeze or c.freeze_fraction:
+            frozen = frozen_names(model, patterns=tuple(c.freeze), fraction=c.freeze_fraction or 0.0)
+        self.trainer = Trainer(model, frozen)
+        self.frozen = frozen
+        algorithm: FedAvg
+        if c.algorithm == "feddyn":
+            algorithm = FedDyn(c.feddyn_alpha, num_clients=len(self.data.clients))
+        else:
+            algorithm = FedAvg(c.server_optimizer, c.server_lr, momentum=c.server_momentum)
+        self.process = FederatedProcess(
+            self.trainer,
+            self.data,
+            algorithm,
+            seed=c.seed,
+            local_epochs=c.local_epochs,
+            batch_size=c.batch_size or 0,
+            client_lr=float(c.client_lr or 0.0),
+            uplink=get_codec(c.codec) if c.codec else None,
+            downlink=get_codec(c.downlink_codec) if c.downlink_codec else None,
+            error_feedback=c.error_feedback,
+            transport=transport,
+            model_init=self.trainer.get_vector(),
+        )
+        self.test_x, self.test_y = self.data.test_set()
+
+    @property
+    def share_sent(self) -> float:
+        return self.trainer.num_trainable / self.trainer.num_params
+
+    def evaluate(self, state: ServerState) -> tuple[float, float]:
+        return self.trainer.evaluate(state.params, self.test_x, self.test_y)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Train ``config.rounds`` rounds, writing the files listed in the module docstring.
+
+        Each line of ``metrics.jsonl``: ``round``, ``test_accuracy``, ``test_loss`` (global
+        held-out set; ``null`` between ``eval_every`` rounds), ``train_loss``, ``clients``,
+        ``dropped`` (client, stage, error), ``uplink_bits`` / ``downlink_bits`` this round
+        and ``*_cum`` since the start (8 × payload bytes; the downlink counts one payload
+        per client of the round), ``bits_per_param`` (mean uplink bits per sent parameter),
+        ``nmse_mean`` / ``nmse_max`` (‖Δ − Δ̂‖²/‖Δ‖² over the round's clients), ``seconds``.
+        """
+        c = self.config
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path = out / "metrics.jsonl"
+        if resume:
+            state = self._load_checkpoint(out)
+            _truncate_lines(metrics_path, state.round)
+        else:
+            state = self.process.init()
+            metrics_path.write_text("")
+            for stale in ("checkpoint.npz", "summary.json", "updates.npz"):
+                (out / stale).unlink(missing_ok=True)
+        (out / "config.json").write_text(json.dumps(c.to_json(), indent=2) + "\n")
+        save_rounds = _spread(c.rounds, c.save_updates)
+        updates_dir = out / "updates"
+        bar = _progress(range(state.round, c.rounds), progress, initial=state.round, total=c.rounds)
+        with metrics_path.open("a") as f:
+            for _ in bar:
+                r = state.round + 1
+                clients = self.process.sample_clients(r, c.clients_per_round)
+                state, diag = self.process.apply(state, clients, keep_updates=r in save_rounds)
+                if r % c.eval_every == 0 or r == c.rounds:
+                    acc, loss = self.evaluate(state)
+                else:
+                    acc, loss = None, None
+                updates = diag.pop("updates", None)
+                if updates:
+                    updates_dir.mkdir(exist_ok=True)
+                    np.savez(updates_dir / f"round{r:05d}.npz", **{f"r{r}_c{k}": v for k, v in updates.items()})
+                line = {"round": r, "test_accuracy": acc, "test_loss": loss, **diag}
+                f.write(json.dumps(line) + "\n")
+                f.flush()
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(acc=f"{acc:.3f}" if acc is not None else "-")
+                if r % c.checkpoint_every == 0 or r == c.rounds:
+                    self._save_checkpoint(out, state)
+        if updates_dir.is_dir():
+            merged: dict[str, np.ndarray] = {}
+            for p in sorted(updates_dir.glob("round*.npz")):
+                with np.load(p) as z:
+                    merged.update({k: z[k] for k in z.files})
+            np.savez(out / "updates.npz", **merged)
+        summary = self.summarize(_read_lines(metrics_path))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def summarize(self, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        c = self.config
+        evaluated = [x for x in lines if x["test_accuracy"] is not None]
+        best = max(evaluated, key=lambda x: x["test_accuracy"], default=None)
+        hit = None
+        if c.target_accuracy is not None:
+            hit = next((x for x in evaluated if x["test_accuracy"] >= c.target_accuracy), None)
+        bpp = [x["bits_per_param"] for x in lines if x["bits_per_param"] is not None]
+        last = lines[-1] if lines else {}
+        return {
+            "task": c.task,
+            "algorithm": c.algorithm,
+            "codec": c.codec,
+            "downlink_codec": c.downlink_codec,
+            "rounds": len(lines),
+            "final_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
+            "final_loss": evaluated[-1]["test_loss"] if evaluated else None,
+            "best_accuracy": best["test_accuracy"] if best else None,
+            "best_round": best["round"] if best else None,
+            "target_accuracy": c.target_accuracy,
+            "rounds_to_target": hit["round"] if hit else None,
+            "uplink_bits_to_target": hit["uplink_bits_cum"] if hit else None,
+            "downlink_bits_to_target": hit["downlink_bits_cum"] if hit else None,
+            "uplink_bits_total": last.get("uplink_bits_cum", 0),
+            "downlink_bits_total": last.get("downlink_bits_cum", 0),
+            "mean_bits_per_param": float(np.mean(bpp)) if bpp else None,
+            "params_total": self.trainer.num_params,
+            "params_sent": self.trainer.num_trainable,
+            "share_sent": self.share_sent,
+            "frozen": self.frozen,
+            "clients_dropped": sum(len(x["dropped"]) for x in lines),
+            "seconds": sum(x["seconds"] for x in lines),
+            "data": self.data.summary(),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "torch": torch.__version__,
+        }
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self, out: Path, state: ServerState) -> None:
+        meta = {"version": CHECKPOINT_VERSION, "config": self.config.to_json()}
+        arrays = state.to_arrays()
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = out / "checkpoint.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out / "checkpoint.npz")  # a crash mid-write keeps the old one
+
+    def _load_checkpoint(self, out: Path) -> ServerState:
+        path = out / "checkpoint.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from in {out}")
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        if meta.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path} has checkpoint version {meta.get('version')}")
+        saved, now = meta["config"], self.config.to_json()
+        differ = sorted(k for k in now if k not in _RESUMABLE and saved.get(k) != now[k])
+        if differ:
+            raise ValueError(f"cannot resume: the config differs from the checkpoint's in {differ}")
+        state = ServerState.from_arrays(arrays)
+        if state.params.size != self.trainer.num_params:
+            raise ValueError(f"{path} holds a model of another size")
+        return state
+
+
+def run(config: TrainConfig, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Build an :class:`Experiment` and run it (``resume=``, ``progress=``)."""
+    transport = kwargs.pop("transport", None)
+    return Experiment(config, transport=transport).run(out, **kwargs)
+
+
+def _spread(rounds: int, count: int) -> set[int]:
+    if count <= 0:
+        return set()
+    return {int(r) for r in np.unique(np.linspace(1, rounds, min(count, rounds)).round())}
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
+
+
+def _truncate_lines(path: Path, last_round: int) -> None:
+    """Drop the lines of rounds after the checkpoint (they are run again)."""
+    if path.exists():
+        keep = [x for x in _read_lines(path) if x["round"] <= last_round]
+        path.write_text("".join(json.dumps(x) + "\n" for x in keep))
+
+
+def _progress(it: Iterable[int], enabled: bool, *, initial: int, total: int) -> Any:
+    if not enabled:
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, initial=initial, total=total, unit="round", dynamic_ncols=True)
