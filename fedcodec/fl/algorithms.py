@@ -36,7 +36,8 @@ class FedAvg:
     ) -> None:
         if server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(
-                f"unknown server optimizer {server_optimizer!r}; choose {', '.join(SERVER_OPTIMIZERS)}"
+                f"unknown server optimizer {server_optimizer!r}; "
+                f"choose {', '.join(SERVER_OPTIMIZERS)}"
             )
         self.server_optimizer = server_optimizer
         self.server_lr = server_lr

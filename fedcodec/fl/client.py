@@ -29,16 +29,19 @@ class Prox:
 def frozen_names(
     model: nn.Module, *, patterns: tuple[str, ...] = (), fraction: float = 0.0
 ) -> list[str]:
-    """Parameters to freeze: names matching a glob pattern, then the largest tensors
-    while the frozen share stays at most ``fraction`` of all parameters."""
+    """Parameters to freeze: names matching a glob pattern, then the largest tensors, in
+    order of size, as long as the frozen share stays at most ``fraction`` of all parameters."""
     named = [(n, p.numel()) for n, p in model.named_parameters()]
     total = sum(size for _, size in named)
     frozen = [n for n, _ in named if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
     budget = fraction * total - sum(size for n, size in named if n in frozen)
     for name, size in sorted(named, key=lambda t: (-t[1], t[0])):
-        if name not in frozen and size <= budget:
-            frozen.append(name)
-            budget -= size
+        if name in frozen:
+            continue
+        if size > budget:
+            break
+        frozen.append(name)
+        budget -= size
     unknown = [pat for pat in patterns if not any(fnmatch.fnmatchcase(n, pat) for n, _ in named)]
     if unknown:
         names = ", ".join(n for n, _ in named)
@@ -62,7 +65,11 @@ class Trainer:
         for p, t in zip(self.params, self.trainable, strict=True):
             p.requires_grad_(t)
         self.train_index = np.concatenate(
-            [np.arange(self.offsets[i], self.offsets[i + 1]) for i, t in enumerate(self.trainable) if t]
+            [
+                np.arange(self.offsets[i], self.offsets[i + 1])
+                for i, t in enumerate(self.trainable)
+                if t
+            ]
         ).astype(np.int64)
         self.num_trainable = int(self.train_index.size)
 
@@ -80,7 +87,11 @@ class Trainer:
 
     def trainable_vector(self) -> np.ndarray:
         return np.concatenate(
-            [p.detach().reshape(-1).numpy() for p, t in zip(self.params, self.trainable, strict=True) if t]
+            [
+                p.detach().reshape(-1).numpy()
+                for p, t in zip(self.params, self.trainable, strict=True)
+                if t
+            ]
         ).astype(np.float32, copy=False)
 
     # -- training -------------------------------------------------------------------------
@@ -111,7 +122,9 @@ class Trainer:
         n = len(yt)
         b = n if batch_size <= 0 else min(batch_size, n)
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.SGD([p for p, t in zip(self.params, self.trainable, strict=True) if t], lr=lr)
+        opt = torch.optim.SGD(
+            [p for p, t in zip(self.params, self.trainable, strict=True) if t], lr=lr
+        )
         prox_terms = None
         if prox is not None:
             prox_terms = self._split(prox.g), self._split(prox.anchor), prox.alpha
@@ -142,7 +155,9 @@ class Trainer:
         out, pos = [], 0
         for p in self._trainable_params():
             k = p.numel()
-            out.append(torch.from_numpy(np.ascontiguousarray(trainable_vec[pos : pos + k])).view_as(p))
+            out.append(
+                torch.from_numpy(np.ascontiguousarray(trainable_vec[pos : pos + k])).view_as(p)
+            )
             pos += k
         return out
 
@@ -155,7 +170,10 @@ class Trainer:
         self.model.eval()
         correct, loss_sum, count = 0, 0.0, 0
         for i in range(0, len(y), batch_size):
-            xb, yb = torch.from_numpy(x[i : i + batch_size]), torch.from_numpy(y[i : i + batch_size])
+            xb, yb = (
+                torch.from_numpy(x[i : i + batch_size]),
+                torch.from_numpy(y[i : i + batch_size]),
+            )
             logits = self.model(xb)
             if logits.dim() == 3:
                 logits, yb = logits.reshape(-1, logits.shape[-1]), yb.reshape(-1)

@@ -77,14 +77,19 @@ class FederatedData:
 
 
 def _split(
-    x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], test_fraction: float, seed: int, name: str
+    x: np.ndarray,
+    y: np.ndarray,
+    parts: list[np.ndarray],
+    test_fraction: float,
+    seed: int,
+    name: str,
 ) -> list[ClientData]:
     """Each client's indices shuffled and split into train / held-out test."""
     rng = np.random.default_rng(seed)
     clients = []
     for k, idx in enumerate(parts):
         idx = rng.permutation(idx)
-        n_test = int(round(test_fraction * len(idx)))
+        n_test = round(test_fraction * len(idx))
         test, train = idx[:n_test], idx[n_test:]
         clients.append(ClientData(f"{name}-{k}", x[train], y[train], x[test], y[test]))
     return clients
@@ -107,10 +112,17 @@ def load_digits(
     x = (np.asarray(bunch.data, dtype=np.float32) / 16.0).reshape(-1, 64)
     y = np.asarray(bunch.target, dtype=np.int64)
     parts = _partition.make(
-        partition, y, num_clients, alpha=alpha, shards_per_client=shards_per_client,
-        min_size=min_size, seed=seed,
+        partition,
+        y,
+        num_clients,
+        alpha=alpha,
+        shards_per_client=shards_per_client,
+        min_size=min_size,
+        seed=seed,
     )
-    return FederatedData("digits", _split(x, y, parts, test_fraction, seed + 1, "digits"), 10, (64,))
+    return FederatedData(
+        "digits", _split(x, y, parts, test_fraction, seed + 1, "digits"), 10, (64,)
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -161,8 +173,13 @@ def load_fashion_mnist(
     x_te = (_read_idx(images["t10k"]).astype(np.float32) / 255.0)[:, None]
     y_te = _read_idx(labels["t10k"]).astype(np.int64)
     train_parts = _partition.make(
-        partition, y_tr, num_clients, alpha=alpha, shards_per_client=shards_per_client,
-        min_size=min_size, seed=seed,
+        partition,
+        y_tr,
+        num_clients,
+        alpha=alpha,
+        shards_per_client=shards_per_client,
+        min_size=min_size,
+        seed=seed,
     )
     test_parts = _partition.iid(len(y_te), num_clients, seed=seed + 1)
     clients = [
@@ -200,7 +217,7 @@ def load_synthetic(
         v = rng.normal(b_mean[k], 1, num_features)
         x = v + rng.standard_normal((int(sizes[k]), num_features)) * np.sqrt(cov_diag)
         y = np.argmax(x @ w + b, axis=1).astype(np.int64)
-        n_test = int(round(test_fraction * len(y)))
+        n_test = round(test_fraction * len(y))
         x = x.astype(np.float32)
         clients.append(ClientData(f"synthetic-{k}", x[n_test:], y[n_test:], x[:n_test], y[:n_test]))
     return FederatedData("synthetic", clients, num_classes, (num_features,))
@@ -302,7 +319,7 @@ def load_shakespeare(
     oov = len(vocabulary)  # one extra id for characters never seen (none here)
     clients = []
     for name, lines in roles:
-        n_test = max(1, int(round(test_fraction * len(lines))))
+        n_test = max(1, round(test_fraction * len(lines)))
         tr_x, tr_y = _windows("\n".join(lines[:-n_test]), table, oov)
         te_x, te_y = _windows("\n".join(lines[-n_test:]), table, oov)
         if len(tr_x) and len(te_x):

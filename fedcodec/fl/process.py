@@ -74,7 +74,9 @@ class ServerState:
             broadcast=np.array(arrays["broadcast"], np.float32),
             algo={k[5:]: np.array(v) for k, v in arrays.items() if k.startswith("algo/")},
             residuals={
-                int(k[3:]): np.array(v, np.float32) for k, v in arrays.items() if k.startswith("ef/")
+                int(k[3:]): np.array(v, np.float32)
+                for k, v in arrays.items()
+                if k.startswith("ef/")
             },
             uplink_bits_total=int(bits[0]),
             downlink_bits_total=int(bits[1]),
@@ -192,7 +194,9 @@ class FederatedProcess:
                 )
             except Exception as exc:  # a failing client never stops the round (DecodeError too)
                 log.warning("round %d: client %d dropped at %s: %s", round_, k, stage, exc)
-                dropped.append({"client": k, "stage": stage, "error": f"{type(exc).__name__}: {exc}"})
+                dropped.append(
+                    {"client": k, "stage": stage, "error": f"{type(exc).__name__}: {exc}"}
+                )
                 continue
             self.algorithm.after_client(state.algo, k, decoded)
             energy = float(np.dot(delta.astype(np.float64), delta.astype(np.float64)))

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import platform
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +89,13 @@ class TrainConfig:
             c.freeze_fraction = 0.5
         if c.algorithm == "fedsgd":
             c.local_epochs, c.batch_size = 1, 0
-        for name in ("rounds", "clients_per_round", "local_epochs", "eval_every", "checkpoint_every"):
+        for name in (
+            "rounds",
+            "clients_per_round",
+            "local_epochs",
+            "eval_every",
+            "checkpoint_every",
+        ):
             if getattr(c, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(c, name)}")
         return c
@@ -129,7 +134,9 @@ class Experiment:
         model = build_model(c.task, c.model, self.data)
         frozen: list[str] = []
         if c.freeze or c.freeze_fraction:
-            frozen = frozen_names(model, patterns=tuple(c.freeze), fraction=c.freeze_fraction or 0.0)
+            frozen = frozen_names(
+                model, patterns=tuple(c.freeze), fraction=c.freeze_fraction or 0.0
+            )
         self.trainer = Trainer(model, frozen)
         self.frozen = frozen
         algorithm: FedAvg
@@ -161,7 +168,9 @@ class Experiment:
         return self.trainer.evaluate(state.params, self.test_x, self.test_y)
 
     # -- the run --------------------------------------------------------------------------
-    def run(self, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    def run(
+        self, out: str | Path, *, resume: bool = False, progress: bool = True
+    ) -> dict[str, Any]:
         """Train ``config.rounds`` rounds, writing the files listed in the module docstring.
 
         Each line of ``metrics.jsonl``: ``round``, ``test_accuracy``, ``test_loss`` (global
@@ -199,7 +208,10 @@ class Experiment:
                 updates = diag.pop("updates", None)
                 if updates:
                     updates_dir.mkdir(exist_ok=True)
-                    np.savez(updates_dir / f"round{r:05d}.npz", **{f"r{r}_c{k}": v for k, v in updates.items()})
+                    np.savez(
+                        updates_dir / f"round{r:05d}.npz",
+                        **{f"r{r}_c{k}": v for k, v in updates.items()},
+                    )
                 line = {"round": r, "test_accuracy": acc, "test_loss": loss, **diag}
                 f.write(json.dumps(line) + "\n")
                 f.flush()
@@ -212,7 +224,7 @@ class Experiment:
             for p in sorted(updates_dir.glob("round*.npz")):
                 with np.load(p) as z:
                     merged.update({k: z[k] for k in z.files})
-            np.savez(out / "updates.npz", **merged)
+            np.savez(out / "updates.npz", **merged)  # type: ignore[arg-type]
         summary = self.summarize(_read_lines(metrics_path))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
@@ -260,7 +272,7 @@ class Experiment:
         arrays = state.to_arrays()
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         tmp = out / "checkpoint.tmp.npz"
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, out / "checkpoint.npz")  # a crash mid-write keeps the old one
 
     def _load_checkpoint(self, out: Path) -> ServerState:

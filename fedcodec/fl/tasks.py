@@ -72,7 +72,9 @@ def load_task(
         if partition is not None:
             kwargs["partition"] = partition
     elif partition not in (None, "natural"):
-        raise ValueError(f"task {name!r} has natural clients; partition {partition!r} does not apply")
+        raise ValueError(
+            f"task {name!r} has natural clients; partition {partition!r} does not apply"
+        )
     if name == "digits":
         return _data.load_digits(**kwargs)
     if name == "fashion_mnist":
