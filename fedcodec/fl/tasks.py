@@ -24,7 +24,7 @@ DEFAULTS: dict[str, TaskDefaults] = {
     "digits": TaskDefaults("mlp", 0.1, 10, 20),
     "synthetic": TaskDefaults("logreg", 0.05, 10, 30),
     "fashion_mnist": TaskDefaults("cnn", 0.05, 10, 100),
-    "shakespeare": TaskDefaults("lstm_small", 1.0, 10, None),
+    "shakespeare": TaskDefaults("lstm_small", 4.0, 10, None),
 }
 
 MODELS: dict[str, dict[str, Callable[[_data.FederatedData], nn.Module]]] = {
