@@ -5,9 +5,12 @@ and :func:`run`, or the command line ``fedcodec train``.
 
 Examples
 --------
+>>> import tempfile
 >>> from fedcodec.fl import TrainConfig, run
->>> summary = run(TrainConfig(task="digits", rounds=2, codec={"id": "rdq", "bits_per_param": 2}),
-...               "runs/doctest", progress=False)  # doctest: +SKIP
+>>> config = TrainConfig(task="digits", rounds=3, codec={"id": "rdq", "bits_per_param": 2.0})
+>>> summary = run(config, tempfile.mkdtemp(), progress=False)
+>>> round(summary["mean_bits_per_param"], 1), summary["final_accuracy"] > 0.2
+(2.0, True)
 """
 
 from __future__ import annotations
