@@ -1,11 +1,21 @@
-"""The ``fedcodec`` command: ``fedcodec train ...`` (more subcommands to come)."""
+"""The ``fedcodec`` command.
+
+- ``fedcodec train``: federated training with compression (``fedcodec.fl``).
+- ``fedcodec frontier``: bits/param against NMSE of every codec on real updates, with the
+  Shannon bound; JSON, CSV, plots.
+- ``fedcodec compare``: bits versus accuracy, one harness run per codec; JSON, CSV, plot.
+- ``fedcodec speed``: encode/decode throughput next to a memory copy; JSON and a table.
+- ``fedcodec plot FILE.json``: redraw the plots of a frontier or compare document.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -16,11 +26,43 @@ def _json_config(text: str) -> dict[str, Any] | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(
-            f'not JSON ({exc}); write a codec config like \'{{"id": "rdq", "bits_per_param": 1}}\''
+            f"not JSON ({exc}); write a codec config like "
+            '\'{"id": "rdq", "bits_per_param": 1}\''
         ) from None
     if not isinstance(value, dict) or "id" not in value:
         raise argparse.ArgumentTypeError('a codec config is a JSON object with an "id"')
     return value
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
+
+
+def _dump(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+# -- train ----------------------------------------------------------------------------------
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare")
+    p.add_argument("--model", default=None, help="task model (default: the task's)")
+    p.add_argument("--algorithm", default="fedavg", help="fedavg | fedsgd | feddyn | fedpt")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--clients-per-round", type=int, default=10)
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None, help="0: whole local data per step")
+    p.add_argument("--client-lr", type=float, default=None)
+    p.add_argument("--num-clients", type=int, default=None)
+    p.add_argument("--partition", default=None, help="iid | dirichlet | shards | natural")
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _add_train(sub: Any) -> None:
@@ -28,35 +70,20 @@ def _add_train(sub: Any) -> None:
         "train",
         help="federated training with compression; writes metrics.jsonl and summary.json",
         description="Federated training (FedAvg, FedSGD, FedDyn, FedPT) on real offline data "
-        "with any codec on the uplink and downlink. Results go under --out.",
+        "with any codec on the uplink and downlink. Results go under --out (docs/fl.md).",
     )
-    p.add_argument(
-        "--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare"
-    )
-    p.add_argument("--model", default=None, help="task model (default: the task's)")
-    p.add_argument("--algorithm", default="fedavg", help="fedavg | fedsgd | feddyn | fedpt")
+    _add_train_options(p)
     p.add_argument("--codec", type=_json_config, default=None, help="uplink codec config (JSON)")
-    p.add_argument(
-        "--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)"
-    )
+    p.add_argument("--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)")
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--clients-per-round", type=int, default=10)
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=None, help="0: whole local data per step")
-    p.add_argument("--client-lr", type=float, default=None)
     p.add_argument("--server-optimizer", default="sgd", help="sgd | momentum | adam")
     p.add_argument("--server-lr", type=float, default=1.0)
     p.add_argument("--server-momentum", type=float, default=0.9)
     p.add_argument("--feddyn-alpha", type=float, default=0.01)
     p.add_argument("--freeze", action="append", default=[], help="glob of parameters to freeze")
     p.add_argument("--freeze-fraction", type=float, default=None)
-    p.add_argument("--num-clients", type=int, default=None)
-    p.add_argument("--partition", default=None, help="iid | dirichlet | shards | natural")
     p.add_argument("--dirichlet-alpha", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=10)
-    p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--checkpoint-every", type=int, default=10)
     p.add_argument("--target-accuracy", type=float, default=None)
@@ -68,22 +95,11 @@ def _add_train(sub: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    try:
-        from .fl import DatasetMissingError, TrainConfig, run
-    except ImportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    fields = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("func", "out", "resume", "no_progress", "command")
-    }
-    config = TrainConfig(**fields)
-    try:
-        summary = run(config, args.out, resume=args.resume, progress=not args.no_progress)
-    except (DatasetMissingError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from .fl import TrainConfig, run
+
+    skip = ("func", "out", "resume", "no_progress", "command")
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip})
+    summary = run(config, args.out, resume=args.resume, progress=not args.no_progress)
     keys = (
         "final_accuracy",
         "best_accuracy",
@@ -98,12 +114,169 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- frontier -------------------------------------------------------------------------------
+def _add_frontier(sub: Any) -> None:
+    p = sub.add_parser(
+        "frontier",
+        help="bits/param vs NMSE of every codec on real updates, with the Shannon bound",
+        description="Sweep each codec's rate parameter over client updates and compare with "
+        "the rate-distortion bound of their values. Input: --from-run, --updates or --task.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--from-run", help="a harness run directory (its updates.npz)")
+    src.add_argument("--updates", help="an .npz file of updates (keys r<round>_c<client>)")
+    src.add_argument("--task", help="run the harness now to get updates (e.g. digits)")
+    p.add_argument("--rounds", type=int, default=5, help="with --task: rounds (all saved)")
+    p.add_argument("--clients-per-round", type=int, default=5, help="with --task")
+    p.add_argument(
+        "--codecs",
+        default="rdq,topk,qsgd,drive,eden,threelc,fp16",
+        help="ids (default sweeps) or a JSON list of configs with optional "
+        '"sweep": {"param": [values]}',
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=None)
+    p.add_argument("--no-bound", action="store_true", help="skip the Blahut-Arimoto bound")
+    p.add_argument("--out", default="runs/frontier", help="output directory")
+    p.set_defaults(func=_frontier)
+
+
+def _frontier(args: argparse.Namespace) -> int:
+    from . import frontier as fr
+    from .plots import plot_frontier
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = fr.parse_codecs(args.codecs)
+    if args.from_run or args.updates:
+        path = args.from_run or args.updates
+        updates = fr.load_updates(path)
+        source: dict[str, Any] = {"kind": "run" if args.from_run else "file", "path": str(path)}
+    else:
+        from .fl import TrainConfig, run
+
+        task = args.task or "digits"
+        config = TrainConfig(
+            task=task,
+            rounds=args.rounds,
+            clients_per_round=args.clients_per_round,
+            seed=args.seed,
+            save_updates=args.rounds,
+        )
+        run(config, out / "run", progress=False)
+        updates = fr.load_updates(out / "run")
+        source = {"kind": "task", "task": task, "rounds": args.rounds, "run": str(out / "run")}
+    name = args.name or f"frontier-{source.get('task') or Path(source['path']).stem}"
+    doc = fr.frontier(updates, specs, seed=args.seed, name=name, source=source, bound=not args.no_bound)
+    _dump(out / "frontier.json", doc)
+    _write_csv(out / "frontier.csv", doc["points"])
+    plots = plot_frontier(doc, out)
+    print(fr.markdown_table(doc))
+    cons = doc["consistency"]
+    if cons:
+        print(f"\nfrontier spread across {cons['num_updates']} updates ({cons['codec']}): {cons['spread']:.4f}")
+    print(f"\nwrote {out / 'frontier.json'}, frontier.csv and {', '.join(p.name for p in plots)}")
+    return 0
+
+
+# -- compare --------------------------------------------------------------------------------
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="bits vs accuracy: one harness run per codec, same seed and data",
+        description="Train with each codec config (plus uncompressed) and compare accuracy "
+        "against cumulative uplink megabytes.",
+    )
+    _add_train_options(p)
+    p.add_argument("--codecs", default=None, help="JSON list of configs (null = uncompressed)")
+    p.add_argument("--target-accuracy", type=float, default=None, help="default: uncompressed final − 0.01")
+    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="CI size: digits, 10 rounds, 5 clients")
+    p.add_argument("--out", default="runs/compare")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from . import compare as cmp
+    from .plots import plot_compare
+
+    specs = cmp.parse_specs(args.codecs) if args.codecs else cmp.DEFAULT_CODECS
+    keys = ("task", "model", "algorithm", "rounds", "clients_per_round", "local_epochs",
+            "batch_size", "client_lr", "num_clients", "partition", "data_dir", "seed",
+            "eval_every")  # fmt: skip
+    base = {k: getattr(args, k) for k in keys}
+    if args.quick:
+        base.update(cmp.QUICK)
+    out = Path(args.out)
+    doc = cmp.compare(specs, out, base=base, target_accuracy=args.target_accuracy, name="compare")
+    _dump(out / "compare.json", doc)
+    _write_csv(out / "compare.csv", doc["table"])
+    table = cmp.markdown_table(doc)
+    (out / "compare.md").write_text(table + "\n")
+    plots = plot_compare(doc, out)
+    print(table)
+    print(f"\nwrote {out / 'compare.json'}, compare.csv, compare.md and {', '.join(p.name for p in plots)}")
+    return 0
+
+
+# -- speed ----------------------------------------------------------------------------------
+def _add_speed(sub: Any) -> None:
+    p = sub.add_parser("speed", help="encode/decode throughput of every codec vs a memory copy")
+    p.add_argument("--sizes", default="1000000,10000000", help="comma-separated update sizes")
+    p.add_argument("--codecs", default=None, help="JSON list of codec configs (default: all)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="runs/speed")
+    p.set_defaults(func=_speed)
+
+
+def _speed(args: argparse.Namespace) -> int:
+    from . import speed as sp
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    configs = json.loads(args.codecs) if args.codecs else sp.DEFAULT_CODECS
+    doc = sp.speed(sizes, configs, repeats=args.repeats)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _dump(out / "speed.json", doc)
+    table = sp.markdown_table(doc)
+    (out / "speed.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwrote {out / 'speed.json'} and speed.md")
+    return 0
+
+
+# -- plot -----------------------------------------------------------------------------------
+def _add_plot(sub: Any) -> None:
+    p = sub.add_parser("plot", help="redraw the plots of a frontier or compare JSON")
+    p.add_argument("file", help="frontier.json or compare.json")
+    p.add_argument("--out", default=None, help="directory for the plots (default: the file's)")
+    p.set_defaults(func=_plot)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plots import plot_document
+
+    path = Path(args.file)
+    doc = json.loads(path.read_text())
+    plots = plot_document(doc, Path(args.out) if args.out else path.parent)
+    print("wrote " + ", ".join(str(p) for p in plots))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fedcodec", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fedcodec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
+    for add in (_add_train, _add_frontier, _add_compare, _add_speed, _add_plot):
+        add(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:  # DatasetMissingError too
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,128 @@
+"""Bits versus accuracy: the harness run once per codec, same seed and data.
+
+``fedcodec compare`` (or :func:`compare`) trains with each uplink codec config, plus the
+uncompressed run, and writes one ``fedcodec.compare/1`` JSON document: every run's metric
+lines and summary, and a table of final accuracy, bits/param, and the bits and rounds to
+reach a target accuracy (default: the uncompressed run's final accuracy minus 1 point).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .frontier import label, machine_info, versions
+
+SCHEMA = "fedcodec.compare/1"
+
+DEFAULT_CODECS: list[dict[str, Any] | None] = [
+    None,
+    {"id": "rdq", "bits_per_param": 2.0},
+    {"id": "rdq", "bits_per_param": 1.0},
+    {"id": "rdq", "bits_per_param": 0.5},
+    {"id": "topk", "fraction": 0.05, "error_feedback": True},
+    {"id": "qsgd", "num_levels": 4, "bucket_size": 512},
+    {"id": "drive"},
+    {"id": "eden", "bits": 2},
+    {"id": "threelc", "error_feedback": True},
+    {"id": "fp16"},
+]
+QUICK = {"task": "digits", "rounds": 10, "clients_per_round": 5, "partition": "iid"}
+
+
+def parse_specs(text: str) -> list[dict[str, Any] | None]:
+    """``--codecs``: a JSON list of codec configs (``null`` = uncompressed); a config may
+    carry ``"error_feedback": true``."""
+    specs = json.loads(text)
+    if not isinstance(specs, list) or not all(s is None or isinstance(s, dict) for s in specs):
+        raise ValueError('--codecs must be a JSON list of configs, e.g. [null, {"id": "rdq"}]')
+    return specs
+
+
+def compare(
+    specs: Sequence[Mapping[str, Any] | None],
+    out_dir: str | Path,
+    *,
+    base: Mapping[str, Any],
+    target_accuracy: float | None = None,
+    name: str = "compare",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the harness per spec under ``out_dir/runs/`` and return the document."""
+    from .fl import TrainConfig, run
+
+    out = Path(out_dir)
+    specs = list(specs)
+    if None not in specs:
+        specs.insert(0, None)  # the uncompressed run is always there
+    runs = []
+    for i, spec in enumerate(specs):
+        codec = dict(spec) if spec is not None else None
+        ef = bool(codec.pop("error_feedback", False)) if codec is not None else False
+        run_label = "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
+        config = TrainConfig(**{**base, "codec": codec, "error_feedback": ef})
+        run_dir = out / "runs" / f"{i:02d}"
+        summary = run(config, run_dir, progress=progress)
+        metrics = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        runs.append(
+            {"label": run_label, "codec": codec, "error_feedback": ef, "summary": summary, "metrics": metrics}
+        )
+    plain = next(r for r in runs if r["codec"] is None)
+    if target_accuracy is None and plain["summary"]["final_accuracy"] is not None:
+        target_accuracy = plain["summary"]["final_accuracy"] - 0.01
+    table = [_row(r, target_accuracy) for r in runs]
+    first = runs[0]["summary"]
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": first["task"],
+        "algorithm": first["algorithm"],
+        "rounds": first["rounds"],
+        "seed": base.get("seed", 0),
+        "base_config": dict(base),
+        "target_accuracy": target_accuracy,
+        "runs": runs,
+        "table": table,
+        "machine": machine_info(),
+        "versions": versions(),
+    }
+
+
+def _row(run: Mapping[str, Any], target: float | None) -> dict[str, Any]:
+    s = run["summary"]
+    hit = None
+    if target is not None:
+        hit = next(
+            (m for m in run["metrics"] if m["test_accuracy"] is not None and m["test_accuracy"] >= target),
+            None,
+        )
+    return {
+        "label": run["label"],
+        "final_accuracy": s["final_accuracy"],
+        "best_accuracy": s["best_accuracy"],
+        "mean_bits_per_param": s["mean_bits_per_param"],
+        "uplink_bits_total": s["uplink_bits_total"],
+        "rounds_to_target": hit["round"] if hit else None,
+        "uplink_bits_to_target": hit["uplink_bits_cum"] if hit else None,
+    }
+
+
+def markdown_table(doc: Mapping[str, Any]) -> str:
+    t = doc["target_accuracy"]
+    target = "target" if t is None else f"{t:.4f}"
+    lines = [
+        f"| codec | final acc | best acc | bits/param | uplink MB | rounds to {target} | uplink MB to {target} |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["table"]:
+        to_t = r["uplink_bits_to_target"]
+        lines.append(
+            f"| {r['label']} | {r['final_accuracy']:.4f} | {r['best_accuracy']:.4f} "
+            f"| {r['mean_bits_per_param']:.3f} | {r['uplink_bits_total'] / 8e6:.3f} "
+            f"| {r['rounds_to_target'] or '-'} | {'-' if to_t is None else f'{to_t / 8e6:.3f}'} |"
+        )
+    return "\n".join(lines)

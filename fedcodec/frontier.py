@@ -1,0 +1,352 @@
+"""Bitrate–distortion frontiers of every codec on real client updates, with the bound.
+
+:func:`frontier` sweeps each codec's rate parameter over a set of updates and records,
+per update and config, bits/param from the real payload, NMSE, encode and decode seconds;
+it adds the Shannon bound of the updates' pooled value distribution
+(:class:`fedcodec.rd_bound.RDBound`), each codec's ratio to it, and how consistent one
+codec's frontier is across clients and rounds. The result is one JSON document (schema
+``fedcodec.frontier/1``, ``docs/cli.md``), written with a CSV and plots by
+``fedcodec frontier``.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> updates = {f"r1_c{k}": rng.laplace(size=20_000).astype(np.float32) for k in range(3)}
+>>> doc = frontier(updates, [{"id": "rdq", "sweep": {"bits_per_param": [1.0, 2.0]}}])
+>>> [round(c["bits_per_param"], 1) for c in doc["curves"]]
+[1.0, 2.0]
+>>> all(1.0 <= c["ratio_to_bound"] < 1.3 for c in doc["curves"])
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import platform
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .codec import get_codec
+from .rd_bound import RDBound
+
+SCHEMA = "fedcodec.frontier/1"
+TABLE_NMSE = (0.01, 0.05, 0.2, 0.4)
+
+# each codec's rate parameter and the values swept by default
+DEFAULT_SWEEPS: dict[str, dict[str, Any]] = {
+    "rdq": {"sweep": {"bits_per_param": [0.25, 0.5, 1.0, 2.0, 3.0, 4.0]}},
+    "topk": {"sweep": {"fraction": [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5]}},
+    "qsgd": {"bucket_size": 512, "sweep": {"num_levels": [1, 2, 4, 8, 16, 32, 64, 128]}},
+    "drive": {"sweep": {"scale": ["unbiased", "mse"]}},
+    "eden": {"sweep": {"bits": [1, 2, 3, 4]}},
+    "threelc": {"sweep": {"sparsity": [1.0, 1.5, 1.9]}},
+    "int8": {},
+    "fp16": {},
+    "bf16": {},
+    "identity": {},
+}
+DEFAULT_CODECS = ("rdq", "topk", "qsgd", "drive", "eden", "threelc", "fp16")
+
+
+def expand(specs: Sequence[Mapping[str, Any] | str]) -> list[dict[str, Any]]:
+    """Codec configs from specs: an id (its default sweep), or a config whose optional
+    ``"sweep": {param: [values...]}`` gives one config per value (product over params)."""
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        if isinstance(spec, str):
+            if spec not in DEFAULT_SWEEPS:
+                raise ValueError(
+                    f"no default sweep for codec {spec!r}; known: {', '.join(DEFAULT_SWEEPS)}; "
+                    'or pass a JSON config like {"id": "rdq", "sweep": {"bits_per_param": [1, 2]}}'
+                )
+            spec = {"id": spec, **DEFAULT_SWEEPS[spec]}
+        spec = dict(spec)
+        sweep = spec.pop("sweep", {}) or {}
+        if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
+            raise ValueError(f"sweep must map parameter names to non-empty lists, got {sweep!r}")
+        names = list(sweep)
+        for values in itertools.product(*(sweep[n] for n in names)):
+            config = {**spec, **dict(zip(names, values, strict=True))}
+            get_codec(config)  # fail early with the codec's own message
+            out.append(config)
+    return out
+
+
+def parse_codecs(text: str) -> list[dict[str, Any]]:
+    """``--codecs``: comma-separated ids (default sweeps) or a JSON list of specs."""
+    text = text.strip()
+    if text.startswith("["):
+        specs = json.loads(text)
+        if not isinstance(specs, list):
+            raise ValueError("--codecs JSON must be a list of configs")
+        return expand(specs)
+    return expand([s.strip() for s in text.split(",") if s.strip()])
+
+
+def label(config: Mapping[str, Any]) -> str:
+    rest = ", ".join(f"{k}={v}" for k, v in config.items() if k != "id")
+    return f"{config['id']}({rest})" if rest else str(config["id"])
+
+
+_KEY = re.compile(r"^r(\d+)_c(\d+)$")
+
+
+def load_updates(path: str | Path) -> dict[str, np.ndarray]:
+    """Updates from an ``.npz`` file or a harness run directory (its ``updates.npz``)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "updates.npz"
+        if not p.exists():
+            raise FileNotFoundError(
+                f"{p} not found: run the harness with --save-updates N to keep client updates"
+            )
+    with np.load(p) as z:
+        updates = {k: np.asarray(z[k], dtype=np.float32).reshape(-1) for k in z.files}
+    if not updates:
+        raise ValueError(f"{p} holds no arrays")
+    for k, v in updates.items():
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"update {k!r} in {p} holds NaN or Inf")
+    return updates
+
+
+def _round_client(key: str) -> tuple[int | None, int | None]:
+    m = _KEY.match(key)
+    return (int(m.group(1)), int(m.group(2))) if m else (None, None)
+
+
+def frontier(
+    updates: Mapping[str, np.ndarray],
+    specs: Sequence[Mapping[str, Any] | str] = DEFAULT_CODECS,
+    *,
+    seed: int = 0,
+    name: str = "frontier",
+    source: Mapping[str, Any] | None = None,
+    bound: bool = True,
+    consistency_codec: str = "rdq",
+) -> dict[str, Any]:
+    """Sweep ``specs`` over ``updates`` and return the ``fedcodec.frontier/1`` document."""
+    configs = expand(specs)
+    keys = sorted(updates, key=lambda k: (_round_client(k)[0] or 0, _round_client(k)[1] or 0, k))
+    points: list[dict[str, Any]] = []
+    for ci, config in enumerate(configs):
+        codec = get_codec(config)
+        codec.decode(codec.encode(np.linspace(-1, 1, 64, dtype=np.float32), seed=1), seed=1)
+        for ui, key in enumerate(keys):
+            x = np.ascontiguousarray(updates[key], dtype=np.float32)
+            s = seed * 1_000_003 + ui
+            t0 = time.perf_counter()
+            payload = codec.encode(x, seed=s)
+            t1 = time.perf_counter()
+            y = codec.decode(payload, seed=s)
+            t2 = time.perf_counter()
+            energy = float(np.dot(x.astype(np.float64), x.astype(np.float64)))
+            err = x.astype(np.float64) - y.astype(np.float64)
+            r, c = _round_client(key)
+            points.append(
+                {
+                    "update": key,
+                    "round": r,
+                    "client": c,
+                    "config": ci,
+                    "codec": config["id"],
+                    "params": int(x.size),
+                    "bits": 8 * len(payload),
+                    "bits_per_param": 8 * len(payload) / x.size,
+                    "nmse": float(np.dot(err, err)) / energy if energy > 0 else 0.0,
+                    "encode_s": t1 - t0,
+                    "decode_s": t2 - t1,
+                }
+            )
+    rd = None
+    if bound:
+        pooled = np.concatenate([_normalized(updates[k]) for k in keys])
+        rd = RDBound.fit(pooled)
+    curves = []
+    for ci, config in enumerate(configs):
+        pts = [p for p in points if p["config"] == ci]
+        bpp = float(np.mean([p["bits_per_param"] for p in pts]))
+        nmse = float(np.mean([p["nmse"] for p in pts]))
+        b = float(rd.bits_at(nmse)) if rd is not None and nmse > 0 else math.nan
+        curves.append(
+            {
+                "config": ci,
+                "codec": config["id"],
+                "label": label(config),
+                "bits_per_param": bpp,
+                "nmse": nmse,
+                "bound_bits_per_param": _num(b),
+                "ratio_to_bound": _num(bpp / b) if b > 0 else None,
+                "encode_mparams_per_s": _rate(pts, "encode_s"),
+                "decode_mparams_per_s": _rate(pts, "decode_s"),
+            }
+        )
+    table = []
+    for codec_id in dict.fromkeys(c["id"] for c in configs):
+        cs = sorted((c for c in curves if c["codec"] == codec_id), key=lambda c: c["nmse"])
+        for target in TABLE_NMSE:
+            v = _interp_bits(cs, target)
+            b = float(rd.bits_at(target)) if rd is not None else math.nan
+            table.append(
+                {
+                    "codec": codec_id,
+                    "nmse": target,
+                    "bits_per_param": _num(v),
+                    "bound_bits_per_param": _num(b),
+                    "ratio_to_bound": _num(v / b) if b > 0 and not math.isnan(v) else None,
+                }
+            )
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": {
+            **(source or {}),
+            "num_updates": len(keys),
+            "params_per_update": sorted({int(updates[k].size) for k in keys}),
+        },
+        "seed": seed,
+        "configs": configs,
+        "points": points,
+        "curves": curves,
+        "table": table,
+        "bound": (
+            {"method": "blahut-arimoto, memoryless, MSE", **rd.to_json()} if rd is not None else None
+        ),
+        "consistency": consistency(points, configs, consistency_codec),
+        "machine": machine_info(),
+        "versions": versions(),
+    }
+
+
+def consistency(
+    points: Sequence[Mapping[str, Any]], configs: Sequence[Mapping[str, Any]], codec_id: str
+) -> dict[str, Any] | None:
+    """How much one codec's frontier varies across updates (clients and rounds).
+
+    Each update's own curve (bits/param against NMSE over the codec's sweep) is read at a
+    grid of NMSE values inside every curve's range; ``spread`` is the mean over the grid of
+    the coefficient of variation (std / mean) of bits/param across updates: 0 means every
+    client and round has the same frontier.
+    """
+    idx = [i for i, c in enumerate(configs) if c["id"] == codec_id]
+    if len(idx) < 2:
+        return None
+    by_update: dict[str, list[tuple[float, float]]] = {}
+    for p in points:
+        if p["config"] in idx and p["nmse"] > 0:
+            by_update.setdefault(p["update"], []).append((p["nmse"], p["bits_per_param"]))
+    curves = {k: sorted(v) for k, v in by_update.items() if len(v) >= 2}
+    if len(curves) < 2:
+        return None
+    lo = max(c[0][0] for c in curves.values())
+    hi = min(c[-1][0] for c in curves.values())
+    if not lo < hi:
+        return None
+    grid = np.geomspace(lo, hi, 8)
+    bits = np.array(
+        [
+            np.interp(np.log(grid), np.log([n for n, _ in c]), [b for _, b in c])
+            for c in curves.values()
+        ]
+    )
+    cv = bits.std(axis=0) / bits.mean(axis=0)
+    return {
+        "codec": codec_id,
+        "nmse_grid": grid.tolist(),
+        "cv_per_nmse": cv.tolist(),
+        "spread": float(cv.mean()),
+        "num_updates": len(curves),
+    }
+
+
+def _normalized(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+    return x / rms if rms > 0 else x[:0]
+
+
+def _interp_bits(curves: Sequence[Mapping[str, Any]], nmse: float) -> float:
+    """bits/param of a codec at ``nmse``, linear in log(NMSE) between its sweep points."""
+    pts = sorted((c["nmse"], c["bits_per_param"]) for c in curves if c["nmse"] > 0)
+    if not pts or not pts[0][0] <= nmse <= pts[-1][0]:
+        return math.nan
+    if len(pts) == 1:
+        return pts[0][1]
+    return float(np.interp(np.log(nmse), np.log([p[0] for p in pts]), [p[1] for p in pts]))
+
+
+def _rate(points: Sequence[Mapping[str, Any]], key: str) -> float:
+    params = sum(p["params"] for p in points)
+    seconds = sum(p[key] for p in points)
+    return params / seconds / 1e6 if seconds > 0 else math.inf
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or math.isnan(v) or math.isinf(v) else float(v)
+
+
+def machine_info() -> dict[str, Any]:
+    import os
+
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("fedcodec", "numpy", "numba", "constriction", "torch", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def markdown_table(doc: Mapping[str, Any]) -> str:
+    """bits/param of each codec at the table's NMSE values, and the ratio to the bound."""
+    targets = sorted({r["nmse"] for r in doc["table"]})
+    head = "| codec | " + " | ".join(f"NMSE {t:g}: bits (× bound)" for t in targets) + " |"
+    lines = [head, "|---|" + "---:|" * len(targets)]
+    bound = {r["nmse"]: r["bound_bits_per_param"] for r in doc["table"]}
+    for codec_id in dict.fromkeys(r["codec"] for r in doc["table"]):
+        cells = []
+        for t in targets:
+            r = next(x for x in doc["table"] if x["codec"] == codec_id and x["nmse"] == t)
+            if r["bits_per_param"] is None:
+                cells.append("-")
+            elif r["ratio_to_bound"] is None:
+                cells.append(f"{r['bits_per_param']:.3f}")
+            else:
+                cells.append(f"{r['bits_per_param']:.3f} ({r['ratio_to_bound']:.2f}×)")
+        lines.append(f"| {codec_id} | " + " | ".join(cells) + " |")
+    if doc.get("bound"):
+        cells = ["-" if bound[t] is None else f"{bound[t]:.3f}" for t in targets]
+        lines.append("| **bound** (Blahut–Arimoto) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+

@@ -1,0 +1,129 @@
+"""Plots of the benchmark CLI (matplotlib, PNG and SVG), drawn from the JSON documents
+alone, so ``fedcodec plot FILE.json`` redraws them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+NMSE_FLOOR = 1e-4
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("plots need matplotlib: pip install 'fedcodec[bench]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log_axes(ax: Any) -> None:
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[1])
+    _pyplot().close(fig)
+    return paths
+
+
+def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """``frontier.png/svg`` (bits/param against NMSE, log axes, with the bound) and
+    ``consistency.png/svg`` (one codec's curve per update, coloured by round)."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for codec_id in dict.fromkeys(c["codec"] for c in doc["curves"]):
+        cs = sorted(
+            (c for c in doc["curves"] if c["codec"] == codec_id and c["nmse"] > 0),
+            key=lambda c: c["bits_per_param"],
+        )
+        cs = [c for c in cs if c["nmse"] >= NMSE_FLOOR]  # near-lossless points: off the plot
+        if cs:
+            ax.plot([c["bits_per_param"] for c in cs], [c["nmse"] for c in cs], "o-", label=codec_id)
+    bound = doc.get("bound")
+    if bound:
+        ax.plot(bound["bits_per_param"], bound["nmse"], "k--", label="Shannon bound (memoryless)")
+    _log_axes(ax)
+    ax.set_xlabel("bits per parameter (8 × payload bytes / params)")
+    ax.set_ylabel("NMSE  ‖x − x̂‖² / ‖x‖²")
+    n = doc["source"].get("num_updates", "?")
+    ax.set_title(f"{doc['name']}: mean over {n} client updates (NMSE < {NMSE_FLOOR:g} not shown)")
+    ax.legend(fontsize=8)
+    paths = _save(fig, out, "frontier")
+
+    cons = doc.get("consistency")
+    if cons:
+        idx = {i for i, c in enumerate(doc["configs"]) if c["id"] == cons["codec"]}
+        by_update: dict[str, list[tuple[float, float, int]]] = {}
+        for p in doc["points"]:
+            if p["config"] in idx and p["nmse"] > 0:
+                by_update.setdefault(p["update"], []).append(
+                    (p["bits_per_param"], p["nmse"], p["round"] or 0)
+                )
+        rounds = sorted({v[0][2] for v in by_update.values()})
+        cmap = plt.get_cmap("viridis")
+        fig, ax = plt.subplots(figsize=(7.0, 4.8))
+        for pts in by_update.values():
+            pts.sort()
+            r = pts[0][2]
+            color = cmap(rounds.index(r) / max(len(rounds) - 1, 1))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=color, alpha=0.6, lw=1)
+        if bound:
+            ax.plot(bound["bits_per_param"], bound["nmse"], "k--", label="bound (pooled values)")
+            ax.legend(fontsize=8)
+        _log_axes(ax)
+        ax.set_xlabel("bits per parameter")
+        ax.set_ylabel("NMSE")
+        ax.set_title(
+            f"{cons['codec']} per client and round ({cons['num_updates']} updates; colour = round): "
+            f"spread {cons['spread']:.3f}",
+            fontsize=9,
+        )
+        paths += _save(fig, out, "consistency")
+    return paths
+
+
+def plot_compare(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """``accuracy_vs_uplink.png/svg``: accuracy against cumulative uplink megabytes."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for run in doc["runs"]:
+        rows = [r for r in run["metrics"] if r["test_accuracy"] is not None]
+        ax.plot(
+            [r["uplink_bits_cum"] / 8e6 for r in rows],
+            [r["test_accuracy"] for r in rows],
+            "-",
+            marker=".",
+            label=run["label"],
+        )
+    ax.set_xscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel("cumulative uplink MB (8 × payload bytes, all clients)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{doc['name']}: {doc['task']}, {doc['rounds']} rounds, seed {doc['seed']}")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(out_dir), "accuracy_vs_uplink")
+
+
+def plot_document(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Redraw whatever the document is (frontier or compare)."""
+    schema = doc.get("schema", "")
+    if schema.startswith("fedcodec.frontier/"):
+        return plot_frontier(doc, out_dir)
+    if schema.startswith("fedcodec.compare/"):
+        return plot_compare(doc, out_dir)
+    raise ValueError(f"not a fedcodec frontier or compare document (schema {schema!r})")

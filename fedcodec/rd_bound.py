@@ -1,0 +1,144 @@
+"""The Shannon rate–distortion bound of an update's value distribution (Blahut–Arimoto).
+
+The bound treats the values as i.i.d. draws from their empirical distribution (a
+memoryless source) under mean squared error; it is the fewest bits per parameter any code
+that sees one value at a time, with unbounded block length, could spend at a given NMSE.
+
+Discretization (accuracy checked in ``tests/test_rd_bound.py``): values are divided by
+their RMS (so distortion is NMSE) and binned over the 1e-6 to 1 − 1e-6 quantile range
+(values beyond it fall into the end bins); half the ``num_source_bins`` bin edges are
+equally spaced and half sit at equal-mass quantiles, so bins are narrow both where the
+values are dense and across the tails. Each bin is represented by the mean of its values;
+the within-bin variance, which the bound cannot see, is reported as
+``discretization_nmse`` (about 1e-5 on Gaussian or Laplace data). The reproduction
+alphabet is ``num_levels`` points, half equally spaced, half at quantiles of the bin
+means. Blahut–Arimoto runs at 24 slopes (NMSE about 5e-4 to 0.9) until Blahut's bound on
+its rate error is below ``tol_bits``. On a Gaussian source the curve is within 0.005 bits
+of ½·log2(σ²/D); on a Laplace source it lies between the Shannon lower bound and the
+Gaussian bound, as it must.
+
+Examples
+--------
+>>> import numpy as np
+>>> x = np.random.default_rng(0).standard_normal(200_000)
+>>> bound = RDBound.fit(x)
+>>> round(float(bound.bits_at(0.25)), 2)  # Gaussian: 0.5 * log2(1 / 0.25) = 1
+1.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RDBound:
+    """Points (NMSE, bits/param) of R(D), NMSE increasing, bits decreasing."""
+
+    nmse: np.ndarray
+    bits_per_param: np.ndarray
+    discretization_nmse: float = 0.0  # within-bin variance / variance: what bins hide
+
+    @classmethod
+    def fit(
+        cls,
+        values: np.ndarray,
+        *,
+        num_source_bins: int = 600,
+        num_levels: int = 384,
+        slopes: np.ndarray | None = None,
+        tol_bits: float = 1e-3,
+        max_iter: int = 3000,
+    ) -> RDBound:
+        """Compute R(D) of the empirical distribution of ``values`` (any shape, finite)."""
+        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        if x.size == 0 or not np.all(np.isfinite(x)):
+            raise ValueError("the bound needs a non-empty array of finite values")
+        rms = float(np.sqrt(np.mean(x * x)))
+        if rms == 0:
+            raise ValueError("an all-zero update has no rate-distortion curve (0 bits at NMSE 0)")
+        x = x / rms
+        lo, hi = np.quantile(x, [1e-6, 1 - 1e-6])
+        lo, hi = min(lo, -1e-3), max(hi, 1e-3)
+        # edges: half equally spaced, half at equal-mass quantiles (dense where values are)
+        half = num_source_bins // 2
+        edges = np.unique(
+            np.concatenate(
+                [
+                    np.linspace(lo, hi, half + 1),
+                    np.clip(np.quantile(x, np.linspace(0, 1, half + 1)), lo, hi),
+                ]
+            )
+        )
+        k = edges.size - 1
+        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, k - 1)
+        counts = np.bincount(which, minlength=k).astype(np.float64)
+        sums = np.bincount(which, weights=x, minlength=k)
+        sq = np.bincount(which, weights=x * x, minlength=k)
+        keep = counts > 0
+        p = counts[keep] / x.size
+        src = sums[keep] / counts[keep]
+        floor = float(np.sum(sq[keep] - counts[keep] * src * src) / x.size)
+        levels = np.unique(
+            np.concatenate(
+                [
+                    np.linspace(lo, hi, num_levels // 2),
+                    np.quantile(src, np.linspace(0, 1, num_levels // 2)),
+                ]
+            )
+        )
+        dist = (src[:, None] - levels[None, :]) ** 2
+        if slopes is None:
+            # for a Gaussian the slope at NMSE D is 1/(2D) nats per unit distortion
+            slopes = 1.0 / (2.0 * np.geomspace(0.9, 2e-3, 20))
+        q = np.full(levels.size, 1.0 / levels.size)
+        points = []
+        for beta in np.asarray(slopes, dtype=np.float64):
+            q, d, r = _blahut_arimoto(p, dist, beta, q, tol_bits, max_iter)
+            points.append((d, r))
+        pts = np.array(sorted(points))
+        # keep the lower convex hull's monotone part: R(D) is convex and non-increasing
+        nmse, bits = pts[:, 0], np.minimum.accumulate(pts[:, 1])
+        return cls(nmse, bits, max(floor, 0.0))
+
+    def bits_at(self, nmse: float | np.ndarray) -> np.ndarray:
+        """R at the given NMSE, interpolated linearly in log(NMSE); NaN outside the range."""
+        ln = np.log(np.asarray(nmse, dtype=np.float64))
+        return np.interp(ln, np.log(self.nmse), self.bits_per_param, left=np.nan, right=np.nan)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {
+            "nmse": self.nmse.tolist(),
+            "bits_per_param": self.bits_per_param.tolist(),
+            "discretization_nmse": self.discretization_nmse,
+        }
+
+
+def _blahut_arimoto(
+    p: np.ndarray, dist: np.ndarray, beta: float, q: np.ndarray, tol_bits: float, max_iter: int
+) -> tuple[np.ndarray, float, float]:
+    """One point of R(D) at slope ``-beta``: returns (q, D, R in bits)."""
+    # shift each row by its minimum distance so exp() never underflows to an all-zero row
+    shift = dist.min(axis=1, keepdims=True)
+    a = np.exp(-beta * (dist - shift))
+    q = np.maximum(q, 1e-300)
+    for _ in range(max_iter):
+        denom = a @ q
+        c = (p / denom) @ a  # c_j = sum_i p_i a_ij / sum_k q_k a_ik
+        q_new = q * c
+        q_new /= q_new.sum()
+        # Blahut's bound: R(q) - R* <= max_j log c_j - sum_j q_j c_j log c_j
+        log_c = np.log(np.maximum(c, 1e-300))
+        gap = (log_c.max() - np.dot(q * c, log_c)) / np.log(2)
+        q = q_new
+        if gap < tol_bits:
+            break
+    denom = a @ q
+    cond = a * q[None, :] / denom[:, None]  # Q(j | i)
+    d = float(np.sum(p[:, None] * cond * dist))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(cond > 0, cond / q[None, :], 1.0)
+        r = float(np.sum(p[:, None] * cond * np.log2(ratio)))
+    return q, d, max(r, 0.0)
