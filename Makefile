@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch==2.13.0 is the CPU build on this machine's disk (see pyproject.toml).
 EXTRAS ?= dev,bench,torch
 
-.PHONY: demo test test-slow lint bench clean install
+.PHONY: demo test test-slow lint bench bench-short clean install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory bench-short
 
 test-slow: install
 	$(PY) -m pytest -m slow
@@ -38,6 +39,14 @@ lint: install
 bench: install
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -p no:cacheprovider \
 		--benchmark-json=bench/results/latest.json
+
+# CI's short benchmark run: 1M params, a few rounds each, then the 2x regression check
+# against the stored reference (times relative to a memory copy in the same run).
+bench-short: install
+	FEDCODEC_BENCH_SHORT=1 $(PY) -m pytest bench -q --benchmark-enable --benchmark-only \
+		-p no:cacheprovider --benchmark-min-rounds=3 --benchmark-max-time=0.1 \
+		--benchmark-warmup=off --benchmark-json=bench/results/ci-latest.json
+	$(PY) bench/check_regression.py bench/results/ci-latest.json bench/results/reference-short.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

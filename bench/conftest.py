@@ -1,6 +1,12 @@
-"""Shared fixtures of the benchmark suite (run with ``make bench``)."""
+"""Shared fixtures of the benchmark suite (run with ``make bench``).
+
+``FEDCODEC_BENCH_SHORT=1`` (the CI's short mode, ``make bench-short``) keeps the 1M-param
+update only.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +14,8 @@ import pytest
 from fedcodec.sample_updates import laplace
 
 SIZES = {"1M": 1_000_000, "10M": 10_000_000}
+if os.environ.get("FEDCODEC_BENCH_SHORT"):
+    SIZES = {"1M": 1_000_000}
 
 
 @pytest.fixture(scope="session", params=list(SIZES))

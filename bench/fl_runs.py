@@ -96,7 +96,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             return "-" if bits is None else f"{bits / 8e6:.2f}"
 
         out.append(
-            f"| {row['name']} | {s['rounds']} | {s['final_accuracy']:.4f} | {s['best_accuracy']:.4f} "
+            f"| {row['name']} | {s['rounds']} | {s['final_accuracy']:.4f} "
+            f"| {s['best_accuracy']:.4f} "
             f"| {s['rounds_to_target'] if s['rounds_to_target'] else '-'} "
             f"| {mb(s['uplink_bits_to_target'])} | {mb(s['uplink_bits_total'])} "
             f"| {s['mean_bits_per_param']:.3f} | {s['share_sent']:.3f} "

@@ -80,6 +80,20 @@ def test_decode(benchmark, update: np.ndarray, name: str) -> None:  # type: igno
     benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
 
 
+def test_rate_search(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """RDQ's rate control alone: subsample search and the exact full-message pass."""
+    from fedcodec.kernels import max_abs_and_sumsq
+
+    from fedcodec.rdq import _Solver
+
+    codec = RDQ(bits_per_param=1.0)
+    max_abs, sumsq, _ = max_abs_and_sumsq(update)
+    stream = rng.stream_seed(0, rng.STREAM_DITHER)
+    _Solver(codec, update, max_abs, sumsq, stream).solve()
+    benchmark(lambda: _Solver(codec, update, max_abs, sumsq, stream).solve())
+    benchmark.extra_info["params"] = update.size
+
+
 def test_kernel_quantize(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     benchmark(kernels.quantize, update, 2e-3)
 

@@ -26,8 +26,7 @@ def _json_config(text: str) -> dict[str, Any] | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(
-            f"not JSON ({exc}); write a codec config like "
-            '\'{"id": "rdq", "bits_per_param": 1}\''
+            f'not JSON ({exc}); write a codec config like \'{{"id": "rdq", "bits_per_param": 1}}\''
         ) from None
     if not isinstance(value, dict) or "id" not in value:
         raise argparse.ArgumentTypeError('a codec config is a JSON object with an "id"')
@@ -42,7 +41,9 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
-            w.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
+            w.writerow(
+                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()}
+            )
 
 
 def _dump(path: Path, doc: dict[str, Any]) -> None:
@@ -51,7 +52,9 @@ def _dump(path: Path, doc: dict[str, Any]) -> None:
 
 # -- train ----------------------------------------------------------------------------------
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare")
+    p.add_argument(
+        "--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare"
+    )
     p.add_argument("--model", default=None, help="task model (default: the task's)")
     p.add_argument("--algorithm", default="fedavg", help="fedavg | fedsgd | feddyn | fedpt")
     p.add_argument("--rounds", type=int, default=20)
@@ -74,7 +77,9 @@ def _add_train(sub: Any) -> None:
     )
     _add_train_options(p)
     p.add_argument("--codec", type=_json_config, default=None, help="uplink codec config (JSON)")
-    p.add_argument("--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)")
+    p.add_argument(
+        "--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)"
+    )
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
     p.add_argument("--server-optimizer", default="sgd", help="sgd | momentum | adam")
     p.add_argument("--server-lr", type=float, default=1.0)
@@ -167,14 +172,19 @@ def _frontier(args: argparse.Namespace) -> int:
         updates = fr.load_updates(out / "run")
         source = {"kind": "task", "task": task, "rounds": args.rounds, "run": str(out / "run")}
     name = args.name or f"frontier-{source.get('task') or Path(source['path']).stem}"
-    doc = fr.frontier(updates, specs, seed=args.seed, name=name, source=source, bound=not args.no_bound)
+    doc = fr.frontier(
+        updates, specs, seed=args.seed, name=name, source=source, bound=not args.no_bound
+    )
     _dump(out / "frontier.json", doc)
     _write_csv(out / "frontier.csv", doc["points"])
     plots = plot_frontier(doc, out)
     print(fr.markdown_table(doc))
     cons = doc["consistency"]
     if cons:
-        print(f"\nfrontier spread across {cons['num_updates']} updates ({cons['codec']}): {cons['spread']:.4f}")
+        print(
+            f"\nfrontier spread across {cons['num_updates']} updates "
+            f"({cons['codec']}): {cons['spread']:.4f}"
+        )
     print(f"\nwrote {out / 'frontier.json'}, frontier.csv and {', '.join(p.name for p in plots)}")
     return 0
 
@@ -189,7 +199,9 @@ def _add_compare(sub: Any) -> None:
     )
     _add_train_options(p)
     p.add_argument("--codecs", default=None, help="JSON list of configs (null = uncompressed)")
-    p.add_argument("--target-accuracy", type=float, default=None, help="default: uncompressed final − 0.01")
+    p.add_argument(
+        "--target-accuracy", type=float, default=None, help="default: uncompressed final − 0.01"
+    )
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="CI size: digits, 10 rounds, 5 clients")
     p.add_argument("--out", default="runs/compare")
@@ -215,7 +227,10 @@ def _compare(args: argparse.Namespace) -> int:
     (out / "compare.md").write_text(table + "\n")
     plots = plot_compare(doc, out)
     print(table)
-    print(f"\nwrote {out / 'compare.json'}, compare.csv, compare.md and {', '.join(p.name for p in plots)}")
+    print(
+        f"\nwrote {out / 'compare.json'}, compare.csv, compare.md and "
+        + ", ".join(p.name for p in plots)
+    )
     return 0
 
 
@@ -264,7 +279,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fedcodec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="fedcodec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_frontier, _add_compare, _add_speed, _add_plot):
         add(sub)

@@ -58,17 +58,25 @@ def compare(
     specs = list(specs)
     if None not in specs:
         specs.insert(0, None)  # the uncompressed run is always there
-    runs = []
+    runs: list[dict[str, Any]] = []
     for i, spec in enumerate(specs):
         codec = dict(spec) if spec is not None else None
         ef = bool(codec.pop("error_feedback", False)) if codec is not None else False
-        run_label = "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
+        run_label = (
+            "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
+        )
         config = TrainConfig(**{**base, "codec": codec, "error_feedback": ef})
         run_dir = out / "runs" / f"{i:02d}"
         summary = run(config, run_dir, progress=progress)
         metrics = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
         runs.append(
-            {"label": run_label, "codec": codec, "error_feedback": ef, "summary": summary, "metrics": metrics}
+            {
+                "label": run_label,
+                "codec": codec,
+                "error_feedback": ef,
+                "summary": summary,
+                "metrics": metrics,
+            }
         )
     plain = next(r for r in runs if r["codec"] is None)
     if target_accuracy is None and plain["summary"]["final_accuracy"] is not None:
@@ -97,7 +105,11 @@ def _row(run: Mapping[str, Any], target: float | None) -> dict[str, Any]:
     hit = None
     if target is not None:
         hit = next(
-            (m for m in run["metrics"] if m["test_accuracy"] is not None and m["test_accuracy"] >= target),
+            (
+                m
+                for m in run["metrics"]
+                if m["test_accuracy"] is not None and m["test_accuracy"] >= target
+            ),
             None,
         )
     return {
@@ -115,7 +127,8 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
     t = doc["target_accuracy"]
     target = "target" if t is None else f"{t:.4f}"
     lines = [
-        f"| codec | final acc | best acc | bits/param | uplink MB | rounds to {target} | uplink MB to {target} |",
+        "| codec | final acc | best acc | bits/param | uplink MB "
+        f"| rounds to {target} | uplink MB to {target} |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["table"]:

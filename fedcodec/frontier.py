@@ -70,7 +70,9 @@ def expand(specs: Sequence[Mapping[str, Any] | str]) -> list[dict[str, Any]]:
             spec = {"id": spec, **DEFAULT_SWEEPS[spec]}
         spec = dict(spec)
         sweep = spec.pop("sweep", {}) or {}
-        if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
+        if not isinstance(sweep, Mapping) or not all(
+            isinstance(v, list) and v for v in sweep.values()
+        ):
             raise ValueError(f"sweep must map parameter names to non-empty lists, got {sweep!r}")
         names = list(sweep)
         for values in itertools.product(*(sweep[n] for n in names)):
@@ -219,7 +221,9 @@ def frontier(
         "curves": curves,
         "table": table,
         "bound": (
-            {"method": "blahut-arimoto, memoryless, MSE", **rd.to_json()} if rd is not None else None
+            {"method": "blahut-arimoto, memoryless, MSE", **rd.to_json()}
+            if rd is not None
+            else None
         ),
         "consistency": consistency(points, configs, consistency_codec),
         "machine": machine_info(),
@@ -349,4 +353,3 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
         cells = ["-" if bound[t] is None else f"{bound[t]:.3f}" for t in targets]
         lines.append("| **bound** (Blahut–Arimoto) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-

@@ -53,7 +53,9 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         )
         cs = [c for c in cs if c["nmse"] >= NMSE_FLOOR]  # near-lossless points: off the plot
         if cs:
-            ax.plot([c["bits_per_param"] for c in cs], [c["nmse"] for c in cs], "o-", label=codec_id)
+            ax.plot(
+                [c["bits_per_param"] for c in cs], [c["nmse"] for c in cs], "o-", label=codec_id
+            )
     bound = doc.get("bound")
     if bound:
         ax.plot(bound["bits_per_param"], bound["nmse"], "k--", label="Shannon bound (memoryless)")
@@ -89,7 +91,8 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("bits per parameter")
         ax.set_ylabel("NMSE")
         ax.set_title(
-            f"{cons['codec']} per client and round ({cons['num_updates']} updates; colour = round): "
+            f"{cons['codec']} per client and round "
+            f"({cons['num_updates']} updates; colour = round): "
             f"spread {cons['spread']:.3f}",
             fontsize=9,
         )

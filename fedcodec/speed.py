@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,26 +54,7 @@ def speed(
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for n in sizes:
-        x = (np.random.default_rng(seed).laplace(size=n) * 1e-3).astype(np.float32)
-        out = np.empty_like(x)
-        copy_s, _ = _best(lambda: np.copyto(out, x), max(repeats, 5))
-        rows.append(_row("memory copy (np.copyto)", n, copy_s, copy_s, 32.0, copy_s))
-        try:
-            import zstandard
-        except ImportError:
-            zstandard = None
-        if zstandard is not None:
-            cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
-            raw = x.tobytes()
-            enc_s, comp = _best(lambda: cctx.compress(raw), repeats)
-            dec_s, _ = _best(lambda: dctx.decompress(comp), repeats)
-            rows.append(_row("zstd level 3 (raw float32)", n, enc_s, dec_s, 8 * len(comp) / n, copy_s))
-        for config in configs:
-            codec = get_codec(config)
-            codec.decode(codec.encode(x[:4096], seed=1), seed=1)  # compile
-            enc_s, payload = _best(lambda c=codec: c.encode(x, seed=1), repeats)  # type: ignore[misc]
-            dec_s, _ = _best(lambda c=codec, p=payload: c.decode(p, seed=1, out=out), repeats)  # type: ignore[misc]
-            rows.append(_row(label(config), n, enc_s, dec_s, 8 * len(payload) / n, copy_s))
+        rows += _measure(n, configs, repeats, seed)
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -84,7 +66,34 @@ def speed(
     }
 
 
-def _row(name: str, n: int, enc_s: float, dec_s: float, bpp: float, copy_s: float) -> dict[str, Any]:
+def _measure(
+    n: int, configs: Sequence[Mapping[str, Any]], repeats: int, seed: int
+) -> list[dict[str, Any]]:
+    x = (np.random.default_rng(seed).laplace(size=n) * 1e-3).astype(np.float32)
+    out = np.empty_like(x)
+    copy_s, _ = _best(partial(np.copyto, out, x), max(repeats, 5))
+    rows = [_row("memory copy (np.copyto)", n, copy_s, copy_s, 32.0, copy_s)]
+    try:
+        import zstandard
+    except ImportError:
+        zstandard = None
+    if zstandard is not None:
+        raw = x.tobytes()
+        enc_s, comp = _best(partial(zstandard.ZstdCompressor(level=3).compress, raw), repeats)
+        dec_s, _ = _best(partial(zstandard.ZstdDecompressor().decompress, comp), repeats)
+        rows.append(_row("zstd level 3 (raw float32)", n, enc_s, dec_s, 8 * len(comp) / n, copy_s))
+    for config in configs:
+        codec = get_codec(config)
+        codec.decode(codec.encode(x[:4096], seed=1), seed=1)  # compile
+        enc_s, payload = _best(partial(codec.encode, x, seed=1), repeats)
+        dec_s, _ = _best(partial(codec.decode, payload, seed=1, out=out), repeats)
+        rows.append(_row(label(config), n, enc_s, dec_s, 8 * len(payload) / n, copy_s))
+    return rows
+
+
+def _row(
+    name: str, n: int, enc_s: float, dec_s: float, bpp: float, copy_s: float
+) -> dict[str, Any]:
     return {
         "codec": name,
         "params": n,

@@ -39,6 +39,26 @@ def main() -> None:
         np.save(FIXTURES / f"{name}.input.npy", x)
         np.save(FIXTURES / f"{name}.decoded.npy", codec.decode(payload, seed=seed))
         print(f"{name}: {len(payload)} bytes")
+    frontier_expected()
+
+
+def frontier_expected() -> None:
+    """The deterministic part of a tiny `fedcodec frontier` run (tests/test_cli.py)."""
+    import json
+    import tempfile
+
+    from test_cli import FRONTIER_CODECS, frontier_updates, strip
+
+    from fedcodec.cli import main as cli_main
+
+    with tempfile.TemporaryDirectory() as d:
+        np.savez(Path(d) / "updates.npz", **frontier_updates())  # type: ignore[arg-type]
+        argv = ["frontier", "--updates", f"{d}/updates.npz", "--codecs", FRONTIER_CODECS,
+                "--name", "tiny", "--out", f"{d}/out"]  # fmt: skip
+        assert cli_main(argv) == 0
+        doc = json.loads((Path(d) / "out" / "frontier.json").read_text())
+    (FIXTURES / "frontier_expected.json").write_text(json.dumps(strip(doc), indent=1) + "\n")
+    print("frontier_expected.json")
 
 
 if __name__ == "__main__":
