@@ -181,9 +181,10 @@ def _frontier(args: argparse.Namespace) -> int:
     print(fr.markdown_table(doc))
     cons = doc["consistency"]
     if cons:
+        within = cons["spread_within_round"]
         print(
-            f"\nfrontier spread across {cons['num_updates']} updates "
-            f"({cons['codec']}): {cons['spread']:.4f}"
+            f"\nfrontier spread across {cons['num_updates']} updates ({cons['codec']}): "
+            f"{cons['spread']:.4f}" + ("" if within is None else f"; within a round: {within:.4f}")
         )
     print(f"\nwrote {out / 'frontier.json'}, frontier.csv and {', '.join(p.name for p in plots)}")
     return 0

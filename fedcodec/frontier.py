@@ -42,7 +42,7 @@ TABLE_NMSE = (0.01, 0.05, 0.2, 0.4)
 
 # each codec's rate parameter and the values swept by default
 DEFAULT_SWEEPS: dict[str, dict[str, Any]] = {
-    "rdq": {"sweep": {"bits_per_param": [0.25, 0.5, 1.0, 2.0, 3.0, 4.0]}},
+    "rdq": {"sweep": {"bits_per_param": [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0]}},
     "topk": {"sweep": {"fraction": [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5]}},
     "qsgd": {"bucket_size": 512, "sweep": {"num_levels": [1, 2, 4, 8, 16, 32, 64, 128]}},
     "drive": {"sweep": {"scale": ["unbiased", "mse"]}},
@@ -263,11 +263,18 @@ def consistency(
         ]
     )
     cv = bits.std(axis=0) / bits.mean(axis=0)
+    rounds = [_round_client(k)[0] for k in curves]
+    within = []
+    for r in sorted({r for r in rounds if r is not None}):
+        rows = bits[[i for i, ri in enumerate(rounds) if ri == r]]
+        if len(rows) >= 2:
+            within.append(float((rows.std(axis=0) / rows.mean(axis=0)).mean()))
     return {
         "codec": codec_id,
         "nmse_grid": grid.tolist(),
         "cv_per_nmse": cv.tolist(),
         "spread": float(cv.mean()),
+        "spread_within_round": float(np.mean(within)) if within else None,
         "num_updates": len(curves),
     }
 

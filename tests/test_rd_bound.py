@@ -15,9 +15,9 @@ def gaussian() -> RDBound:
 
 def test_gaussian_matches_the_closed_form(gaussian: RDBound) -> None:
     # R(D) = 1/2 log2(sigma^2 / D); the scale of the source does not matter (NMSE)
-    closed = 0.5 * np.log2(1.0 / gaussian.nmse)
+    closed = np.maximum(0.5 * np.log2(1.0 / gaussian.nmse), 0.0)
     assert np.max(np.abs(gaussian.bits_per_param - closed)) < 0.005
-    assert gaussian.nmse.min() < 0.003 and gaussian.nmse.max() > 0.8
+    assert gaussian.nmse.min() < 0.003 and gaussian.nmse.max() > 0.95
     assert gaussian.discretization_nmse < 1e-4
 
 
@@ -35,7 +35,7 @@ def test_laplace_lies_between_its_known_bounds() -> None:
     d = bound.nmse * var
     # Shannon lower bound h(X) - 1/2 log2(2 pi e D), h = log2(2 e b); Gaussian upper bound
     slb = np.log2(2 * np.e * b) - 0.5 * np.log2(2 * np.pi * np.e * d)
-    gauss = 0.5 * np.log2(var / d)
+    gauss = np.maximum(0.5 * np.log2(var / d), 0.0)
     assert np.all(bound.bits_per_param >= np.maximum(slb, 0) - 0.002)
     assert np.all(bound.bits_per_param <= gauss + 0.002)
     # the lower bound is tight at small distortion for the Laplace source
