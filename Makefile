@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch==2.13.0 is the CPU build on this machine's disk (see pyproject.toml).
-EXTRAS ?= dev,bench,torch
+EXTRAS ?= dev,bench,torch,numcodecs
 
 .PHONY: demo test test-slow lint bench bench-short clean install
 
