@@ -80,6 +80,31 @@ class Codec(ABC):
             arr = as_numpy(update)
             dtype, shape, fingerprint = arr.dtype, tuple(arr.shape), 0
             vector = np.ascontiguousarray(arr.reshape(-1), dtype=np.float32)
+        return self.encode_vector(
+            vector, layout_fingerprint=fingerprint, dtype=dtype, shape=shape, seed=seed
+        )
+
+    def encode_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        layout_fingerprint: int = 0,
+        dtype: np.dtype | None = None,
+        shape: tuple[int, ...] | None = None,
+        seed: int | None = None,
+    ) -> bytes:
+        """Compress a flat contiguous float32 ``vector`` without copying it.
+
+        For callers that build the flat update themselves (``fedcodec.torch``): pass the
+        :attr:`Layout.fingerprint` of a mapping so that decoding checks it. ``dtype`` and
+        ``shape`` are what decoding restores (default: float32 and the vector's length).
+        """
+        if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.ndim == 1):
+            raise TypeError("encode_vector takes a 1-d float32 numpy array")
+        vector = np.ascontiguousarray(vector)
+        dtype = np.dtype(np.float32) if dtype is None else np.dtype(dtype)
+        shape = (vector.size,) if shape is None else shape
+        fingerprint = layout_fingerprint
         if vector.size > container.MAX_ELEMENTS:
             raise ValueError(
                 f"update has {vector.size} elements; payloads hold at most "

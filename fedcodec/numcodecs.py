@@ -38,7 +38,7 @@ from . import codec as _codec
 PREFIX = "fedcodec."
 
 
-class FedcodecCodec(_NumcodecsCodec):  # type: ignore[misc]
+class FedcodecCodec(_NumcodecsCodec):
     """Base of the wrappers: ``fedcodec_id`` names the wrapped fedcodec codec."""
 
     fedcodec_id: str = ""

@@ -1,0 +1,205 @@
+"""torch helpers: compress a model's state-dict update, and a DDP communication hook.
+
+Needs the ``torch`` extra. Everything runs on CPU tensors (a CUDA tensor is copied to the
+CPU once, since the codecs are numba kernels).
+
+Examples
+--------
+>>> import torch, fedcodec
+>>> from fedcodec.torch import encode_state_dict, decode_state_dict
+>>> old = {"w": torch.zeros(1000, 10), "b": torch.zeros(10), "steps": torch.tensor(3)}
+>>> new = {"w": torch.randn(1000, 10), "b": torch.ones(10), "steps": torch.tensor(4)}
+>>> codec = fedcodec.get_codec({"id": "rdq", "bits_per_param": 4.0})
+>>> payload = encode_state_dict(codec, new, old, seed=1)
+>>> restored = decode_state_dict(codec, payload, old, seed=1)
+>>> list(restored), restored["w"].dtype, bool(((restored["w"] - new["w"]) ** 2).mean() < 0.01)
+(['w', 'b', 'steps'], torch.float32, True)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .codec import Codec
+from .layout import Layout
+
+__all__ = ["DDPHookState", "ddp_hook", "decode_state_dict", "encode_state_dict", "update_layout"]
+
+
+def _float_items(state: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    return [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def update_layout(state: Mapping[str, torch.Tensor]) -> Layout:
+    """The layout of the floating-point entries of ``state`` (what the payload carries)."""
+    return Layout(tuple((k, tuple(v.shape), _dtype_name(v)) for k, v in _float_items(state)))
+
+
+def encode_state_dict(
+    codec: Codec,
+    new: Mapping[str, torch.Tensor],
+    old: Mapping[str, torch.Tensor],
+    *,
+    seed: int | None = None,
+) -> bytes:
+    """Compress the update ``new − old`` of every floating-point entry (names kept).
+
+    The differences are written straight into one float32 buffer (no per-tensor copies);
+    integer entries (e.g. BatchNorm's ``num_batches_tracked``) are not sent:
+    :func:`decode_state_dict` takes them from ``old``.
+    """
+    items = _float_items(new)
+    missing = [k for k, _ in items if k not in old]
+    if missing:
+        raise KeyError(f"entries {missing} of the new state are missing from the old one")
+    layout = update_layout(new)
+    buf = torch.empty(layout.size, dtype=torch.float32)
+    pos = 0
+    with torch.no_grad():
+        for k, v in items:
+            o = old[k]
+            if o.shape != v.shape:
+                raise ValueError(f"{k}: new shape {tuple(v.shape)} != old shape {tuple(o.shape)}")
+            n = v.numel()
+            torch.sub(v.detach().cpu(), o.detach().cpu(), out=buf[pos : pos + n].view(v.shape))
+            pos += n
+    return codec.encode_vector(buf.numpy(), layout_fingerprint=layout.fingerprint, seed=seed)
+
+
+def decode_state_dict(
+    codec: Codec,
+    payload: bytes,
+    old: Mapping[str, torch.Tensor],
+    *,
+    seed: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """``old`` + the decoded update, entry by entry, in ``old``'s names, order and dtypes.
+
+    The payload must carry the layout of ``old``'s floating-point entries (else
+    :class:`fedcodec.DecodeError`).
+    """
+    layout = update_layout(old)
+    flat = torch.from_numpy(codec.decode(payload, seed=seed, layout=layout))
+    out: dict[str, torch.Tensor] = {}
+    pos = 0
+    with torch.no_grad():
+        for k, v in old.items():
+            if torch.is_tensor(v) and v.is_floating_point():
+                n = v.numel()
+                delta = flat[pos : pos + n].view(v.shape)
+                out[k] = (v.detach().cpu().to(torch.float32) + delta).to(v.dtype)
+                pos += n
+            else:
+                out[k] = v.clone() if torch.is_tensor(v) else v
+    return out
+
+
+# -- DDP communication hook ---------------------------------------------------------------
+@dataclass
+class DDPHookState:
+    """State of :func:`ddp_hook`: the codec, error-feedback residuals and byte counters.
+
+    ``bytes_sent`` counts this rank's payload bytes, ``bytes_received`` the other ranks'
+    payload bytes this rank received, ``log`` one entry per bucket exchange: (step, bucket
+    index, payload sizes of every rank).
+    """
+
+    codec: Codec
+    error_feedback: bool = False
+    seed: int = 0
+    group: Any = None
+    step: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    residuals: dict[int, np.ndarray] = field(default_factory=dict)
+    log: list[tuple[int, int, list[int]]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def seed_for(self, bucket: int, rank: int) -> int:
+        """The codec seed of one rank's payload: every rank can derive every other's."""
+        return int(
+            np.random.SeedSequence([self.seed, self.step, bucket, rank]).generate_state(1)[0]
+        )
+
+
+def ddp_hook(
+    codec: Codec, *, error_feedback: bool = False, seed: int = 0, group: Any = None
+) -> tuple[DDPHookState, Any]:
+    """A DDP communication hook that compresses every gradient bucket with ``codec``.
+
+    Use ``state, hook = ddp_hook(codec)`` then ``model.register_comm_hook(state, hook)``.
+    Each rank encodes its bucket (plus its error-feedback residual, if enabled), the ranks
+    all-gather the payload sizes and then exchange the payloads at their exact sizes (one
+    broadcast per rank, since gloo has no variable-size all-gather), every rank decodes all
+    payloads and averages them. Call ``state.step += 1`` after each optimizer step (or let
+    the hook count: it advances when it sees bucket 0 again).
+
+    It pays off when the link is slow relative to the codec (tens of MB/s between
+    machines, or many ranks behind one uplink): at 1 bit/param a bucket crosses the wire
+    in 1/32 of the bytes. On one machine or a fast interconnect, NCCL's or gloo's plain
+    all-reduce is faster than encoding at ~200 M params/s per core, and the decoded average
+    carries the codec's error (use error feedback for biased codecs such as top-k).
+    """
+    import torch.distributed as dist
+
+    state = DDPHookState(codec, error_feedback=error_feedback, seed=seed, group=group)
+    seen: set[int] = set()
+
+    def hook(st: DDPHookState, bucket: Any) -> torch.futures.Future[torch.Tensor]:
+        grad = bucket.buffer()
+        index = int(bucket.index())
+        with st._lock:
+            if index in seen:  # a new backward pass: a new step
+                seen.clear()
+                st.step += 1
+            seen.add(index)
+        world = dist.get_world_size(st.group)
+        rank = dist.get_rank(st.group)
+        x = grad.detach().to("cpu", torch.float32).numpy().reshape(-1).copy()
+        if st.error_feedback and index in st.residuals:
+            x += st.residuals[index]
+        payload = st.codec.encode(x, seed=st.seed_for(index, rank))
+        if st.error_feedback:
+            mine = st.codec.decode(payload, seed=st.seed_for(index, rank))
+            st.residuals[index] = x - mine
+        sizes_t = torch.zeros(world, dtype=torch.int64)
+        size_list = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+        dist.all_gather(size_list, torch.tensor([len(payload)], dtype=torch.int64), group=st.group)
+        sizes_t = torch.cat(size_list)
+        total = np.zeros(x.size, np.float32)
+        for src in range(world):
+            n = int(sizes_t[src])
+            if src == rank:
+                buf = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+            else:
+                buf = torch.empty(n, dtype=torch.uint8)
+            dist.broadcast(buf, src=src, group=st.group)
+            data = payload if src == rank else buf.numpy().tobytes()
+            if src != rank:
+                st.bytes_received += n
+            total += st.codec.decode(data, seed=st.seed_for(index, src))
+        st.bytes_sent += len(payload)
+        st.log.append((st.step, index, [int(s) for s in sizes_t]))
+        result = torch.from_numpy(total / np.float32(world)).to(grad.device, grad.dtype)
+        grad.copy_(result.view_as(grad))
+        fut: torch.futures.Future[torch.Tensor] = torch.futures.Future()
+        fut.set_result(grad)
+        return fut
+
+    # DDP checks the hook's annotations as objects (this module's are strings)
+    hook.__annotations__ = {
+        "st": DDPHookState,
+        "bucket": dist.GradBucket,
+        "return": torch.futures.Future[torch.Tensor],
+    }
+    return state, hook
