@@ -101,7 +101,7 @@ def run_ddp(tmp_path: Path, codec: dict[str, object], error_feedback: bool) -> l
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for r in range(2)
     ]
     try:
