@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch==2.13.0 is the CPU build on this machine's disk (see pyproject.toml).
-EXTRAS ?= dev,bench,torch,numcodecs
+EXTRAS ?= dev,bench,torch,numcodecs,flower
 
 .PHONY: demo test test-slow lint bench bench-short clean install
 
@@ -32,8 +32,8 @@ test-slow: install
 	$(PY) -m pytest -m slow
 
 lint: install
-	$(PY) -m ruff check fedcodec kernels tests bench
-	$(PY) -m ruff format --check fedcodec kernels tests bench
+	$(PY) -m ruff check fedcodec kernels tests bench examples
+	$(PY) -m ruff format --check fedcodec kernels tests bench examples
 	$(PY) -m mypy
 
 bench: install

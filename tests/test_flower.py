@@ -1,0 +1,129 @@
+"""Flower: the client mod and the strategy wrapper in Flower's simulation engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="pip install 'fedcodec[flower]'")
+pytest.importorskip("ray", reason="Flower's simulation engine: pip install 'fedcodec[flower]'")
+pytest.importorskip("torch", reason="pip install 'fedcodec[torch]'")
+
+import fedcodec
+from fedcodec.flower import FedcodecStrategy, flower_seed
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "flower"))
+
+# ray leaves its log files and helper processes to the interpreter's exit
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+import app as example  # noqa: E402
+
+
+class Recording(FedcodecStrategy):
+    """Keeps what the test checks: arrays sent, each reply's payload and weights, the result."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rounds: dict[int, dict[str, Any]] = {}
+
+    def decode_reply(self, server_round: int, reply: Any) -> int:
+        payload = reply.content["arrays"]["fedcodec"].data
+        n = super().decode_reply(server_round, reply)
+        self.rounds.setdefault(server_round, {"replies": []})["replies"].append(
+            {
+                "node": int(reply.metadata.src_node_id),
+                "payload": payload,
+                "bytes": n,
+                "reported": int(reply.content["metrics"]["fedcodec-payload-bytes"]),
+                "weights": reply.content["arrays"].to_numpy_ndarrays(),
+                "num_examples": int(reply.content["metrics"]["num-examples"]),
+            }
+        )
+        return n
+
+    def aggregate_train(self, server_round: int, replies: Any) -> Any:
+        sent = self._sent[server_round].to_numpy_ndarrays()
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        rec = self.rounds.setdefault(server_round, {"replies": []})
+        rec.update(sent=sent, aggregated=arrays.to_numpy_ndarrays(), metrics=dict(metrics))
+        return arrays, metrics
+
+
+@pytest.fixture(scope="module")
+def simulation() -> tuple[Recording, Any]:
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    strategy = Recording(
+        FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=4), example.CODEC
+    )
+    results: list[Any] = []
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    with warnings.catch_warnings():
+        # ray and flwr warn about their own futures (run_simulation is deprecated in favour
+        # of `flwr run`, which needs a Flower app project); not errors of ours
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run_simulation(
+            server_app=example.make_server_app(strategy, num_rounds=3, on_result=results.append),
+            client_app=example.make_client_app(),
+            num_supernodes=4,
+            backend_config={"client_resources": {"num_cpus": 1}},
+        )
+    assert results, "the ServerApp did not finish"
+    return strategy, results[0]
+
+
+def test_three_rounds_with_four_clients(simulation: tuple[Recording, Any]) -> None:
+    strategy, result = simulation
+    assert sorted(strategy.rounds) == [1, 2, 3]
+    for rec in strategy.rounds.values():
+        assert len(rec["replies"]) == 4 and rec["metrics"]["fedcodec-dropped"] == 0
+    accuracy = [result.evaluate_metrics_serverapp[r]["accuracy"] for r in (0, 3)]
+    assert accuracy[1] > accuracy[0] + 0.3  # it learns
+
+
+def test_aggregate_equals_the_aggregate_of_decoded_updates(
+    simulation: tuple[Recording, Any],
+) -> None:
+    strategy, result = simulation
+    for rnd, rec in strategy.rounds.items():
+        sent = rec["sent"]
+        total = sum(r["num_examples"] for r in rec["replies"])
+        for i, base in enumerate(sent):
+            # decode each payload ourselves: the update the client's payload stands for
+            expected = np.zeros(base.shape, np.float64)
+            for r in rec["replies"]:
+                flat = fedcodec.decode(r["payload"], seed=flower_seed(0, rnd, r["node"]))
+                sizes = [a.size for a in sent]
+                start = sum(sizes[:i])
+                update = flat[start : start + base.size].reshape(base.shape)
+                np.testing.assert_allclose(r["weights"][i], base + update, rtol=0, atol=1e-6)
+                expected += r["num_examples"] / total * (base.astype(np.float64) + update)
+            np.testing.assert_allclose(rec["aggregated"][i], expected, rtol=1e-5, atol=1e-6)
+        if rnd < 3:  # the next round starts from this aggregate
+            for a, b in zip(rec["aggregated"], strategy.rounds[rnd + 1]["sent"], strict=True):
+                np.testing.assert_array_equal(a, b)
+    final = result.arrays.to_numpy_ndarrays()
+    for a, b in zip(final, strategy.rounds[3]["aggregated"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reported_bytes_equal_the_payload_sizes(simulation: tuple[Recording, Any]) -> None:
+    strategy, _ = simulation
+    params = sum(a.size for a in strategy.rounds[1]["sent"])
+    for rnd, rec in strategy.rounds.items():
+        for r in rec["replies"]:
+            assert r["bytes"] == len(r["payload"]) == r["reported"]
+            assert 8 * r["bytes"] < 2.2 * params  # rdq at 2 bits/param, vs 32 uncompressed
+        assert rec["metrics"]["fedcodec-uplink-bytes"] == sum(r["bytes"] for r in rec["replies"])
+        assert strategy.history[rnd] == {r["node"]: r["bytes"] for r in rec["replies"]}
