@@ -68,15 +68,15 @@ def suites(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
             bits.append((f"{name} {label}{' +EF' if ef else ''}", {**cfg, "error_feedback": ef}))
     feddyn = []
     for name, base, rounds, target in (
-        ("shakespeare", SHAKESPEARE, 150, 0.40),
-        ("fmnist-cnn", {**FMNIST, "clients_per_round": 5}, 30, 0.70),
+        ("shakespeare", SHAKESPEARE, 80, 0.40),
+        ("fmnist-cnn", {**FMNIST, "clients_per_round": 5}, 20, 0.60),
     ):
         for algo in ("fedavg", "feddyn"):
             cfg = {**base, "rounds": r(rounds), "eval_every": 5, "target_accuracy": target}
             feddyn.append((f"{name} {algo}", {**cfg, "algorithm": algo}))
     fedpt = []
     for frac in (0.0, 0.5, 0.8):
-        cfg = {**SHAKESPEARE, "rounds": r(150), "eval_every": 5}
+        cfg = {**SHAKESPEARE, "rounds": r(80), "eval_every": 5}
         if frac:
             cfg.update(algorithm="fedpt", freeze_fraction=frac)
         fedpt.append((f"shakespeare freeze_fraction={frac}", cfg))
