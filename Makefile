@@ -44,9 +44,10 @@ bench: install
 # against the stored reference (times relative to a memory copy in the same run).
 bench-short: install
 	FEDCODEC_BENCH_SHORT=1 $(PY) -m pytest bench -q --benchmark-enable --benchmark-only \
-		-p no:cacheprovider --benchmark-min-rounds=3 --benchmark-max-time=0.1 \
+		-p no:cacheprovider --benchmark-min-rounds=5 --benchmark-max-time=0.1 \
 		--benchmark-warmup=off --benchmark-json=bench/results/ci-latest.json
-	$(PY) bench/check_regression.py bench/results/ci-latest.json bench/results/reference-short.json
+	$(PY) bench/check_regression.py bench/results/ci-latest.json bench/results/reference-short.json \
+		--retries 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
