@@ -1,6 +1,6 @@
 """Harness benchmarks of docs/benchmarks.md: federated runs on real data, one table each.
 
-Run: python bench/fl_runs.py SUITE [--quick]    (SUITE: fedsgd | bits | feddyn | fedpt | all)
+Run: python bench/fl_runs.py SUITE [--quick]    (SUITE: fedsgd | bits | feddyn | fedpt | dither | all)
 
 Each suite runs `fedcodec.fl.run` for several configs with the same seed and data and
 writes `bench/results/fl_<suite>.json` (every run's summary and metric lines) and prints a
@@ -80,7 +80,20 @@ def suites(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         if frac:
             cfg.update(algorithm="fedpt", freeze_fraction=frac)
         fedpt.append((f"shakespeare freeze_fraction={frac}", cfg))
-    return {"fedsgd": fedsgd, "bits": bits, "feddyn": feddyn, "fedpt": fedpt}
+    # unbiased (dithered) RDQ next to the biased default, where the bits suite showed a gap
+    dither = [
+        (
+            f"shakespeare rdq {b} bits/param dither",
+            {
+                **SHAKESPEARE,
+                "rounds": r(80),
+                "eval_every": 5,
+                "codec": {"id": "rdq", "bits_per_param": b, "rounding": "dither"},
+            },
+        )  # fmt: skip
+        for b in (0.5, 1.0)
+    ]
+    return {"fedsgd": fedsgd, "bits": bits, "feddyn": feddyn, "fedpt": fedpt, "dither": dither}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -108,7 +121,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("suite", choices=["fedsgd", "bits", "feddyn", "fedpt", "all"])
+    p.add_argument("suite", choices=["fedsgd", "bits", "feddyn", "fedpt", "dither", "all"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="runs/bench")
     args = p.parse_args(argv)
