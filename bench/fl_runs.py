@@ -1,6 +1,6 @@
 """Harness benchmarks of docs/benchmarks.md: federated runs on real data, one table each.
 
-Run: python bench/fl_runs.py SUITE [--quick]    (SUITE: fedsgd | bits | feddyn | fedpt | dither | all)
+Run: python bench/fl_runs.py SUITE [--quick]   (SUITE: fedsgd, bits, feddyn, fedpt, dither, all)
 
 Each suite runs `fedcodec.fl.run` for several configs with the same seed and data and
 writes `bench/results/fl_<suite>.json` (every run's summary and metric lines) and prints a
@@ -90,7 +90,7 @@ def suites(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 "eval_every": 5,
                 "codec": {"id": "rdq", "bits_per_param": b, "rounding": "dither"},
             },
-        )  # fmt: skip
+        )
         for b in (0.5, 1.0)
     ]
     return {"fedsgd": fedsgd, "bits": bits, "feddyn": feddyn, "fedpt": fedpt, "dither": dither}
