@@ -93,6 +93,19 @@ def suites(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         )
         for b in (0.5, 1.0)
     ]
+    dither.append(
+        (
+            "fmnist-cnn rdq 0.5 bits/param dither",
+            {
+                **FMNIST,
+                "clients_per_round": 5,
+                "partition": "iid",
+                "rounds": r(30),
+                "eval_every": 5,
+                "codec": {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither"},
+            },
+        )
+    )
     return {"fedsgd": fedsgd, "bits": bits, "feddyn": feddyn, "fedpt": fedpt, "dither": dither}
 
 
