@@ -216,3 +216,13 @@ def test_speed_writes_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert fp16["bits_per_param"] == pytest.approx(16, abs=0.05)
     assert fp16["encode_x_copy"] == pytest.approx(fp16["encode_s"] / doc["rows"][0]["encode_s"])
     assert "| fp16 |" in capsys.readouterr().out
+
+
+def test_compare_quick_is_ci_sized(tmp_path: Path) -> None:
+    codecs = json.dumps([{"id": "rdq", "bits_per_param": 1.0}])
+    assert main(["compare", "--quick", "--codecs", codecs, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    jsonschema.validate(doc, schema("compare"))
+    assert doc["task"] == "digits" and doc["rounds"] == 10
+    assert doc["base_config"]["clients_per_round"] == 5
+    assert [len(r["metrics"]) for r in doc["runs"]] == [10, 10]
