@@ -23,6 +23,7 @@ DEFAULT_CODECS: list[dict[str, Any] | None] = [
     {"id": "rdq", "bits_per_param": 2.0},
     {"id": "rdq", "bits_per_param": 1.0},
     {"id": "rdq", "bits_per_param": 0.5},
+    {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither"},
     {"id": "topk", "fraction": 0.05, "error_feedback": True},
     {"id": "qsgd", "num_levels": 4, "bucket_size": 512},
     {"id": "drive"},
