@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .codec import get_codec
+from .measure import measure
 from .rd_bound import RDBound
 
 SCHEMA = "fedcodec.frontier/1"
@@ -144,14 +145,7 @@ def frontier(
         codec.decode(codec.encode(np.linspace(-1, 1, 64, dtype=np.float32), seed=1), seed=1)
         for ui, key in enumerate(keys):
             x = np.ascontiguousarray(updates[key], dtype=np.float32)
-            s = seed * 1_000_003 + ui
-            t0 = time.perf_counter()
-            payload = codec.encode(x, seed=s)
-            t1 = time.perf_counter()
-            y = codec.decode(payload, seed=s)
-            t2 = time.perf_counter()
-            energy = float(np.dot(x.astype(np.float64), x.astype(np.float64)))
-            err = x.astype(np.float64) - y.astype(np.float64)
+            m = measure(codec, x, seed=seed * 1_000_003 + ui)
             r, c = _round_client(key)
             points.append(
                 {
@@ -161,11 +155,11 @@ def frontier(
                     "config": ci,
                     "codec": config["id"],
                     "params": int(x.size),
-                    "bits": 8 * len(payload),
-                    "bits_per_param": 8 * len(payload) / x.size,
-                    "nmse": float(np.dot(err, err)) / energy if energy > 0 else 0.0,
-                    "encode_s": t1 - t0,
-                    "decode_s": t2 - t1,
+                    "bits": int(m["bits"]),
+                    "bits_per_param": m["bits_per_param"],
+                    "nmse": m["nmse"],
+                    "encode_s": m["encode_s"],
+                    "decode_s": m["decode_s"],
                 }
             )
     rd = None

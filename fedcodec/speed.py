@@ -9,6 +9,7 @@ bytes) is included when the ``zstandard`` module is installed.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -74,7 +75,7 @@ def _measure(
     copy_s, _ = _best(partial(np.copyto, out, x), max(repeats, 5))
     rows = [_row("memory copy (np.copyto)", n, copy_s, copy_s, 32.0, copy_s)]
     try:
-        import zstandard
+        zstandard: Any = importlib.import_module("zstandard")
     except ImportError:
         zstandard = None
     if zstandard is not None:
