@@ -172,7 +172,6 @@ def ddp_hook(
         if st.error_feedback:
             mine = st.codec.decode(payload, seed=st.seed_for(index, rank))
             st.residuals[index] = x - mine
-        sizes_t = torch.zeros(world, dtype=torch.int64)
         size_list = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
         dist.all_gather(size_list, torch.tensor([len(payload)], dtype=torch.int64), group=st.group)
         sizes_t = torch.cat(size_list)
