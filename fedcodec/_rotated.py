@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -33,11 +34,44 @@ def check_seed(codec_id: str, seed: int | None, stored: int) -> int:
     return seed
 
 
-def rotated(x: np.ndarray, seed: int) -> np.ndarray:
+#: Largest |x| that the float32 transform takes as it is: its partial sums reach 2**8 times
+#: the inputs (a block of 2**16 scaled by 2**-8), and float32 ends at 2**128.
+ROTATE_UNSCALED_MAX = 2.0**100
+
+
+def rotate(x: np.ndarray, seed: int, *, bound: float, inverse: bool = False) -> np.ndarray:
+    """:func:`kernels.rotate` in place, safe for values near float32's limit.
+
+    ``bound`` is an upper bound of max |x| that the caller knows (a scale, a step times the
+    largest level). Above :data:`ROTATE_UNSCALED_MAX` the vector's real maximum is measured
+    and, if needed, the vector is scaled by a power of two around the transform, so that
+    no partial sum overflows; results stay bit-identical below that bound, and a result
+    beyond float32's range becomes Inf (which decoding reports).
+    """
+    if bound > ROTATE_UNSCALED_MAX:
+        m = kernels.max_abs_and_sumsq(x)[0]
+        if m > ROTATE_UNSCALED_MAX:
+            k = math.ceil(math.log2(m)) - 100
+            x *= np.float32(2.0**-k)
+            kernels.rotate(x, seed, inverse=inverse)
+            with np.errstate(over="ignore"):
+                x *= np.float32(2.0**k)
+            return x
+    return kernels.rotate(x, seed, inverse=inverse)
+
+
+def rotated(x: np.ndarray, seed: int, max_abs: float) -> np.ndarray:
     """A rotated copy of ``x`` (see kernels.rotate: 2**16 blocks + binary decomposition)."""
-    y = x.copy()
-    kernels.rotate(y, seed)
-    return y
+    return rotate(x.copy(), seed, bound=max_abs)
+
+
+def check_scales(codec_id: str, scales: list[float]) -> None:
+    """Raise ValueError if a block scale does not fit a float32 (values near its limit)."""
+    if scales and max(scales) > float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"{codec_id}: a block scale of {max(scales):.3g} exceeds float32's range (values "
+            "near ±3.4e38): scale the update down (e.g. by 2**-64) before encoding"
+        )
 
 
 def blocks(n: int) -> list[tuple[int, int]]:

@@ -13,10 +13,27 @@ import numpy as np
 
 from . import container
 from .errors import DecodeError, UnknownCodecError
-from .kernels import max_abs_and_sumsq
+from .kernels import max_abs_and_sumsq, segment_max_abs_and_sumsq
 from .layout import Layout, as_numpy, flatten
 
 ENTRY_POINT_GROUP = "fedcodec.codecs"
+#: Encoding an update with max |x| above this decodes its own payload to prove that every
+#: reconstruction stays within float32's range (else ``ValueError``); real updates never
+#: come close, so this costs nothing in practice.
+VERIFY_ABOVE = 2.0**100
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _zero_ranges(edges: np.ndarray, seg_max: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Merged (start, stop) ranges of the non-empty segments whose max |x| is zero."""
+    ranges: list[tuple[int, int]] = []
+    for j in np.flatnonzero((seg_max == 0.0) & (np.diff(edges) > 0)):
+        start, stop = int(edges[j]), int(edges[j + 1])
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], stop)
+        else:
+            ranges.append((start, stop))
+    return tuple(ranges)
 
 
 class Codec(ABC):
@@ -71,24 +88,23 @@ class Codec(ABC):
         """Compress ``update`` (array, torch tensor or mapping name → tensor) to bytes.
 
         ``seed`` is the randomness both sides share (e.g. derived from round and client);
-        each codec's docstring says whether it needs one.
+        each codec's docstring says whether it needs one. An all-zero update, and every
+        all-zero tensor of a mapping, decodes to exactly zero.
         """
         if isinstance(update, Mapping):
             vector, layout = flatten(update)
-            dtype, shape, fingerprint = np.dtype(np.float32), (vector.size,), layout.fingerprint
-        else:
-            arr = as_numpy(update)
-            dtype, shape, fingerprint = arr.dtype, tuple(arr.shape), 0
+            return self.encode_vector(vector, layout=layout, seed=seed)
+        arr = as_numpy(update)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: reported below
             vector = np.ascontiguousarray(arr.reshape(-1), dtype=np.float32)
-        return self.encode_vector(
-            vector, layout_fingerprint=fingerprint, dtype=dtype, shape=shape, seed=seed
-        )
+        return self.encode_vector(vector, dtype=arr.dtype, shape=tuple(arr.shape), seed=seed)
 
     def encode_vector(
         self,
         vector: np.ndarray,
         *,
         layout_fingerprint: int = 0,
+        layout: Layout | None = None,
         dtype: np.dtype | None = None,
         shape: tuple[int, ...] | None = None,
         seed: int | None = None,
@@ -96,8 +112,10 @@ class Codec(ABC):
         """Compress a flat contiguous float32 ``vector`` without copying it.
 
         For callers that build the flat update themselves (``fedcodec.torch``): pass the
-        :attr:`Layout.fingerprint` of a mapping so that decoding checks it. ``dtype`` and
-        ``shape`` are what decoding restores (default: float32 and the vector's length).
+        mapping's ``layout`` so that decoding checks its fingerprint and its all-zero
+        tensors decode to exactly zero (``layout_fingerprint`` alone only sets the
+        fingerprint). ``dtype`` and ``shape`` are what decoding restores (default: float32
+        and the vector's length).
         """
         if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.ndim == 1):
             raise TypeError("encode_vector takes a 1-d float32 numpy array")
@@ -110,11 +128,37 @@ class Codec(ABC):
                 f"update has {vector.size} elements; payloads hold at most "
                 f"{container.MAX_ELEMENTS}: split it into several updates"
             )
-        max_abs, sumsq, finite = max_abs_and_sumsq(vector)
+        if layout is not None:
+            if layout.size != vector.size:
+                raise ValueError(
+                    f"layout describes {layout.size} elements, the vector has {vector.size}"
+                )
+            fingerprint = layout.fingerprint
+            edges = layout.edges
+            seg_max, max_abs, sumsq, finite = segment_max_abs_and_sumsq(vector, edges)
+            zero_ranges = _zero_ranges(edges, seg_max)
+        else:
+            max_abs, sumsq, finite = max_abs_and_sumsq(vector)
+            zero_ranges = ((0, vector.size),) if vector.size and max_abs == 0.0 else ()
         if not finite:
-            raise ValueError("update contains NaN or Inf: fix the training step before encoding")
+            raise ValueError(
+                "update contains NaN or Inf (float64 values beyond float32's ±3.4e38 count as "
+                "Inf: fedcodec codes float32): fix the training step, or scale the update "
+                "down, before encoding"
+            )
         params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
-        return container.pack(self.codec_id, dtype, shape, fingerprint, params, body)
+        payload = container.pack(self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges)
+        if max_abs > VERIFY_ABOVE:
+            # near float32's limits a reconstruction can overflow: prove this one decodes
+            try:
+                self.decode(payload, seed=seed)
+            except DecodeError as exc:
+                raise ValueError(
+                    f"{self.codec_id} cannot code this update within float32's range "
+                    f"(max |x| = {max_abs:.4g}; {exc}): scale the update down (e.g. by "
+                    "2**-64) before encoding and back up after decoding"
+                ) from None
+        return payload
 
     def decode(
         self,
@@ -167,20 +211,23 @@ class Codec(ABC):
             raise
         except (ValueError, IndexError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
+        for start, stop in env.zero_ranges:
+            flat[start:stop] = 0.0
         if not max_abs_and_sumsq(flat)[2]:
             raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
             return out
         result = flat.reshape(env.shape)
-        with np.errstate(over="ignore"):
-            if out is not None:
-                np.copyto(out, result, casting="unsafe")
-            elif env.dtype != np.float32:
-                result = result.astype(env.dtype)
-        final = out if out is not None else result
-        if final.dtype == np.float16 and not np.isfinite(final).all():
-            raise DecodeError(f"{self.codec_id}: the payload decodes beyond float16's range")
-        return final
+        target = out.dtype if out is not None else env.dtype
+        if target == np.float16:
+            # a reconstruction a little beyond ±65504 (a quantizer's step above float16's
+            # largest value) saturates instead of becoming Inf
+            np.clip(flat, -FLOAT16_MAX, FLOAT16_MAX, out=flat)
+        if out is not None:
+            np.copyto(out, result, casting="unsafe")
+        elif env.dtype != np.float32:
+            result = result.astype(env.dtype)
+        return out if out is not None else result
 
     # -- codec-specific --------------------------------------------------------------------
     @abstractmethod

@@ -6,11 +6,15 @@
     version    1 byte    FORMAT_VERSION
     id_len     1 byte    length of the codec id (1..32)
     codec_id   id_len    ASCII
-    dtype      1 byte    dtype of the original update (1 float16, 2 float32, 3 float64)
+    dtype      1 byte    dtype of the original update (1 float16, 2 float32, 3 float64);
+                         bit 7 set: a zero-range list follows the layout fingerprint
     ndim       1 byte    0..32
     shape      ndim varints
     count      varint    element count (= product of shape), at most MAX_ELEMENTS
     layout     4 bytes   layout fingerprint (CRC32 of the mapping's layout; 0 for arrays)
+    [zeros]    varint    only with dtype bit 7: the number of ranges, then for each a
+                         varint gap (from the previous range's end) and a varint length
+                         (>= 1): elements that decode to exactly 0 (all-zero tensors)
     params_len varint    length of the codec's decode parameters
     params     params_len
     body_len   varint    length of the body
@@ -39,6 +43,8 @@ FORMAT_VERSION = 1
 MAX_ELEMENTS = 1 << 28
 MAX_NDIM = 32
 MAX_ID_LEN = 32
+#: Bit of the dtype byte that announces the zero-range list.
+ZERO_RANGES_FLAG = 0x80
 
 DTYPE_CODES: dict[np.dtype, int] = {
     np.dtype(np.float16): 1,
@@ -59,6 +65,8 @@ class Envelope:
     layout_fingerprint: int
     params: bytes
     body: memoryview
+    #: (start, stop) element ranges that decode to exactly zero, ascending, disjoint
+    zero_ranges: tuple[tuple[int, int], ...] = ()
 
 
 def put_varint(value: int) -> bytes:
@@ -126,22 +134,36 @@ def pack(
     layout_fingerprint: int,
     params: bytes,
     body: bytes | bytearray | memoryview,
+    zero_ranges: tuple[tuple[int, int], ...] = (),
 ) -> bytes:
-    """Assemble a payload."""
+    """Assemble a payload; ``zero_ranges`` are (start, stop) ranges, ascending and
+    disjoint, that the decoder sets to exactly zero."""
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if count > MAX_ELEMENTS:
         raise ValueError(f"updates are limited to {MAX_ELEMENTS} elements, got {count}")
     if len(shape) > MAX_NDIM:
         raise ValueError(f"at most {MAX_NDIM} dimensions")
     cid = codec_id.encode("ascii")
+    zeros = b""
+    if zero_ranges:
+        pieces = [put_varint(len(zero_ranges))]
+        end = 0
+        for start, stop in zero_ranges:
+            if not end <= start < stop <= count:
+                raise ValueError(f"zero ranges must be ascending and disjoint, got {zero_ranges}")
+            pieces += [put_varint(start - end), put_varint(stop - start)]
+            end = stop
+        zeros = b"".join(pieces)
+    dtype_byte = DTYPE_CODES[np.dtype(dtype)] | (ZERO_RANGES_FLAG if zeros else 0)
     parts = [
         MAGIC,
         bytes([FORMAT_VERSION, len(cid)]),
         cid,
-        bytes([DTYPE_CODES[np.dtype(dtype)], len(shape)]),
+        bytes([dtype_byte, len(shape)]),
         *(put_varint(d) for d in shape),
         put_varint(count),
         struct.pack("<I", layout_fingerprint & 0xFFFFFFFF),
+        zeros,
         put_varint(len(params)),
         params,
         put_varint(len(body)),
@@ -178,6 +200,8 @@ def unpack(payload: bytes | bytearray | memoryview) -> Envelope:
     except UnicodeDecodeError:
         raise DecodeError("codec id is not ASCII") from None
     dtype_code = r.u8("dtype")
+    has_zeros = bool(dtype_code & ZERO_RANGES_FLAG)
+    dtype_code &= ~ZERO_RANGES_FLAG
     if dtype_code not in CODE_DTYPES:
         raise DecodeError(f"unknown dtype code {dtype_code}")
     ndim = r.u8("ndim")
@@ -191,7 +215,30 @@ def unpack(payload: bytes | bytearray | memoryview) -> Envelope:
     if expected != count:
         raise DecodeError(f"element count {count} disagrees with shape {shape}")
     (fingerprint,) = r.unpack("<I", "layout fingerprint")
+    zero_ranges: list[tuple[int, int]] = []
+    if has_zeros:
+        # every range takes at least two bytes, so the count is bounded by the payload
+        num = r.varint("zero-range count", r.remaining() // 2)
+        if num == 0:
+            raise DecodeError("the zero-range flag is set but the list is empty")
+        end = 0
+        for _ in range(num):
+            start = end + r.varint("zero-range gap", count - end)
+            stop = start + r.varint("zero-range length", count - start)
+            if stop == start:
+                raise DecodeError("a zero range is empty")
+            zero_ranges.append((start, stop))
+            end = stop
     params = bytes(r.take(r.varint("params length", len(data)), "codec parameters"))
     body = r.take(r.varint("body length", len(data)), "body")
     r.finish()
-    return Envelope(codec_id, CODE_DTYPES[dtype_code], shape, count, fingerprint, params, body)
+    return Envelope(
+        codec_id,
+        CODE_DTYPES[dtype_code],
+        shape,
+        count,
+        fingerprint,
+        params,
+        body,
+        tuple(zero_ranges),
+    )

@@ -56,7 +56,7 @@ class Drive(Codec):
         self, x: np.ndarray, *, seed: int | None, max_abs: float, sumsq: float
     ) -> tuple[bytes, bytes]:
         seed = _rotated.require_seed(self.codec_id, seed)
-        y = _rotated.rotated(x, seed)
+        y = _rotated.rotated(x, seed, max_abs)
         scales = []
         for start, stop in _rotated.blocks(y.size):
             part = y[start:stop].astype(np.float64)
@@ -68,6 +68,7 @@ class Drive(Codec):
             else:
                 scales.append(l1 / part.size)
         bits = (y >= 0).astype(np.uint8)
+        _rotated.check_scales("drive", scales)
         params = np.array(scales, dtype="<f4").tobytes() + struct.pack("<I", _rng.seed_check(seed))
         return params, _rotated.pack(bits, 1)
 
@@ -85,9 +86,10 @@ class Drive(Codec):
         seed = _rotated.check_seed(self.codec_id, seed, check)
         bits = _rotated.unpack(body, 1, n, self.codec_id)
         for (start, stop), s in zip(blocks, scales, strict=True):
-            np.multiply(bits[start:stop], np.float32(2 * s), out=out[start:stop], casting="unsafe")
-            out[start:stop] -= np.float32(s)
-        kernels.rotate(out, seed, inverse=True)
+            values = np.array([-s, s], dtype=np.float32)  # 2s could overflow float32
+            np.take(values, bits[start:stop], out=out[start:stop])
+        bound = float(scales.max()) if scales.size else 0.0
+        _rotated.rotate(out, seed, bound=bound, inverse=True)
 
 
 register_codec(Drive)

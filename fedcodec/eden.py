@@ -66,7 +66,7 @@ class Eden(Codec):
         self, x: np.ndarray, *, seed: int | None, max_abs: float, sumsq: float
     ) -> tuple[bytes, bytes]:
         seed = _rotated.require_seed(self.codec_id, seed)
-        y = _rotated.rotated(x, seed)
+        y = _rotated.rotated(x, seed, max_abs)
         table = centroid_table(self.bits)
         bounds = (table[1:] + table[:-1]) / 2
         index = np.empty(y.size, dtype=np.uint8)
@@ -82,6 +82,7 @@ class Eden(Codec):
             else:
                 index[start:stop] = 2 ** (self.bits - 1)
                 scales.append(0.0)
+        _rotated.check_scales("eden", scales)
         params = (
             struct.pack("<B", self.bits)
             + np.array(scales, dtype="<f4").tobytes()
@@ -107,7 +108,8 @@ class Eden(Codec):
         for (start, stop), s in zip(blocks, scales, strict=True):
             values = (table * float(s)).astype(np.float32)
             np.take(values, index[start:stop], out=out[start:stop])
-        kernels.rotate(out, seed, inverse=True)
+        bound = float(scales.max()) * float(table[-1]) if scales.size else 0.0
+        _rotated.rotate(out, seed, bound=bound, inverse=True)
 
 
 register_codec(Eden)

@@ -118,7 +118,7 @@ def fedcodec_mod(
         if error_feedback and RESIDUAL_KEY in ctxt.state.array_records:
             update += ctxt.state.array_records[RESIDUAL_KEY]["r"].numpy()
         s = flower_seed(seed, server_round, int(ctxt.node_id))
-        payload = inner.encode_vector(update, layout_fingerprint=layout.fingerprint, seed=s)
+        payload = inner.encode_vector(update, layout=layout, seed=s)
         if error_feedback:
             residual = update - inner.decode(payload, seed=s)
             ctxt.state[RESIDUAL_KEY] = ArrayRecord({"r": Array(residual)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import ClassVar
 
@@ -10,6 +11,10 @@ import numpy as np
 from .codec import Codec, register_codec
 from .container import Reader
 from .errors import DecodeError
+
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32
+_SUBNORMAL_UNIT = 2.0**-149  # smallest positive float32
+_CHUNK = 1 << 16
 
 
 class Int8(Codec):
@@ -37,7 +42,12 @@ class Int8(Codec):
     ) -> tuple[bytes, bytes]:
         lo = np.float32(x.min()) if x.size else np.float32(0.0)
         hi = np.float32(x.max()) if x.size else np.float32(0.0)
-        scale = np.float32((float(hi) - float(lo)) / 255.0)
+        width = float(hi) - float(lo)
+        scale = np.float32(width / 255.0)
+        if 0 < width and scale < _FLOAT32_TINY:
+            # a subnormal scale loses its precision (or underflows to 0): every float32 is a
+            # multiple of 2**-149, so round the scale up to one, which keeps it exact
+            scale = np.float32(math.ceil(width / 255.0 / _SUBNORMAL_UNIT) * _SUBNORMAL_UNIT)
         if scale > 0:
             q = np.rint((x.astype(np.float64) - float(lo)) / float(scale))
             q = np.clip(q, 0, 255).astype(np.uint8)
@@ -56,8 +66,13 @@ class Int8(Codec):
         if len(body) != out.shape[0]:
             raise DecodeError(f"int8: expected {out.shape[0]} body bytes, got {len(body)}")
         q = np.frombuffer(body, dtype=np.uint8)
-        np.multiply(q, np.float32(scale), out=out, casting="unsafe")
-        out += np.float32(lo)
+        if np.isfinite(np.float32(255.0) * np.float32(scale)):
+            np.multiply(q, np.float32(scale), out=out, casting="unsafe")
+            out += np.float32(lo)
+        else:  # a range wider than float32's (from -3e38 to 3e38): add in float64, in chunks
+            for start in range(0, q.size, _CHUNK):
+                part = q[start : start + _CHUNK] * float(scale) + float(lo)
+                np.copyto(out[start : start + _CHUNK], part, casting="unsafe")
 
 
 register_codec(Int8)

@@ -29,6 +29,12 @@ class Layout:
         return sum(int(np.prod(shape, dtype=np.int64)) for _, shape, _ in self.entries)
 
     @property
+    def edges(self) -> np.ndarray:
+        """Element offsets of the tensors in the flat vector: ``len(entries) + 1`` int64."""
+        sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape, _ in self.entries]
+        return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+    @property
     def fingerprint(self) -> int:
         """CRC32 of the layout's canonical JSON; never 0 (0 marks a plain array)."""
         text = json.dumps([[n, list(s), d] for n, s, d in self.entries], separators=(",", ":"))

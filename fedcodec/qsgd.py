@@ -76,9 +76,15 @@ class QSGD(Codec):
         pad[:n] = x
         shaped = pad.reshape(buckets, bucket)
         if self.norm == "l2":
-            norms = np.sqrt(np.einsum("ij,ij->i", shaped, shaped)).astype(np.float32)
+            with np.errstate(over="ignore"):  # a norm beyond float32's range: reported below
+                norms = np.sqrt(np.einsum("ij,ij->i", shaped, shaped)).astype(np.float32)
         else:
             norms = np.abs(shaped).max(axis=1).astype(np.float32) if n else np.zeros(0, np.float32)
+        if not np.isfinite(norms).all():
+            raise ValueError(
+                "qsgd: a bucket's l2 norm exceeds float32's range (3.4e38): use norm='max', a "
+                "smaller bucket_size, or scale the update down before encoding"
+            )
         # float32 rounding may put a norm a hair below the largest |x|: levels are capped at s
         del pad, shaped
         stream = _rng.stream_seed(

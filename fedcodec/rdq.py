@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import kernels
+from . import _rotated, kernels
 from .codec import Codec, register_codec
 from .coders import ans as ans_coder
 from .container import Reader
@@ -41,6 +41,15 @@ _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈
 _BISECT_ITERS = 14
 _RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
 _LN2_6 = math.log(2.0) / 6.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
+STEP_MIN = 2.0**-149
+
+
+def max_step(max_abs: float) -> float:
+    """Largest step whose reconstructions of values up to ``max_abs`` stay finite in
+    float32 (every rounding reconstructs within 1.5 steps of the value; 2 leave margin)."""
+    return (FLOAT32_MAX - max_abs) / 2.0
 
 
 @dataclass
@@ -101,9 +110,19 @@ class _Solver:
             self.sample_index = np.empty(0, dtype=np.int64)
             self.sample = x
         self.scale = n / max(self.sample.size, 1)
-        # smallest step that keeps levels within the kernels' bound, largest that zeroes all
-        self.log_step_min = math.log2(max(max_abs, 1e-30) * 4.0 / kernels.MAX_ABS_LEVEL)
-        self.log_step_max = math.log2(max(max_abs, 1e-30) * 4.0)
+        # smallest step that keeps levels within the kernels' bound (and is a float32 above
+        # zero), largest that zeroes all or still reconstructs within float32's range
+        top = max(max_abs, STEP_MIN)
+        step_cap = max_step(max_abs)
+        self.log_step_min = math.log2(max(top * 4.0 / kernels.MAX_ABS_LEVEL, STEP_MIN))
+        if step_cap < 2.0**self.log_step_min:
+            raise ValueError(
+                f"max |x| = {max_abs:.9g} leaves no headroom below float32's largest value "
+                f"({FLOAT32_MAX:.9g}) for rdq's reconstruction: scale the update down (e.g. "
+                "by 0.5) before encoding"
+            )
+        self.log_step_max = math.log2(min(top * 4.0, step_cap))
+        self.step_cap = step_cap
 
     # -- estimates on the subsample ------------------------------------------------------
     def lam(self, step: float) -> float:
@@ -113,7 +132,12 @@ class _Solver:
         return _LN2_6 * step * step
 
     def evaluate(self, step: float, offset: float, coder: int) -> _Point:
-        step = float(np.float32(step))
+        # the kernels index by level: they need a finite step with |x| / step <= 2**30,
+        # which [step_min, step_cap] guarantees (a search may probe outside it)
+        step_min = 2.0**self.log_step_min
+        if not step >= step_min:
+            step = step_min
+        step = float(np.float32(min(step, self.step_cap)))
         inv = 1.0 / step
         hk = int(min(_HIST_HALF, self.max_abs * inv + 2.0))
         hist = np.zeros(2 * hk + 1, dtype=np.int64)
@@ -257,7 +281,15 @@ class _Solver:
         return min([best, pc, pd], key=self.objective)
 
     def fixed_step(self, step: float) -> float:
-        step = float(np.float32(step))
+        # every float32 is a multiple of 2**-149: a smaller step (step_rms on subnormal
+        # data) is raised to it, which reconstructs such data exactly
+        step = float(np.float32(max(step, STEP_MIN)))
+        if step > max_step(self.max_abs):
+            raise ValueError(
+                f"step {step:g} is too large for this update (max |x| = {self.max_abs:g}): "
+                f"reconstructions would pass float32's largest value {FLOAT32_MAX:g}; use a "
+                "smaller step or a rate target, or scale the update down"
+            )
         if self.max_abs / step + 1.0 > kernels.MAX_ABS_LEVEL:
             raise ValueError(
                 f"step {step:g} is too small for this update (max |x| = {self.max_abs:g}): "
@@ -344,8 +376,11 @@ class _Solver:
     def solve(self) -> _Final:
         codec = self.codec
         if self.n == 0 or self.max_abs == 0.0:
+            # nothing to send (the container marks an all-zero update as zeros); the step
+            # the user asked for is the step written
             coder = _CODER_RLEG if codec.coder == "rleg" else _CODER_ANS
-            return self.measure(self.evaluate(1.0, 0.5, coder))
+            step = self.fixed_step(codec._rate_value) if codec._rate_mode == "step" else 1.0
+            return self.measure(self.evaluate(step, 0.5, coder))
         coders = {"ans": [_CODER_ANS], "rleg": [_CODER_RLEG], "auto": [_CODER_ANS, _CODER_RLEG]}
         offsets = _RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
         finals = []
@@ -440,6 +475,11 @@ class RDQ(Codec):
         value = float(value)
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{self._rate_mode} must be a finite positive number, got {value}")
+        if self._rate_mode == "step" and not STEP_MIN <= value <= FLOAT32_MAX:
+            raise ValueError(
+                f"step {value:g} cannot be sent as a float32: use a step in "
+                f"[{STEP_MIN:.3g}, {FLOAT32_MAX:.3g}]"
+            )
         if self._rate_mode == "nmse" and value >= 1.0:
             raise ValueError("nmse must be below 1 (NMSE 1 is reached by sending nothing)")
         self.bits_per_param = value if self._rate_mode == "bits_per_param" else None
@@ -487,8 +527,7 @@ class RDQ(Codec):
         stream = _rng.stream_seed(seed, _rng.STREAM_DITHER)
         work = x
         if self.rotate:
-            work = x.copy()
-            kernels.rotate(work, seed)
+            work = _rotated.rotated(x, seed, max_abs)
             max_abs = kernels.max_abs_and_sumsq(work)[0]
         final = _Solver(self, work, max_abs, sumsq, stream).solve()
         point = final.point
@@ -560,7 +599,8 @@ class RDQ(Codec):
                 raise DecodeError(f"rdq/rleg: invalid run-length gamma body (status {status})")
         if rotate:
             assert seed is not None  # checked with the seed check above
-            kernels.rotate(out, seed, inverse=True)
+            # levels are at most 2**30 (the decoders check), reconstructions within a step
+            _rotated.rotate(out, seed, bound=(kernels.MAX_ABS_LEVEL + 2) * step, inverse=True)
 
 
 register_codec(RDQ)

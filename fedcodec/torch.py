@@ -73,7 +73,7 @@ def encode_state_dict(
             n = v.numel()
             torch.sub(v.detach().cpu(), o.detach().cpu(), out=buf[pos : pos + n].view(v.shape))
             pos += n
-    return codec.encode_vector(buf.numpy(), layout_fingerprint=layout.fingerprint, seed=seed)
+    return codec.encode_vector(buf.numpy(), layout=layout, seed=seed)
 
 
 def decode_state_dict(

@@ -45,6 +45,7 @@ __all__ = [
     "gamma_encode",
     "histogram",
     "max_abs_and_sumsq",
+    "segment_max_abs_and_sumsq",
     "quantize",
     "rleg_decode",
     "rleg_encode",
@@ -97,6 +98,22 @@ def max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
     x = _as_1d(x, (np.float16, np.float32, np.float64), "x")
     m, s, finite = _quantize._max_abs_and_sumsq(x)
     return float(m), float(s), bool(finite)
+
+
+def segment_max_abs_and_sumsq(
+    x: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, float, float, bool]:
+    """Max |x| of each segment ``x[edges[s]:edges[s + 1]]`` (float64 array), then the
+    totals of :func:`max_abs_and_sumsq`, in one pass."""
+    x = _as_1d(x, (np.float16, np.float32, np.float64), "x")
+    edges = _as_1d(np.asarray(edges, dtype=np.int64), (np.int64,), "edges")
+    if edges.shape[0] < 1 or edges[0] != 0 or edges[-1] != x.shape[0]:
+        raise ValueError(f"edges must run from 0 to len(x) = {x.shape[0]}")
+    if edges.shape[0] > 1 and bool((np.diff(edges) < 0).any()):
+        raise ValueError("edges must be non-decreasing")
+    seg_max = np.zeros(edges.shape[0] - 1, dtype=np.float64)
+    m, s, finite = _quantize._segment_max_abs_and_sumsq(x, edges, seg_max)
+    return seg_max, float(m), float(s), bool(finite)
 
 
 def quantize(

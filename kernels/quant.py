@@ -180,6 +180,23 @@ def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
 
 
 @jit
+def _segment_max_abs_and_sumsq(
+    x: np.ndarray, edges: np.ndarray, seg_max: np.ndarray
+) -> tuple[float, float, bool]:
+    """:func:`_max_abs_and_sumsq` of each segment ``x[edges[s]:edges[s + 1]]`` in one pass:
+    fills ``seg_max[s]`` and returns the totals. The caller proves ``edges`` ascending
+    within ``[0, len(x)]`` and ``len(seg_max) == len(edges) - 1``."""
+    m = 0.0
+    s = 0.0
+    for j in range(edges.shape[0] - 1):
+        mj, sj, _ = _max_abs_and_sumsq(x[edges[j] : edges[j + 1]])
+        seg_max[j] = mj
+        m = max(m, mj)
+        s += sj
+    return m, s, math.isfinite(s)
+
+
+@jit
 def _stats(
     x: np.ndarray,
     index: np.ndarray,

@@ -255,7 +255,7 @@ def test_learning_happens(uncompressed: dict[str, Any]) -> None:
 def test_bits_are_payload_bytes(uncompressed: dict[str, Any]) -> None:
     exp = Experiment(cfg())
     n = exp.trainer.num_params
-    raw = 8 * len(Identity().encode(np.zeros(n, np.float32)))
+    raw = 8 * len(Identity().encode(np.ones(n, np.float32)))
     rows = uncompressed["lines"]
     for r in rows:
         assert r["uplink_bits"] == raw * len(r["clients"]) == r["downlink_bits"]
@@ -315,7 +315,7 @@ def test_fedpt_sends_exactly_the_trainable_share(
     assert s["share_sent"] == sent / total
 
     def header_bits(k: int) -> int:
-        return 8 * (len(Identity().encode(np.zeros(k, np.float32))) - 4 * k)
+        return 8 * (len(Identity().encode(np.ones(k, np.float32))) - 4 * k)
 
     full_rows, pt_rows = uncompressed["lines"], lines(tmp_path)
     for a, b in zip(full_rows, pt_rows, strict=True):

@@ -119,7 +119,7 @@ def test_out_pins_the_size_before_decoding() -> None:
     # a valid 2**20-element all-zero payload is tiny; a caller expecting 600 elements
     # learns the mismatch before anything is allocated
     tiny = RDQ(coder="rleg").encode(np.zeros(1 << 20, np.float32))
-    assert len(tiny) < 40
+    assert len(tiny) < 48  # 43: the container with its zero range, a step, an empty body
     with pytest.raises(DecodeError, match="shape"):
         RDQ().decode(tiny, out=np.empty(600, np.float32))
 

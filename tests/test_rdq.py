@@ -76,7 +76,7 @@ def test_all_zero_update_decodes_exactly(coder: str) -> None:
     x = np.zeros(1000, np.float32)
     payload = RDQ(coder=coder).encode(x)
     np.testing.assert_array_equal(RDQ().decode(payload), x)
-    assert len(payload) < 40
+    assert len(payload) < 48  # the container with its zero range and an empty model
 
 
 def test_huge_outlier_is_escaped() -> None:

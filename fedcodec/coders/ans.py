@@ -78,11 +78,28 @@ def quantize_counts(counts: np.ndarray) -> np.ndarray:
 
 
 def coder_frequencies(c16: np.ndarray) -> np.ndarray:
-    """The 24-bit frequencies both sides derive from the sent 16-bit ones."""
+    """The 24-bit frequencies both sides derive from the sent 16-bit ones.
+
+    ``f = c16 << 8``; each symbol with ``c16 = 0`` gets ``f = 1``, paid for by the most
+    frequent symbols: the most frequent one alone when it can (every stream written before
+    this rule was extended), else the symbols in decreasing order of frequency (stable),
+    each down to a frequency of 1, until the deficit is covered (thousands of empty levels
+    inside the range).
+    """
     f = np.asarray(c16, dtype=np.int64) << (kernels.ANS_PRECISION - COUNT_BITS)
     zero = f == 0
+    deficit = int(zero.sum())
     f[zero] = 1
-    f[int(np.argmax(f))] -= int(zero.sum())
+    top = int(np.argmax(f))
+    if f[top] - deficit >= 1:
+        f[top] -= deficit
+    else:
+        for j in np.argsort(-f, kind="stable"):
+            take = min(deficit, int(f[j]) - 1)
+            f[j] -= take
+            deficit -= take
+            if deficit == 0:
+                break
     return f.astype(np.uint32)
 
 
