@@ -37,32 +37,54 @@ def check_seed(codec_id: str, seed: int | None, stored: int) -> int:
 #: Largest |x| that the float32 transform takes as it is: its partial sums reach 2**8 times
 #: the inputs (a block of 2**16 scaled by 2**-8), and float32 ends at 2**128.
 ROTATE_UNSCALED_MAX = 2.0**100
+#: Smallest bound of |x| taken as it is: below, the transform's scaling by 2**-8 would round
+#: subnormals away.
+ROTATE_UNSCALED_MIN = 2.0**-60
+
+
+def _scale_pow2(x: np.ndarray, k: int) -> None:
+    """``x *= 2**k`` in float32 steps that stay representable (exact barring underflow)."""
+    while k:
+        part = max(-126, min(126, k))
+        x *= np.float32(2.0**part)
+        k -= part
 
 
 def rotate(x: np.ndarray, seed: int, *, bound: float, inverse: bool = False) -> np.ndarray:
-    """:func:`kernels.rotate` in place, safe for values near float32's limit.
+    """:func:`kernels.rotate` in place, accurate for values near float32's limits.
 
     ``bound`` is an upper bound of max |x| that the caller knows (a scale, a step times the
-    largest level). Above :data:`ROTATE_UNSCALED_MAX` the vector's real maximum is measured
-    and, if needed, the vector is scaled by a power of two around the transform, so that
-    no partial sum overflows; results stay bit-identical below that bound, and a result
-    beyond float32's range becomes Inf (which decoding reports).
+    largest level). Outside [:data:`ROTATE_UNSCALED_MIN`, :data:`ROTATE_UNSCALED_MAX`] the
+    vector's real maximum is measured and the vector scaled by a power of two around the
+    transform, so that no partial sum overflows and no subnormal rounds away; results are
+    bit-identical inside that range, and a result beyond float32's range becomes Inf (which
+    decoding reports).
     """
-    if bound > ROTATE_UNSCALED_MAX:
-        m = kernels.max_abs_and_sumsq(x)[0]
-        if m > ROTATE_UNSCALED_MAX:
-            k = math.ceil(math.log2(m)) - 100
-            x *= np.float32(2.0**-k)
-            kernels.rotate(x, seed, inverse=inverse)
-            with np.errstate(over="ignore"):
-                x *= np.float32(2.0**k)
-            return x
-    return kernels.rotate(x, seed, inverse=inverse)
+    if ROTATE_UNSCALED_MIN <= bound <= ROTATE_UNSCALED_MAX:
+        return kernels.rotate(x, seed, inverse=inverse)
+    m = kernels.max_abs_and_sumsq(x)[0]
+    if m == 0.0 or ROTATE_UNSCALED_MIN <= m <= ROTATE_UNSCALED_MAX:
+        return kernels.rotate(x, seed, inverse=inverse)
+    k = math.ceil(math.log2(m))  # max |x| is brought to (1/2, 1]
+    _scale_pow2(x, -k)
+    kernels.rotate(x, seed, inverse=inverse)
+    with np.errstate(over="ignore"):
+        _scale_pow2(x, k)
+    return x
 
 
 def rotated(x: np.ndarray, seed: int, max_abs: float) -> np.ndarray:
-    """A rotated copy of ``x`` (see kernels.rotate: 2**16 blocks + binary decomposition)."""
-    return rotate(x.copy(), seed, bound=max_abs)
+    """A rotated copy of ``x`` (see kernels.rotate: 2**16 blocks + binary decomposition).
+
+    Raises ``ValueError`` if a rotated value passes float32's range (possible only for
+    values near it)."""
+    y = rotate(x.copy(), seed, bound=max_abs)
+    if max_abs > ROTATE_UNSCALED_MAX and not kernels.max_abs_and_sumsq(y)[2]:  # Inf
+        raise ValueError(
+            f"the rotation of values up to {max_abs:.4g} passes float32's range: scale the "
+            "update down (e.g. by 2**-64) before encoding"
+        )
+    return y
 
 
 def check_scales(codec_id: str, scales: list[float]) -> None:

@@ -44,7 +44,8 @@ class ThreeLC(Codec):
     def _encode(
         self, x: np.ndarray, *, seed: int | None, max_abs: float, sumsq: float
     ) -> tuple[bytes, bytes]:
-        m = np.float32(max_abs * self.sparsity)
+        # M may pass float32's range for values near it: M = max |x| still ternarizes them
+        m = np.float32(min(max_abs * self.sparsity, _FLOAT32_MAX))
         inv = 1.0 / float(m) if m > 0 else 0.0
         out = np.empty((x.size + 4) // 5, dtype=np.uint8)
         nbytes = _threelc._threelc_encode(x, inv, out)
@@ -62,5 +63,7 @@ class ThreeLC(Codec):
         if status < 0:
             raise DecodeError("threelc: groups and zero runs do not match the element count")
 
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 register_codec(ThreeLC)

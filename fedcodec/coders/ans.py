@@ -73,7 +73,19 @@ def quantize_counts(counts: np.ndarray) -> np.ndarray:
     c16 = np.where(counts > 0, np.maximum(1, np.rint(counts * (target / total))), 0).astype(
         np.int64
     )
-    c16[int(np.argmax(c16))] += target - int(c16.sum())
+    top = int(np.argmax(c16))
+    if c16[top] + target - int(c16.sum()) >= 1:  # the rounding error fits the top symbol
+        c16[top] += target - int(c16.sum())
+        return c16
+    # many rare symbols (each raised to 1) overshoot: take the excess from the largest
+    # frequencies, each down to 1 (at most MAX_RANGE + 1 symbols, so it always fits)
+    excess = int(c16.sum()) - target
+    for j in np.argsort(-c16, kind="stable"):
+        take = min(excess, int(c16[j]) - 1)
+        c16[j] -= take
+        excess -= take
+        if excess == 0:
+            break
     return c16
 
 
