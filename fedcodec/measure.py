@@ -12,12 +12,14 @@ from .codec import Codec
 from .layout import as_numpy, flatten
 
 
-def measure(codec: Codec, update: Any, *, seed: int | None = None) -> dict[str, float]:
-    """Encode and decode ``update`` once.
+def measure(
+    codec: Codec, update: Any, *, seed: int | None = None, payload: bytes | None = None
+) -> dict[str, float]:
+    """Encode and decode ``update`` once (or only decode ``payload``, its encoding).
 
     Returns ``bits`` (8 × payload length), ``bits_per_param``, ``mse``, ``nmse``
     (‖x − x̂‖² / ‖x‖², 0 for an all-zero update decoded exactly), ``encode_s`` and
-    ``decode_s``.
+    ``decode_s`` (``encode_s`` is 0 when ``payload`` is given).
 
     Examples
     --------
@@ -28,7 +30,8 @@ def measure(codec: Codec, update: Any, *, seed: int | None = None) -> dict[str, 
     True
     """
     t0 = time.perf_counter()
-    payload = codec.encode(update, seed=seed)
+    if payload is None:
+        payload = codec.encode(update, seed=seed)
     t1 = time.perf_counter()
     decoded = codec.decode(payload, seed=seed)
     t2 = time.perf_counter()

@@ -123,6 +123,8 @@ class _Solver:
             )
         self.log_step_max = math.log2(min(top * 4.0, step_cap))
         self.step_cap = step_cap
+        # float32 rounding of the step stays within 2**-23 of it: 2**-20 leaves margin
+        self.kernel_step_min = max(max_abs / (kernels.MAX_ABS_LEVEL - 1) * (1 + 2.0**-20), STEP_MIN)
 
     # -- estimates on the subsample ------------------------------------------------------
     def lam(self, step: float) -> float:
@@ -132,11 +134,10 @@ class _Solver:
         return _LN2_6 * step * step
 
     def evaluate(self, step: float, offset: float, coder: int) -> _Point:
-        # the kernels index by level: they need a finite step with |x| / step <= 2**30,
-        # which [step_min, step_cap] guarantees (a search may probe outside it)
-        step_min = 2.0**self.log_step_min
-        if not step >= step_min:
-            step = step_min
+        # the kernels index by level: they need a finite step with |x| / step + 1 <= 2**30
+        # (a search may probe outside its range; a NaN step once indexed out of bounds)
+        if not step >= self.kernel_step_min:
+            step = self.kernel_step_min
         step = float(np.float32(min(step, self.step_cap)))
         inv = 1.0 / step
         hk = int(min(_HIST_HALF, self.max_abs * inv + 2.0))
