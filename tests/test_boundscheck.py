@@ -2,7 +2,9 @@
 
 numba does not check indices by default: an out-of-bounds access in a kernel would read
 or write memory silently. Here every kernel is recompiled (in a private cache) with
-``NUMBA_BOUNDSCHECK=1``, so any such access in these tests becomes an IndexError.
+``NUMBA_BOUNDSCHECK=1``, so any such access in these tests becomes an IndexError, which
+decoding then lets through (``fedcodec.codec.BOUNDSCHECK``) and the hostile-payload checks
+count as a failure; the encoders' regression and property tests run here too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def test_kernels_and_hostile_payloads_stay_in_bounds(tmp_path: Path) -> None:
             "no:cacheprovider",
             str(HERE / "test_kernels.py"),
             str(HERE / "test_hostile.py"),
+            str(HERE / "test_extreme.py"),
+            str(HERE / "test_encoder_fuzz.py"),
         ],
         env=env,
         capture_output=True,

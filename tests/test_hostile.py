@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import fedcodec
 from fedcodec import RDQ, DecodeError, container, kernels
+from fedcodec.coders import ans as ans_coder
 from fedcodec.sample_updates import student_t
 
 CONFIGS = {
@@ -22,14 +23,21 @@ CONFIGS = {
     "rleg": {"nmse": 0.05, "coder": "rleg"},
     "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
     "ans-escapes": {"step": 1e-4},
+    # >= 65,536 elements: four interleaved ANS streams, each with its word count
+    "ans-4-segments": {"bits_per_param": 1.0, "_n": 70_000},
+    "ans-4-segments-dither": {"step": 0.5, "rounding": "dither", "_n": 65_536},
 }
 SEED = 3
 
 
 def payload_for(name: str) -> bytes:
-    x = student_t(600, seed=1)
+    config = dict(CONFIGS[name])
+    x = student_t(config.pop("_n", 600), seed=1)
     x[17] = 0.5  # an escaped level
-    return RDQ(**CONFIGS[name]).encode(x, seed=SEED)
+    payload = RDQ(**config).encode(x, seed=SEED)
+    if x.size >= 65_536:  # the forged payloads below must reach the 4-segment path
+        assert ans_coder.num_segments(x.size) == 4
+    return payload
 
 
 PAYLOADS = {name: payload_for(name) for name in CONFIGS}
