@@ -82,6 +82,10 @@ def _ans_decode(
     symbol that can hold any quantile in that slot; ``cdf`` has ``len(freq) + 1`` entries
     ending in ``2**24``. Returns 0, or ``ERR_NOT_EXHAUSTED`` if the stream does not end in
     the initial state with every word consumed (a corrupted or foreign stream).
+
+    Safety: ``words`` may be any values (pops stop at the array's start); the tables must
+    come from :func:`fedcodec.kernels.build_ans_tables`, which checks that the frequencies
+    are positive and sum to ``2**24``, so every quantile maps to a symbol of the alphabet.
     """
     pos = words.shape[0]
     state = np.uint64(0)
@@ -217,7 +221,11 @@ def _ans_decode4(
 
     Returns 0, ERR_SEGMENTS if the last segment would be empty (see _ans_encode4), or
     ERR_NOT_EXHAUSTED unless every stream ends in the initial state with all its words
-    used."""
+    used.
+
+    Safety: as :func:`_ans_decode`, and the caller (``fedcodec.coders.ans.decode``) proves
+    ``word_counts`` non-negative with ``sum(word_counts) == len(words)`` (the body's
+    length is checked against them), so every segment's words lie inside ``words``."""
     n = out.shape[0]
     seg = (n + 3) // 4
     last = n - 3 * seg

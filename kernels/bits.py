@@ -249,7 +249,13 @@ def _rleg_decode_values(
     recon: np.ndarray,
     seed: np.uint64,
 ) -> int:
-    """:func:`_rleg_decode` that writes reconstructed float32 values instead of levels."""
+    """:func:`_rleg_decode` that writes reconstructed float32 values instead of levels.
+
+    Safety: ``data`` may be any bytes (reads are bounds-checked; runs are checked against
+    the element count before any write); the caller (``fedcodec.rdq``) proves ``mode`` in
+    {0, 1, 2} and ``step`` finite and positive (the payload's flags and step are checked).
+    ``recon`` is read only below its length.
+    """
     n = out.shape[0]
     pos = 0
     buf = np.uint64(0)
@@ -316,7 +322,11 @@ def _pack_fixed(values: np.ndarray, width: int, out: np.ndarray) -> int:
 @jit
 def _unpack_fixed(data: np.ndarray, width: int, out: np.ndarray) -> int:
     """Inverse of :func:`_pack_fixed` into ``out``; returns 0, or ERR_EXHAUSTED if ``data``
-    is too short, ERR_TRAILING if it is too long or its padding bits are not zero."""
+    is too short, ERR_TRAILING if it is too long or its padding bits are not zero.
+
+    Safety: ``data``'s length is checked against ``len(out) * width`` before any read; the
+    caller (``fedcodec._rotated.unpack``) proves ``1 <= width <= 8`` (DRIVE's 1, EDEN's
+    checked bit width)."""
     n = out.shape[0]
     need = (n * width + 7) // 8
     if data.shape[0] < need:

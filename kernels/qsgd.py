@@ -75,7 +75,12 @@ def _qsgd_encode(
 def _qsgd_decode(
     data: np.ndarray, bucket: int, num_levels: int, norms: np.ndarray, out: np.ndarray
 ) -> int:
-    """Decode into float32 ``out``; returns 0 or a negative status (see kernels.bits)."""
+    """Decode into float32 ``out``; returns 0 or a negative status (see kernels.bits).
+
+    Safety (the caller, ``fedcodec.qsgd``, proves it): ``bucket >= 1``, ``num_levels >= 1``
+    and ``len(norms) == ceil(len(out) / bucket)``. ``data`` may be any bytes: every read is
+    bounds-checked by the bit reader and every write index is checked against its bucket.
+    """
     n = out.shape[0]
     pos = 0
     buf = np.uint64(0)

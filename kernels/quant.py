@@ -218,6 +218,11 @@ def _stats(
     |q| > hk, the Elias-gamma bits of their zigzag codes, the squared error (in step units)
     of the elements not covered by the per-level sums, and (if ``want_rleg``) the exact bits
     the run-length Elias-gamma code would spend on this sequence.
+
+    Safety: the caller (``fedcodec.rdq._Solver.evaluate``) proves ``inv_step`` finite and
+    positive with ``max |x| * inv_step + 1 <= 2**30``: the level ``k`` of a NaN step is
+    ``int(NaN)``, a huge negative index (it once corrupted the heap). ``len(sum_abs) ==
+    len(sum_sq) == hk + 1``.
     """
     hk = (hist.shape[0] - 1) // 2
     has_index = index.shape[0] > 0
@@ -285,7 +290,12 @@ def _dequantize_symbols(
 ) -> int:
     """Values of ANS symbols (level ``lo + s``; ``esc_symbol`` takes the next of
     ``escapes``) into float32 ``out``. Returns 0, -1 if there are more escape symbols than
-    escaped levels, -2 if fewer, -3 for a symbol outside the alphabet."""
+    escaped levels, -2 if fewer, -3 for a symbol outside the alphabet.
+
+    Safety: ``symbols`` and ``escapes`` may hold any values (each symbol is checked against
+    the alphabet before use, escapes are counted); the caller (``fedcodec.coders.ans``)
+    proves ``esc_symbol >= 1``, levels ``lo .. lo + esc_symbol`` and every escape within
+    ``MAX_ABS_LEVEL``, a valid ``mode`` and a finite positive ``step``."""
     n_esc = 0
     n_escapes = escapes.shape[0]
     if mode == DITHER:

@@ -69,7 +69,11 @@ def _threelc_encode(x: np.ndarray, inv_m: float, out: np.ndarray) -> int:
 @jit
 def _threelc_decode(data: np.ndarray, m: float, out: np.ndarray) -> int:
     """Decode into float32 ``out`` (values t * M); returns 0, -1 if the groups do not add
-    up to the element count, -2 if the padding trits of the last group are not zero."""
+    up to the element count, -2 if the padding trits of the last group are not zero.
+
+    Safety: ``data`` may be any bytes and ``out`` any length; every write index is checked
+    against the group count first (the caller, ``fedcodec.threelc``, proves M finite).
+    """
     n = out.shape[0]
     groups = (n + 4) // 5
     g = 0
