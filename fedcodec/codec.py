@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import os
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -151,7 +151,9 @@ class Codec(ABC):
                 "down, before encoding"
             )
         params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
-        payload = container.pack(self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges)
+        payload = container.pack(
+            self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges
+        )
         if max_abs > VERIFY_ABOVE:
             # near float32's limits a reconstruction can overflow: prove this one decodes
             try:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _rotated, kernels
+from . import _rotated
 from .codec import Codec, register_codec
 from .container import Reader
 from .errors import DecodeError

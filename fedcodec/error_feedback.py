@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .codec import Codec
-from .layout import as_numpy, flatten, unflatten
+from .layout import Layout, as_numpy, flatten
 
 
 class ErrorFeedback:
@@ -37,13 +37,27 @@ class ErrorFeedback:
         self.residuals: dict[Hashable, np.ndarray] = {}
 
     def encode(self, update: Any, *, key: Hashable = 0, seed: int | None = None) -> bytes:
-        shape: tuple[int, ...] = ()
+        """Encode ``update`` plus the residual of ``key``; keep the new residual."""
         if isinstance(update, Mapping):
-            vector, layout = flatten(update)
-        else:
-            arr = as_numpy(update)
-            shape, layout = arr.shape, None
-            vector = np.array(arr, dtype=np.float32).reshape(-1)
+            vector, layout = flatten(update)  # a float32 copy: the residual is added to it
+            return self.encode_vector(vector, key=key, layout=layout, seed=seed)
+        arr = as_numpy(update)
+        vector = np.array(arr, dtype=np.float32).reshape(-1)
+        # the sum travels as float32 (residuals are float32), in the update's own shape
+        return self.encode_vector(vector, key=key, shape=tuple(arr.shape), seed=seed)
+
+    def encode_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        key: Hashable = 0,
+        layout: Layout | None = None,
+        shape: tuple[int, ...] | None = None,
+        seed: int | None = None,
+    ) -> bytes:
+        """:meth:`encode` for a flat float32 ``vector`` that the caller built (the Flower
+        mod, the DDP hook): the residual is added to ``vector`` in place; ``layout`` and
+        ``shape`` as in :meth:`fedcodec.Codec.encode_vector`."""
         residual = self.residuals.get(key)
         if residual is not None:
             if residual.shape != vector.shape:
@@ -51,11 +65,9 @@ class ErrorFeedback:
                     f"client {key!r} sent {residual.size} elements before and {vector.size} now"
                 )
             vector += residual
-        # the sum travels as float32 (residuals are float32), in the update's own shape
-        to_send: Any = unflatten(vector, layout) if layout is not None else vector.reshape(shape)
-        payload = self.codec.encode(to_send, seed=seed)
+        payload = self.codec.encode_vector(vector, layout=layout, shape=shape, seed=seed)
         decoded = self.codec.decode(payload, seed=seed, layout=layout).reshape(-1)
-        self.residuals[key] = vector - decoded.astype(np.float32)
+        self.residuals[key] = vector - decoded.astype(np.float32, copy=False)
         return payload
 
     def decode(self, payload: bytes, **kwargs: Any) -> np.ndarray:

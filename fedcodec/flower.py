@@ -6,7 +6,9 @@ Needs the ``flower`` extra (``flwr[simulation]``). The mod turns the reply's Arr
 ``data`` is the fedcodec payload of the update *new weights − received weights*; the
 wrapper, which knows the weights it sent, decodes the payload back into weights, so the
 wrapped strategy (FedAvg, FedAdam, ...) needs no change. Codec seeds derive from
-(``seed``, server round, node id) on both sides.
+(``seed``, server round, client key, uplink) with :func:`fedcodec.seeds.derive_seed` on
+both sides; the client key is the node's ``partition-id`` (stable across runs), which the
+reply reports in its metrics.
 
 Examples
 --------
@@ -38,8 +40,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fedcodec.flower needs Flower: pip install 'fedcodec[flower]'") from exc
 
 from .codec import Codec, get_codec
+from .error_feedback import ErrorFeedback
 from .errors import DecodeError
 from .layout import Layout
+from .seeds import UPLINK, derive_seed
 
 log = logging.getLogger("fedcodec.flower")
 
@@ -47,16 +51,33 @@ STYPE = "fedcodec"
 ARRAY_KEY = "fedcodec"
 RESIDUAL_KEY = "fedcodec.residual"
 METRIC_BYTES = "fedcodec-payload-bytes"
+#: The client key the reply's payload was encoded with (the server derives the seed from it).
+METRIC_CLIENT_KEY = "fedcodec-client-key"
 
 
 def _codec(codec: Codec | Mapping[str, Any]) -> Codec:
     return codec if isinstance(codec, Codec) else get_codec(codec)
 
 
-def flower_seed(seed: int, server_round: int, node_id: int) -> int:
-    """The codec seed of one node's reply in one round (client and server agree)."""
-    ss = np.random.SeedSequence([seed, server_round, node_id & (2**63 - 1)])
-    return int(ss.generate_state(1, np.uint32)[0])
+def client_key_of(ctxt: Any) -> int:
+    """The client's stable key: Flower's ``partition-id`` node config (the simulation engine
+    sets it; a deployment sets it with ``--node-config "partition-id=N"``), never the random
+    node id, so that a run's seeds and bytes are reproducible."""
+    key = ctxt.node_config.get("partition-id")
+    if key is None:
+        raise ValueError(
+            "fedcodec_mod needs a stable client key: set node_config 'partition-id' (flower-"
+            'supernode --node-config "partition-id=N"), or pass client_key= to fedcodec_mod'
+        )
+    return int(key)
+
+
+def reply_client_key(reply: Message) -> int:
+    """The client key a reply reports (``fedcodec-client-key`` in its metrics)."""
+    for metrics in reply.content.metric_records.values():
+        if METRIC_CLIENT_KEY in metrics:
+            return int(metrics[METRIC_CLIENT_KEY])  # type: ignore[arg-type]
+    raise DecodeError("the reply reports no fedcodec-client-key: is fedcodec_mod on the client?")
 
 
 def _layout(keys: list[str], arrays: list[np.ndarray]) -> Layout:
@@ -84,12 +105,16 @@ def fedcodec_mod(
     error_feedback: bool = False,
     seed: int = 0,
     arrayrecord_key: str = "arrays",
+    client_key: Callable[[Any], int] = client_key_of,
 ) -> Callable[[Message, Any, Any], Message]:
     """A client mod compressing the update in the reply to every TRAIN message.
 
-    With ``error_feedback``, the residual (what the codec dropped) is kept in the node's
-    ``context.state`` and added to its next update. The reply's MetricRecords get
-    ``fedcodec-payload-bytes``, the payload size the client sent.
+    With ``error_feedback`` (:class:`fedcodec.ErrorFeedback`), the residual (what the codec
+    dropped) is kept in the node's ``context.state`` and added to its next update.
+    ``client_key(context)`` gives the stable key the seeds derive from (default: the
+    ``partition-id`` node config). The reply's MetricRecords get
+    ``fedcodec-payload-bytes``, the payload size the client sent, and
+    ``fedcodec-client-key``.
     """
     inner = _codec(codec)
 
@@ -115,17 +140,23 @@ def fedcodec_mod(
                 a.reshape(-1), b.reshape(-1), out=update[pos : pos + a.size], casting="unsafe"
             )
             pos += a.size
-        if error_feedback and RESIDUAL_KEY in ctxt.state.array_records:
-            update += ctxt.state.array_records[RESIDUAL_KEY]["r"].numpy()
-        s = flower_seed(seed, server_round, int(ctxt.node_id))
-        payload = inner.encode_vector(update, layout=layout, seed=s)
-        if error_feedback:
-            residual = update - inner.decode(payload, seed=s)
-            ctxt.state[RESIDUAL_KEY] = ArrayRecord({"r": Array(residual)})
+        key = client_key(ctxt)
+        s = derive_seed(seed, server_round, key, UPLINK)
+        if not error_feedback:
+            payload = inner.encode_vector(update, layout=layout, seed=s)
+        else:  # the residual lives in the node's state between rounds (and processes)
+            feedback = ErrorFeedback(inner)
+            if RESIDUAL_KEY in ctxt.state.array_records:
+                feedback.residuals[key] = ctxt.state.array_records[RESIDUAL_KEY]["r"].numpy()
+            payload = feedback.encode_vector(update, key=key, layout=layout, seed=s)
+            ctxt.state[RESIDUAL_KEY] = ArrayRecord({"r": Array(feedback.residuals.pop(key))})
         packed = Array(dtype="uint8", shape=(len(payload),), stype=STYPE, data=payload)
         out.content[arrayrecord_key] = ArrayRecord({ARRAY_KEY: packed})
+        if not out.content.metric_records:
+            out.content["metrics"] = MetricRecord()
         for metrics in out.content.metric_records.values():
             metrics[METRIC_BYTES] = len(payload)
+            metrics[METRIC_CLIENT_KEY] = key
         return out
 
     return mod
@@ -138,7 +169,7 @@ class FedcodecStrategy(Strategy):
     payload fails to decode is dropped and logged), rebuilds the weights as sent + update,
     hands the replies to the wrapped strategy, and adds ``fedcodec-uplink-bytes`` (payload
     bytes received) and ``fedcodec-dropped`` to the round's train metrics. ``history``
-    keeps, per round, the bytes of each node's payload.
+    keeps, per round, the bytes of each client's payload (by client key).
     """
 
     def __init__(
@@ -182,7 +213,7 @@ class FedcodecStrategy(Strategy):
                 "the reply carries no fedcodec payload: is fedcodec_mod on the client?"
             )
         payload = record[ARRAY_KEY].data
-        s = flower_seed(self.seed, server_round, int(reply.metadata.src_node_id))
+        s = derive_seed(self.seed, server_round, reply_client_key(reply), UPLINK)
         update = self.codec.decode(payload, seed=s, layout=layout)
         weights, pos = [], 0
         for b in base:
@@ -203,7 +234,7 @@ class FedcodecStrategy(Strategy):
                 kept.append(reply)
                 continue
             try:
-                sizes[int(reply.metadata.src_node_id)] = self.decode_reply(server_round, reply)
+                sizes[reply_client_key(reply)] = self.decode_reply(server_round, reply)
             except (DecodeError, ValueError, KeyError) as exc:
                 log.warning(
                     "round %d: dropped node %s: %s", server_round, reply.metadata.src_node_id, exc

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from .codec import Codec
+from .error_feedback import ErrorFeedback
 from .layout import Layout
+from .seeds import UPLINK, derive_seed
 
 __all__ = ["DDPHookState", "ddp_hook", "decode_state_dict", "encode_state_dict", "update_layout"]
 
@@ -121,15 +123,13 @@ class DDPHookState:
     step: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
-    residuals: dict[int, np.ndarray] = field(default_factory=dict)
+    feedback: ErrorFeedback | None = None
     log: list[tuple[int, int, list[int]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def seed_for(self, bucket: int, rank: int) -> int:
         """The codec seed of one rank's payload: every rank can derive every other's."""
-        return int(
-            np.random.SeedSequence([self.seed, self.step, bucket, rank]).generate_state(1)[0]
-        )
+        return derive_seed(self.seed, self.step, rank, UPLINK, bucket)
 
 
 def ddp_hook(
@@ -153,6 +153,8 @@ def ddp_hook(
     import torch.distributed as dist
 
     state = DDPHookState(codec, error_feedback=error_feedback, seed=seed, group=group)
+    if error_feedback:
+        state.feedback = ErrorFeedback(codec)
     seen: set[int] = set()
 
     def hook(st: DDPHookState, bucket: Any) -> torch.futures.Future[torch.Tensor]:
@@ -166,12 +168,10 @@ def ddp_hook(
         world = dist.get_world_size(st.group)
         rank = dist.get_rank(st.group)
         x = grad.detach().to("cpu", torch.float32).numpy().reshape(-1).copy()
-        if st.error_feedback and index in st.residuals:
-            x += st.residuals[index]
-        payload = st.codec.encode(x, seed=st.seed_for(index, rank))
-        if st.error_feedback:
-            mine = st.codec.decode(payload, seed=st.seed_for(index, rank))
-            st.residuals[index] = x - mine
+        if st.feedback is not None:  # one residual per bucket
+            payload = st.feedback.encode_vector(x, key=index, seed=st.seed_for(index, rank))
+        else:
+            payload = st.codec.encode_vector(x, seed=st.seed_for(index, rank))
         size_list = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
         dist.all_gather(size_list, torch.tensor([len(payload)], dtype=torch.int64), group=st.group)
         sizes_t = torch.cat(size_list)

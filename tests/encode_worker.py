@@ -8,8 +8,8 @@ Warnings are errors here, as in the test suite.
 from __future__ import annotations
 
 import faulthandler
-import os
 import multiprocessing as mp
+import os
 import warnings
 from multiprocessing.connection import Connection
 from typing import Any

@@ -15,7 +15,6 @@ prints the input, not a dead run. The default run draws a few examples per confi
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,9 +187,7 @@ def test_encoder_survives_finite_input(worker: Worker, config: dict[str, Any], x
 @pytest.mark.parametrize("config", CONFIGS, ids=ids)
 @settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(x=updates())
-def test_encoder_survives_finite_input_long(
-    worker: Worker, config: dict[str, Any], x: Any
-) -> None:
+def test_encoder_survives_finite_input_long(worker: Worker, config: dict[str, Any], x: Any) -> None:
     check(worker, config, x)
 
 

@@ -90,9 +90,7 @@ def test_rate_search_never_evaluates_a_step_outside_its_range() -> None:
     ],
     ids=str,
 )
-def test_payloads_of_values_near_float32_max_decode(
-    worker: Worker, config: dict[str, Any]
-) -> None:
+def test_payloads_of_values_near_float32_max_decode(worker: Worker, config: dict[str, Any]) -> None:
     # these wrote a step of inf, or scales whose reconstruction overflowed float32
     round_trip(worker, config, FLOAT32_MAX_PAIR)
 

@@ -17,11 +17,12 @@ pytest.importorskip("ray", reason="Flower's simulation engine: pip install 'fedc
 pytest.importorskip("torch", reason="pip install 'fedcodec[torch]'")
 
 import fedcodec
-from fedcodec.flower import FedcodecStrategy, flower_seed
+from fedcodec.flower import FedcodecStrategy, reply_client_key
+from fedcodec.seeds import UPLINK, derive_seed
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "flower"))
 
-import app as example  # noqa: E402
+import app as example
 
 
 def close_rays_files() -> None:
@@ -49,6 +50,7 @@ class Recording(FedcodecStrategy):
         self.rounds.setdefault(server_round, {"replies": []})["replies"].append(
             {
                 "node": int(reply.metadata.src_node_id),
+                "key": reply_client_key(reply),
                 "payload": payload,
                 "bytes": n,
                 "reported": int(reply.content["metrics"]["fedcodec-payload-bytes"]),
@@ -113,7 +115,8 @@ def test_aggregate_equals_the_aggregate_of_decoded_updates(
             # decode each payload ourselves: the update the client's payload stands for
             expected = np.zeros(base.shape, np.float64)
             for r in rec["replies"]:
-                flat = fedcodec.decode(r["payload"], seed=flower_seed(0, rnd, r["node"]))
+                seed = derive_seed(0, rnd, r["key"], UPLINK)  # keyed by partition id
+                flat = fedcodec.decode(r["payload"], seed=seed)
                 sizes = [a.size for a in sent]
                 start = sum(sizes[:i])
                 update = flat[start : start + base.size].reshape(base.shape)
@@ -136,4 +139,63 @@ def test_reported_bytes_equal_the_payload_sizes(simulation: tuple[Recording, Any
             assert r["bytes"] == len(r["payload"]) == r["reported"]
             assert 8 * r["bytes"] < 2.2 * params  # rdq at 2 bits/param, vs 32 uncompressed
         assert rec["metrics"]["fedcodec-uplink-bytes"] == sum(r["bytes"] for r in rec["replies"])
-        assert strategy.history[rnd] == {r["node"]: r["bytes"] for r in rec["replies"]}
+        assert strategy.history[rnd] == {r["key"]: r["bytes"] for r in rec["replies"]}
+        assert sorted(r["key"] for r in rec["replies"]) == [0, 1, 2, 3]  # partition ids
+
+
+def test_mod_error_feedback_carries_the_residual_in_the_node_state() -> None:
+    """The mod's error feedback (fedcodec.ErrorFeedback) called directly, two rounds."""
+    from flwr.app import (
+        Array,
+        ArrayRecord,
+        ConfigRecord,
+        Context,
+        Message,
+        MessageType,
+        Metadata,
+        MetricRecord,
+        RecordDict,
+    )
+
+    from fedcodec.flower import METRIC_CLIENT_KEY, RESIDUAL_KEY, fedcodec_mod
+
+    codec = fedcodec.get_codec({"id": "topk", "k": 2})
+    mod = fedcodec_mod(codec, error_feedback=True, seed=5)
+    ctxt = Context(
+        run_id=1,
+        node_id=987654321,
+        node_config={"partition-id": 3},
+        state=RecordDict(),
+        run_config={},
+    )
+    weights = np.zeros(6, np.float32)
+    update = np.array([1.0, 0.6, 0.5, 0.0, -0.2, 0.3], np.float32)
+    sent = []
+    for rnd in (1, 2):
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({"w": Array(weights)}),
+                "config": ConfigRecord({"server-round": rnd}),
+            }
+        )
+        meta = Metadata(1, f"m{rnd}", 0, 987654321, "", "", 0.0, 60.0, MessageType.TRAIN)
+        msg = Message(content, metadata=meta)
+
+        def train(m: Any, c: Any) -> Any:
+            content = RecordDict(
+                {
+                    "arrays": ArrayRecord({"w": Array(weights + update)}),
+                    "metrics": MetricRecord({"num-examples": 1}),
+                }
+            )
+            return m.create_reply(content)
+
+        reply = mod(msg, ctxt, train)
+        assert int(reply.content["metrics"][METRIC_CLIENT_KEY]) == 3
+        payload = reply.content["arrays"]["fedcodec"].data
+        sent.append(codec.decode(payload, seed=derive_seed(5, rnd, 3, UPLINK)))
+    residual = ctxt.state.array_records[RESIDUAL_KEY]["r"].numpy()
+    # what was sent plus what is left is everything the client computed, over both rounds
+    np.testing.assert_allclose(sent[0] + sent[1] + residual, 2 * update, atol=1e-6)
+    np.testing.assert_array_equal(sent[0], np.float32([1.0, 0.6, 0, 0, 0, 0]))
+    np.testing.assert_array_equal(sent[1], np.float32([1.0, 0, 1.0, 0, 0, 0]))  # 0.5 + 0.5 now wins over 0.6

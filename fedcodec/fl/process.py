@@ -18,22 +18,14 @@ import numpy as np
 from ..codec import Codec
 from ..error_feedback import ErrorFeedback
 from ..identity import Identity
+from ..seeds import DOWNLINK, SAMPLE, TRAIN, UPLINK, derive_seed
 from .algorithms import FedAvg
 from .client import Trainer
 from .data import FederatedData
 
 log = logging.getLogger("fedcodec.fl")
 
-# streams of derive_seed
-SAMPLE, TRAIN, UPLINK, DOWNLINK = 1, 2, 3, 4
-
 Transport = Callable[[int, int, bytes], bytes]
-
-
-def derive_seed(seed: int, round_: int, client: int, stream: int) -> int:
-    """A 32-bit seed for one (round, client, purpose), the same on client and server."""
-    ss = np.random.SeedSequence([seed, round_, client + 1, stream])
-    return int(ss.generate_state(1, np.uint32)[0])
 
 
 @dataclass
