@@ -18,6 +18,21 @@ from .kernels import max_abs_and_sumsq, segment_max_abs_and_sumsq
 from .layout import Layout, as_numpy, flatten
 
 ENTRY_POINT_GROUP = "fedcodec.codecs"
+#: The built-in codecs: id -> "module:Class". The one list: pyproject.toml's entry points
+#: (``fedcodec.codecs`` and numcodecs' ``fedcodec.<id>``) and ``fedcodec.numcodecs`` follow
+#: it, and tests/test_packaging.py checks that they do.
+BUILTIN_CODECS: dict[str, str] = {
+    "rdq": "fedcodec.rdq:RDQ",
+    "identity": "fedcodec.identity:Identity",
+    "fp16": "fedcodec.fp16:FP16",
+    "bf16": "fedcodec.bf16:BF16",
+    "int8": "fedcodec.int8:Int8",
+    "topk": "fedcodec.topk:TopK",
+    "qsgd": "fedcodec.qsgd:QSGD",
+    "drive": "fedcodec.drive:Drive",
+    "eden": "fedcodec.eden:Eden",
+    "threelc": "fedcodec.threelc:ThreeLC",
+}
 #: Encoding an update with max |x| above this decodes its own payload to prove that every
 #: reconstruction stays within float32's range (else ``ValueError``); real updates never
 #: come close, so this costs nothing in practice.

@@ -90,9 +90,10 @@ def _make(fedcodec_id: str, cls: type[_codec.Codec]) -> type[FedcodecCodec]:
     )
 
 
-_BUILTIN = ("rdq", "identity", "fp16", "bf16", "int8", "topk", "qsgd", "drive", "eden", "threelc")
 _CLASSES = {
-    cid: _make(cid, cls) for cid, cls in _codec.registered_codecs().items() if cid in _BUILTIN
+    cid: _make(cid, cls)
+    for cid, cls in _codec.registered_codecs().items()
+    if cid in _codec.BUILTIN_CODECS
 }
 RDQ = _CLASSES["rdq"]
 Identity = _CLASSES["identity"]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import fedcodec
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -96,3 +98,27 @@ def test_normal_install_imports_kernels(wheel: Path, tmp_path: Path) -> None:
     )
     assert result.stdout.startswith("(1000,)")
     assert str(target) in result.stdout
+
+
+def test_entry_points_follow_the_one_list_of_codecs() -> None:
+    """pyproject's two entry-point tables, the registry and fedcodec.numcodecs agree with
+    fedcodec.codec.BUILTIN_CODECS."""
+    import importlib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from fedcodec.codec import BUILTIN_CODECS
+
+    with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as f:
+        entry_points = tomllib.load(f)["project"]["entry-points"]
+    assert entry_points["fedcodec.codecs"] == BUILTIN_CODECS
+    wrappers = entry_points["numcodecs.codecs"]
+    assert set(wrappers) == {f"fedcodec.{cid}" for cid in BUILTIN_CODECS}
+    numcodecs_module = pytest.importorskip("fedcodec.numcodecs")
+    for cid, target in BUILTIN_CODECS.items():
+        module, name = target.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert fedcodec.registered_codecs()[cid] is cls and cls.codec_id == cid
+        wrapper_module, wrapper_name = wrappers[f"fedcodec.{cid}"].split(":")
+        assert wrapper_module == "fedcodec.numcodecs"
+        wrapper = getattr(numcodecs_module, wrapper_name)
+        assert wrapper.fedcodec_id == cid and wrapper.codec_id == f"fedcodec.{cid}"
