@@ -81,6 +81,12 @@ def _add_train(sub: Any) -> None:
         "--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)"
     )
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
+    p.add_argument(
+        "--tolerate-client-errors",
+        action="store_true",
+        help="drop a client whose training or encoding raises (fault-injection experiments) "
+        "instead of stopping the run",
+    )
     p.add_argument("--server-optimizer", default="sgd", help="sgd | momentum | adam")
     p.add_argument("--server-lr", type=float, default=1.0)
     p.add_argument("--server-momentum", type=float, default=0.9)

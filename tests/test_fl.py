@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch", reason="the FL harness needs: pip install '
 from fedcodec import Identity  # noqa: E402
 from fedcodec.cli import main as cli_main  # noqa: E402
 from fedcodec.fl import (  # noqa: E402
+    ClientError,
     DatasetMissingError,
     Experiment,
     TrainConfig,
@@ -375,8 +376,34 @@ def test_server_optimizers_run_and_learn(tmp_path: Path) -> None:
 
 
 # -- robustness -----------------------------------------------------------------------------
+def test_a_training_error_stops_the_run_naming_round_and_client(tmp_path: Path) -> None:
+    exp = Experiment(cfg(rounds=3))
+    first = exp.process.sample_clients(1, exp.config.clients_per_round)[0]
+    broken = exp.data.clients[first]
+    broken.train_y = broken.train_y + 100  # labels out of range: its training raises
+    with pytest.raises(ClientError, match=rf"round 1, client {first}: train failed") as info:
+        exp.run(tmp_path, progress=False)
+    assert (info.value.round, info.value.client, info.value.stage) == (1, first, "train")
+    assert isinstance(info.value.__cause__, (IndexError, RuntimeError))  # torch's own error
+
+
+def test_an_update_the_encoder_refuses_stops_the_run(tmp_path: Path) -> None:
+    exp = Experiment(cfg(rounds=2))
+    train = exp.trainer.train
+
+    def diverging(*args: Any, **kwargs: Any) -> Any:
+        new, loss = train(*args, **kwargs)
+        new[0] = np.nan
+        return new, loss
+
+    exp.trainer.train = diverging  # type: ignore[method-assign]
+    with pytest.raises(ClientError, match="encode failed: ValueError: update contains NaN"):
+        exp.run(tmp_path, progress=False)
+
+
 def test_failing_clients_are_dropped_and_the_round_goes_on(tmp_path: Path) -> None:
-    exp_config = cfg(codec={"id": "rdq", "bits_per_param": 2.0})
+    # fault injection: training errors are tolerated on request, link faults always drop
+    exp_config = cfg(codec={"id": "rdq", "bits_per_param": 2.0}, tolerate_client_errors=True)
 
     def transport(round_: int, client: int, payload: bytes) -> bytes:
         if client % 4 == 1:  # a flipped byte: the CRC catches it

@@ -198,4 +198,6 @@ def test_mod_error_feedback_carries_the_residual_in_the_node_state() -> None:
     # what was sent plus what is left is everything the client computed, over both rounds
     np.testing.assert_allclose(sent[0] + sent[1] + residual, 2 * update, atol=1e-6)
     np.testing.assert_array_equal(sent[0], np.float32([1.0, 0.6, 0, 0, 0, 0]))
-    np.testing.assert_array_equal(sent[1], np.float32([1.0, 0, 1.0, 0, 0, 0]))  # 0.5 + 0.5 now wins over 0.6
+    np.testing.assert_array_equal(
+        sent[1], np.float32([1.0, 0, 1.0, 0, 0, 0])
+    )  # 0.5 + 0.5 now wins over 0.6

@@ -104,6 +104,7 @@ def test_entry_points_follow_the_one_list_of_codecs() -> None:
     """pyproject's two entry-point tables, the registry and fedcodec.numcodecs agree with
     fedcodec.codec.BUILTIN_CODECS."""
     import importlib
+
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     from fedcodec.codec import BUILTIN_CODECS

@@ -34,7 +34,7 @@ from .data import (
     load_synthetic,
     parse_play,
 )
-from .process import FederatedProcess, ServerState, derive_seed
+from .process import ClientError, FederatedProcess, ServerState, derive_seed
 from .runner import ALGORITHMS, Experiment, TrainConfig, run
 from .tasks import TASKS, build_model, load_task
 
@@ -42,6 +42,7 @@ __all__ = [
     "ALGORITHMS",
     "TASKS",
     "ClientData",
+    "ClientError",
     "DatasetMissingError",
     "Experiment",
     "FedAvg",

@@ -28,6 +28,18 @@ log = logging.getLogger("fedcodec.fl")
 Transport = Callable[[int, int, bytes], bytes]
 
 
+class ClientError(RuntimeError):
+    """A client's training (the user's model or code) or encoding raised: the run stops,
+    naming the round and the client, with the original exception as its cause."""
+
+    def __init__(self, round_: int, client: int, stage: str, exc: BaseException) -> None:
+        super().__init__(
+            f"round {round_}, client {client}: {stage} failed: {type(exc).__name__}: {exc} "
+            "(tolerate_client_errors=True / --tolerate-client-errors drops such clients)"
+        )
+        self.round, self.client, self.stage = round_, client, stage
+
+
 @dataclass
 class ServerState:
     """What survives between rounds (and goes into a checkpoint).
@@ -108,6 +120,7 @@ class FederatedProcess:
         downlink: Codec | None = None,
         error_feedback: bool = False,
         transport: Transport | None = None,
+        tolerate_client_errors: bool = False,
         model_init: np.ndarray,
     ) -> None:
         self.trainer, self.data, self.algorithm = trainer, data, algorithm
@@ -117,6 +130,7 @@ class FederatedProcess:
         self.downlink = downlink
         self.error_feedback = ErrorFeedback(self.uplink) if error_feedback else None
         self.transport = transport
+        self.tolerate_client_errors = tolerate_client_errors
         self.model_init = model_init
         self.idx = trainer.train_index
 
@@ -178,13 +192,19 @@ class FederatedProcess:
                 else:
                     payload = self.uplink.encode(delta, seed=seed)
                 if self.transport is not None:
+                    stage = "transport"
                     payload = self.transport(round_, k, payload)
                 up_bits += 8 * len(payload)
                 stage = "decode"
                 decoded = self.uplink.decode(
                     payload, seed=seed, out=np.empty(delta.shape, np.float32)
                 )
-            except Exception as exc:  # a failing client never stops the round (DecodeError too)
+            except Exception as exc:
+                # what the link does to a payload (a fault injected through the transport, a
+                # payload that fails to decode) drops the client; an exception of the
+                # training code or the encoder is an error, unless the user tolerates them
+                if stage in ("train", "encode") and not self.tolerate_client_errors:
+                    raise ClientError(round_, k, stage, exc) from exc
                 log.warning("round %d: client %d dropped at %s: %s", round_, k, stage, exc)
                 dropped.append(
                     {"client": k, "stage": stage, "error": f"{type(exc).__name__}: {exc}"}

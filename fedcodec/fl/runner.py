@@ -61,6 +61,7 @@ class TrainConfig:
     codec: dict[str, Any] | None = None
     downlink_codec: dict[str, Any] | None = None
     error_feedback: bool = False
+    tolerate_client_errors: bool = False
     num_clients: int | None = None
     partition: str | None = None
     dirichlet_alpha: float = 0.5
@@ -156,6 +157,7 @@ class Experiment:
             downlink=get_codec(c.downlink_codec) if c.downlink_codec else None,
             error_feedback=c.error_feedback,
             transport=transport,
+            tolerate_client_errors=c.tolerate_client_errors,
             model_init=self.trainer.get_vector(),
         )
         self.test_x, self.test_y = self.data.test_set()
