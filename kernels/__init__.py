@@ -45,12 +45,12 @@ __all__ = [
     "gamma_encode",
     "histogram",
     "max_abs_and_sumsq",
-    "segment_max_abs_and_sumsq",
     "quantize",
     "rleg_decode",
     "rleg_encode",
     "rotate",
     "rounding_mode",
+    "segment_max_abs_and_sumsq",
     "topk",
 ]
 
