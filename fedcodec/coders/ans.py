@@ -73,20 +73,25 @@ def quantize_counts(counts: np.ndarray) -> np.ndarray:
     c16 = np.where(counts > 0, np.maximum(1, np.rint(counts * (target / total))), 0).astype(
         np.int64
     )
-    top = int(np.argmax(c16))
-    if c16[top] + target - int(c16.sum()) >= 1:  # the rounding error fits the top symbol
-        c16[top] += target - int(c16.sum())
-        return c16
-    # many rare symbols (each raised to 1) overshoot: take the excess from the largest
-    # frequencies, each down to 1 (at most MAX_RANGE + 1 symbols, so it always fits)
-    excess = int(c16.sum()) - target
-    for j in np.argsort(-c16, kind="stable"):
-        take = min(excess, int(c16[j]) - 1)
-        c16[j] -= take
-        excess -= take
-        if excess == 0:
-            break
+    _take_from_the_largest(c16, int(c16.sum()) - target)
     return c16
+
+
+def _take_from_the_largest(values: np.ndarray, amount: int) -> None:
+    """Subtract ``amount`` from ``values`` in place, keeping every value >= 1: from the
+    largest value alone when it can (the rule of every stream written before this function
+    existed), else from the values in decreasing order (stable), each down to 1."""
+    top = int(np.argmax(values))
+    if values[top] - amount >= 1:
+        values[top] -= amount
+        return
+    for j in np.argsort(-values, kind="stable"):
+        take = max(0, min(amount, int(values[j]) - 1))  # symbols at 0 (absent) stay 0
+        values[j] -= take
+        amount -= take
+        if amount == 0:
+            return
+    raise AssertionError("too many symbols for the frequency total")  # at most 8,194 < 2**16
 
 
 def coder_frequencies(c16: np.ndarray) -> np.ndarray:
@@ -101,17 +106,8 @@ def coder_frequencies(c16: np.ndarray) -> np.ndarray:
     f = np.asarray(c16, dtype=np.int64) << (kernels.ANS_PRECISION - COUNT_BITS)
     zero = f == 0
     deficit = int(zero.sum())
-    f[zero] = 1
-    top = int(np.argmax(f))
-    if f[top] - deficit >= 1:
-        f[top] -= deficit
-    else:
-        for j in np.argsort(-f, kind="stable"):
-            take = min(deficit, int(f[j]) - 1)
-            f[j] -= take
-            deficit -= take
-            if deficit == 0:
-                break
+    f[zero] = 1  # many rare symbols each raised to 1 can overshoot: the largest pay
+    _take_from_the_largest(f, deficit)
     return f.astype(np.uint32)
 
 
