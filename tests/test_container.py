@@ -7,6 +7,8 @@ import struct
 import numpy as np
 import pytest
 from common import with_crc
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fedcodec import DecodeError, container
 
@@ -86,3 +88,63 @@ def test_non_bytes_payload() -> None:
 
 def test_decode_error_is_value_error() -> None:
     assert issubclass(DecodeError, ValueError)
+
+
+# -- zero ranges ----------------------------------------------------------------------------
+def test_zero_ranges_round_trip_and_cost_nothing_when_absent() -> None:
+    ranges = ((0, 3), (10, 20), (99, 100))
+    data = container.pack("identity", np.dtype(np.float32), (100,), 0, b"", b"x", ranges)
+    assert container.unpack(data).zero_ranges == ranges
+    plain = container.pack("identity", np.dtype(np.float32), (100,), 0, b"", b"x")
+    assert container.unpack(plain).zero_ranges == ()
+    assert len(data) - len(plain) == 1 + 2 * len(ranges)  # count, then gap and length each
+    with pytest.raises(ValueError, match="ascending"):
+        container.pack("identity", np.dtype(np.float32), (100,), 0, b"", b"", ((5, 9), (8, 12)))
+
+
+def zero_range_payload(section: bytes, count: int = 100) -> bytes:
+    """A payload whose zero-range section is ``section`` (the dtype byte's flag set)."""
+    head = b"FEDC\x01\x08identity" + bytes([2 | container.ZERO_RANGES_FLAG, 1])
+    varint = container.put_varint(count)
+    body = np.ones(count, "<f4").tobytes()
+    tail = b"\x00" + container.put_varint(len(body)) + body
+    return with_crc(head + varint + varint + b"\x00" * 4 + section + tail + b"\x00" * 4)
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        (b"\x00", "empty"),  # the flag with no range
+        (b"\x01\x05\x00", "empty"),  # a range of length 0
+        (b"\x01\x05\x60", "exceeds"),  # 5 + 96 > 100
+        (b"\x01\x65\x01", "exceeds"),  # a gap past the end
+        (b"\x02\x00\x05\x00\x00", "empty"),
+        (b"\x7f\x00\x01", "exceeds"),  # more ranges than the payload could hold
+    ],
+)
+def test_forged_zero_ranges_raise_decode_error(section: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        container.unpack(zero_range_payload(section))
+
+
+@given(st.binary(max_size=12))
+def test_random_zero_range_sections(section: bytes) -> None:
+    import fedcodec
+
+    try:
+        out = fedcodec.decode(zero_range_payload(section))
+    except DecodeError:
+        return
+    env = container.unpack(zero_range_payload(section))
+    assert out.shape == (100,)
+    zeroed = np.zeros(100, bool)
+    for start, stop in env.zero_ranges:
+        zeroed[start:stop] = True
+    np.testing.assert_array_equal(out, np.where(zeroed, 0.0, 1.0).astype(np.float32))
+
+
+def test_the_decoder_zeroes_the_ranges() -> None:
+    import fedcodec
+
+    out = fedcodec.decode(zero_range_payload(b"\x02\x00\x03\x05\x02"))
+    np.testing.assert_array_equal(np.flatnonzero(out == 0), [0, 1, 2, 8, 9])
