@@ -84,13 +84,13 @@ def test_rate_search(benchmark, update: np.ndarray) -> None:  # type: ignore[no-
     """RDQ's rate control alone: subsample search and the exact full-message pass."""
     from fedcodec.kernels import max_abs_and_sumsq
 
-    from fedcodec.rdq import _Solver
+    from fedcodec.rate_control import Solver
 
     codec = RDQ(bits_per_param=1.0)
     max_abs, sumsq, _ = max_abs_and_sumsq(update)
     stream = rng.stream_seed(0, rng.STREAM_DITHER)
-    _Solver(codec, update, max_abs, sumsq, stream).solve()
-    benchmark(lambda: _Solver(codec, update, max_abs, sumsq, stream).solve())
+    Solver(codec, update, max_abs, sumsq, stream).solve()
+    benchmark(lambda: Solver(codec, update, max_abs, sumsq, stream).solve())
     benchmark.extra_info["params"] = update.size
 
 

@@ -56,23 +56,23 @@ def test_lmbda_search_stays_in_bounds(worker: Worker, x: np.ndarray) -> None:
 
 
 def test_rate_search_never_evaluates_a_step_outside_its_range() -> None:
-    from fedcodec import rdq
+    from fedcodec import rate_control
 
     seen: list[float] = []
-    original = rdq._Solver.evaluate
+    original = rate_control.Solver.evaluate
 
     def spy(self: Any, step: float, offset: float, coder: int) -> Any:
         point = original(self, step, offset, coder)
         seen.append(point.step)
         return point
 
-    rdq._Solver.evaluate = spy  # type: ignore[method-assign]
+    rate_control.Solver.evaluate = spy  # type: ignore[method-assign]
     try:
         RDQ(lmbda=1e-4).encode(FLOAT32_MAX_PAIR)
     finally:
-        rdq._Solver.evaluate = original  # type: ignore[method-assign]
+        rate_control.Solver.evaluate = original  # type: ignore[method-assign]
     assert seen and all(np.isfinite(seen))
-    assert max(seen) <= rdq.max_step(float(np.float32(3.4e38))) * (1 + 2**-23)
+    assert max(seen) <= rate_control.max_step(float(np.float32(3.4e38))) * (1 + 2**-23)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,43 @@
+"""The run-length Elias-gamma code of Mitchell et al. (byte-identical with TensorFlow
+Compression's ``run_length_gamma_encode``): the stream framing of RDQ's ``coder="rleg"``.
+
+The body is the code itself; it carries no parameters (layout in ``docs/format.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ..errors import DecodeError
+from ..kernels import bits as _bits
+
+
+def encode(q: np.ndarray, size_hint_bits: float) -> bytes:
+    """Code int32 levels (``|q| <= 2**30``, which the quantizer guarantees); the buffer is
+    sized from ``size_hint_bits`` (an estimate) and grown to the worst case if needed."""
+    cap = int(size_hint_bits * 1.25 / 8) + 1024
+    while True:
+        out = np.empty(cap, dtype=np.uint8)
+        nbytes = _bits._rleg_encode(q, out)
+        if nbytes >= 0:
+            return out[:nbytes].tobytes()
+        cap = 17 * q.shape[0] + 64  # worst case: 127 bits per element
+
+
+def decode(
+    body: memoryview,
+    out: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
+) -> None:
+    """Decode the reconstructed values into float32 ``out``; ``DecodeError`` on any defect.
+
+    The caller proves ``mode`` valid and ``step`` finite and positive (RDQ's parameters)."""
+    status = _bits._rleg_decode_values(
+        np.frombuffer(body, dtype=np.uint8), out, kernels.MAX_ABS_LEVEL, mode, step, recon, stream
+    )
+    if status < 0:
+        raise DecodeError(f"rdq/rleg: invalid run-length gamma body (status {status})")

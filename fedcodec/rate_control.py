@@ -1,0 +1,461 @@
+"""RDQ's rate control: one step Δ per message, chosen for the user's rate mode.
+
+A :class:`Solver` searches on a subsample, then measures the chosen point on the whole
+message; a :class:`RateMode` strategy per mode (``bits_per_param``, ``nmse``, ``lmbda``,
+``step``, ``step_rms``) says what "best" means (its objective and Lagrange multiplier), how
+to search, and how to correct the step once measured. Every mode keeps its guarantee
+(``docs/codecs/rdq.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import kernels
+from .coders import ans as ans_coder
+from .coders import rleg as rleg_coder
+from .kernels import quant as _quantize
+
+if TYPE_CHECKING:
+    from .rdq import RDQ
+
+CODER_ANS, CODER_RLEG = 0, 1
+_HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
+_SAMPLE = 1 << 14  # rate search runs on this many evenly spaced elements
+RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
+MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
+_HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
+_BISECT_ITERS = 14
+_RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
+_LN2_6 = math.log(2.0) / 6.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
+STEP_MIN = 2.0**-149
+
+
+def max_step(max_abs: float) -> float:
+    """Largest step whose reconstructions of values up to ``max_abs`` stay finite in
+    float32 (every rounding reconstructs within 1.5 steps of the value; 2 leave margin)."""
+    return (FLOAT32_MAX - max_abs) / 2.0
+
+
+@dataclass
+class Point:
+    """An operating point (step, rounding offset, coder) estimated on the subsample."""
+
+    step: float
+    offset: float
+    coder: int
+    bits: float  # predicted payload bits
+    sse: float  # absolute squared error, extrapolated to the whole message
+    recon: np.ndarray | None
+    lo: int = 0  # ANS level range chosen from the subsample
+    hi: int = 0
+
+
+@dataclass
+class Final:
+    """The chosen point measured exactly on the whole message, ready to be written."""
+
+    point: Point
+    bits: float
+    sse: float
+    ans: ans_coder.FullPass | None
+    rleg_body: bytes = b""
+
+
+_NO_RECON = np.zeros(0)
+
+
+# -- one strategy per rate mode ---------------------------------------------------------------
+class RateMode:
+    """What "best" means for one rate mode; ``value`` is the user's target."""
+
+    #: whether the whole-message measurement needs the exact error (else the estimate's)
+    exact_sse = False
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def lam(self, s: Solver, step: float) -> float:
+        """Lagrange multiplier in squared error per bit (high-rate slope at ``step``)."""
+        return _LN2_6 * step * step
+
+    def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
+        return sse + self.lam(s, step) * bits
+
+    def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
+        raise NotImplementedError
+
+    def refine(self, s: Solver, f: Final) -> Final:
+        """Correct the step of a measured point until the target holds."""
+        return f
+
+    def zero_step(self, s: Solver) -> float:
+        """The step written for an all-zero update."""
+        return 1.0
+
+
+class Step(RateMode):
+    """``step``: the absolute Δ the user gave (the paper's default)."""
+
+    def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
+        return s.evaluate(s.fixed_step(self.value), offset, coder)
+
+    def zero_step(self, s: Solver) -> float:
+        return s.fixed_step(self.value)
+
+
+class StepRMS(RateMode):
+    """``step_rms``: Δ relative to the update's RMS."""
+
+    def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
+        rms = math.sqrt(s.sumsq / max(s.n, 1))
+        return s.evaluate(s.fixed_step(self.value * rms), offset, coder)
+
+
+class Lmbda(RateMode):
+    """``lmbda``: minimize NMSE + λ · bits/param."""
+
+    def lam(self, s: Solver, step: float) -> float:
+        return self.value * s.sumsq / max(s.n, 1)
+
+    def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
+        return s.golden(offset, coder, near)
+
+
+class BitsPerParam(RateMode):
+    """``bits_per_param``: the least error whose payload lands within 1 % of the target."""
+
+    def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
+        # points within the refinement's 1 % of the target compete on error alone
+        over = max(0.0, bits - _RATE_TOLERANCE * self.value * s.n) / max(s.n, 1)
+        return sse + 1e30 * over
+
+    def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
+        goal = self.value * s.n
+
+        def closer(p: Point, best: Point | None) -> bool:
+            return best is None or abs(p.bits - goal) < abs(best.bits - goal)
+
+        # the step is still small enough to spend the target
+        return s.bisect(offset, coder, near, lambda p: p.bits >= goal, closer)
+
+    def refine(self, s: Solver, f: Final) -> Final:
+        p = f.point
+        goal = self.value * s.n
+        step_min = 2.0**s.log_step_min
+        prev: Final | None = None
+        for _ in range(8):
+            # the payload will be these bits within a few bytes: 1% leaves room for them
+            if abs(f.bits - goal) <= (_RATE_TOLERANCE - 1.0) * goal or f.point.step <= step_min:
+                break
+            if prev is not None and prev.bits != f.bits and prev.point.step != f.point.step:
+                slope = math.log(f.bits / prev.bits) / math.log(f.point.step / prev.point.step)
+            else:
+                probe = s.evaluate(f.point.step * 1.05, p.offset, p.coder)
+                base = s.evaluate(f.point.step, p.offset, p.coder)
+                slope = math.log(probe.bits / base.bits) / math.log(1.05)
+            if not slope < -1e-6:
+                break
+            new = math.log(f.point.step) + math.log(goal / f.bits) / slope
+            new = min(max(new, math.log(step_min)), math.log(2.0) * s.log_step_max)
+            prev, f = f, s.measure(s.evaluate(math.exp(new), p.offset, p.coder))
+        return f
+
+
+class NMSE(RateMode):
+    """``nmse``: the fewest bits whose NMSE, measured on the whole message, is at most it."""
+
+    exact_sse = True
+
+    def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
+        infeasible = sse > self.value * s.sumsq
+        return bits + (1e30 if infeasible else 0.0)
+
+    def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
+        goal = self.value * s.sumsq
+
+        def larger_feasible(p: Point, best: Point | None) -> bool:
+            return p.sse <= goal and (best is None or p.step > best.step)
+
+        return s.bisect(offset, coder, near, lambda p: p.sse <= goal, larger_feasible)
+
+    def refine(self, s: Solver, f: Final) -> Final:
+        p = f.point
+        goal = self.value * s.sumsq
+        step_min = 2.0**s.log_step_min
+        for _ in range(30):  # shrink until feasible (the sample may be optimistic)
+            if f.sse <= goal or f.point.step <= step_min:
+                break
+            factor = min(0.995, max(0.5, math.sqrt(goal / f.sse) if f.sse > 0 else 0.5))
+            f = s.measure(s.evaluate(f.point.step * factor, p.offset, p.coder))
+        for _ in range(3):  # and grow while it stays feasible and the gain is worth a pass
+            ratio = math.sqrt(goal / f.sse) if f.sse > 0 else 2.0
+            if ratio < 1.01:
+                break
+            trial = s.measure(s.evaluate(f.point.step * min(ratio, 2.0) ** 0.9, p.offset, p.coder))
+            if trial.sse > goal:
+                break
+            f = trial
+        return f
+
+
+RATE_MODES: dict[str, type[RateMode]] = {
+    "bits_per_param": BitsPerParam,
+    "nmse": NMSE,
+    "lmbda": Lmbda,
+    "step": Step,
+    "step_rms": StepRMS,
+}
+
+
+# -- the solver ----------------------------------------------------------------------------------
+class Solver:
+    """Per-message rate control: search on a subsample, then measure on the whole message.
+
+    A subsample evaluation is one pass of the statistics kernel over up to ``_SAMPLE``
+    evenly spaced elements: a histogram of the levels predicts the ANS size (model
+    included), the same pass counts the run-length gamma bits, and per-level sums give the
+    squared error for any reconstruction points. The chosen point is then measured exactly
+    on the whole message by the encoder's own pass (quantize, map to symbols, count), and
+    the rate mode corrects the step with these exact measurements; the last pass's symbols
+    are what the ANS coder writes.
+    """
+
+    def __init__(
+        self, codec: RDQ, x: np.ndarray, max_abs: float, sumsq: float, stream: np.uint64
+    ) -> None:
+        self.codec = codec
+        self.rate = RATE_MODES[codec._rate_mode](codec._rate_value)
+        self.x = x
+        self.n = x.size
+        self.max_abs = max_abs
+        self.sumsq = sumsq
+        self.stream = stream
+        self.mode = codec._mode
+        n = self.n
+        if n > 2 * _SAMPLE:
+            self.sample_index = ((np.arange(_SAMPLE) + 0.5) * (n / _SAMPLE)).astype(np.int64)
+            self.sample = x[self.sample_index]
+        else:
+            self.sample_index = np.empty(0, dtype=np.int64)
+            self.sample = x
+        self.scale = n / max(self.sample.size, 1)
+        # smallest step that keeps levels within the kernels' bound (and is a float32 above
+        # zero), largest that zeroes all or still reconstructs within float32's range
+        top = max(max_abs, STEP_MIN)
+        step_cap = max_step(max_abs)
+        self.log_step_min = math.log2(max(top * 4.0 / kernels.MAX_ABS_LEVEL, STEP_MIN))
+        if step_cap < 2.0**self.log_step_min:
+            raise ValueError(
+                f"max |x| = {max_abs:.9g} leaves no headroom below float32's largest value "
+                f"({FLOAT32_MAX:.9g}) for rdq's reconstruction: scale the update down (e.g. "
+                "by 0.5) before encoding"
+            )
+        self.log_step_max = math.log2(min(top * 4.0, step_cap))
+        self.step_cap = step_cap
+        # float32 rounding of the step stays within 2**-23 of it: 2**-20 leaves margin
+        self.kernel_step_min = max(max_abs / (kernels.MAX_ABS_LEVEL - 1) * (1 + 2.0**-20), STEP_MIN)
+
+    # -- estimates on the subsample ------------------------------------------------------
+    def lam(self, step: float) -> float:
+        """Lagrange multiplier in squared error per bit."""
+        return self.rate.lam(self, step)
+
+    def objective(self, p: Point | Final) -> float:
+        step = p.point.step if isinstance(p, Final) else p.step
+        return self.rate.objective(self, p.bits, p.sse, step)
+
+    def evaluate(self, step: float, offset: float, coder: int) -> Point:
+        # the kernels index by level: they need a finite step with |x| / step + 1 <= 2**30
+        # (a search may probe outside its range; a NaN step once indexed out of bounds)
+        if not step >= self.kernel_step_min:
+            step = self.kernel_step_min
+        step = float(np.float32(min(step, self.step_cap)))
+        inv = 1.0 / step
+        hk = int(min(_HIST_HALF, self.max_abs * inv + 2.0))
+        hist = np.zeros(2 * hk + 1, dtype=np.int64)
+        sum_abs = np.zeros(hk + 1)
+        sum_sq = np.zeros(hk + 1)
+        n_over, over_bits, sse_other, rleg_bits = _quantize._stats(
+            self.sample,
+            self.sample_index,
+            inv,
+            self.mode,
+            offset,
+            self.stream,
+            coder == CODER_RLEG,
+            hist,
+            sum_abs,
+            sum_sq,
+        )
+        recon = None
+        if self.mode == kernels.NEAREST:
+            counts = hist[hk:].copy()
+            counts[1:] += hist[hk - 1 :: -1]
+            k = np.arange(hk + 1, dtype=np.float64)
+            # squared error with reconstruction at k (uniform levels)
+            sse = float(np.sum(sum_sq - 2.0 * k * sum_abs + counts * k * k)) + sse_other
+            if self.codec.levels == "rdo":
+                recon, sse = self.reconstruction(counts, sum_abs, sum_sq, sse, step)
+        else:
+            sse = sse_other
+        extra = _HEADER_BITS + (0.0 if recon is None else 8.0 * recon.size)
+        lo = hi = 0
+        if coder == CODER_ANS:
+            bits, lo, hi = ans_coder.estimate_bits(hist, n_over, over_bits, self.scale)
+        else:
+            bits = rleg_bits * self.scale + 8.0
+        return Point(
+            step, offset, coder, bits + extra, sse * step * step * self.scale, recon, lo, hi
+        )
+
+    def reconstruction(
+        self,
+        counts: np.ndarray,
+        sum_abs: np.ndarray,
+        sum_sq: np.ndarray,
+        sse_uniform: float,
+        step: float,
+    ) -> tuple[np.ndarray | None, float]:
+        """Conditional-mean reconstruction of levels 1..K, if it pays for its bytes."""
+        top = int(np.flatnonzero(counts)[-1]) if counts.any() else 0
+        kmax = min(MAX_RECON, top)
+        if kmax < 1:
+            return None, sse_uniform
+        k = np.arange(1, kmax + 1, dtype=np.float64)
+        c = counts[1 : kmax + 1]
+        mean = np.where(c > 0, sum_abs[1 : kmax + 1] / np.maximum(c, 1), k)
+        t = np.clip(np.rint((mean - k) * 128.0), -128, 127)
+        rho = k + t / 128.0
+        s1, s2 = sum_abs[1 : kmax + 1], sum_sq[1 : kmax + 1]
+        gain = float(np.sum((s2 - 2 * k * s1 + c * k * k) - (s2 - 2 * rho * s1 + c * rho * rho)))
+        if gain * step * step * self.scale <= self.lam(step) * 8.0 * (kmax + 1):
+            return None, sse_uniform
+        return np.concatenate([[0.0], rho]), sse_uniform - gain
+
+    # -- searches the rate modes use -------------------------------------------------------
+    def bisect(
+        self,
+        offset: float,
+        coder: int,
+        near: Point | None,
+        ok: Callable[[Point], bool],
+        better: Callable[[Point, Point | None], bool],
+    ) -> Point:
+        """Bisection on log2(step) (bits fall and squared error rises with the step):
+        ``ok(p)`` moves the lower end up; ``better(p, best)`` keeps a point. ``near`` (a
+        solution for another offset) narrows the search to one octave around it."""
+        lo, hi = self.log_step_min, self.log_step_max
+        iters = _BISECT_ITERS
+        if near is not None:
+            centre = math.log2(near.step)
+            lo, hi = max(lo, centre - 0.5), min(hi, centre + 0.5)
+            iters = _BISECT_ITERS // 2
+        best: Point | None = None
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            p = self.evaluate(2.0**mid, offset, coder)
+            if better(p, best):
+                best = p
+            lo, hi = (mid, hi) if ok(p) else (lo, mid)
+        if best is None:  # a target below what the smallest step reaches
+            best = self.evaluate(2.0**self.log_step_min, offset, coder)
+        return best
+
+    def golden(self, offset: float, coder: int, near: Point | None = None) -> Point:
+        """Minimize the objective over log(step): a coarse scan of the whole range (or one
+        octave around ``near``), then golden-section search around the best point."""
+        if near is None:
+            grid = np.linspace(self.log_step_min, self.log_step_max, 17)
+            points = [self.evaluate(2.0**g, offset, coder) for g in grid]
+            i = int(np.argmin([self.objective(p) for p in points]))
+            a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+            best = points[i]
+            iters = 10
+        else:
+            centre = math.log2(near.step)
+            a, b = centre - 0.5, centre + 0.5
+            best = self.evaluate(near.step, offset, coder)
+            iters = 6
+        ratio = (math.sqrt(5.0) - 1.0) / 2.0
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        pc, pd = self.evaluate(2.0**c, offset, coder), self.evaluate(2.0**d, offset, coder)
+        for _ in range(iters):
+            if self.objective(pc) < self.objective(pd):
+                b, d, pd = d, c, pc
+                c = b - ratio * (b - a)
+                pc = self.evaluate(2.0**c, offset, coder)
+            else:
+                a, c, pc = c, d, pd
+                d = a + ratio * (b - a)
+                pd = self.evaluate(2.0**d, offset, coder)
+        return min([best, pc, pd], key=self.objective)
+
+    def fixed_step(self, step: float) -> float:
+        # every float32 is a multiple of 2**-149: a smaller step (step_rms on subnormal
+        # data) is raised to it, which reconstructs such data exactly
+        step = float(np.float32(max(step, STEP_MIN)))
+        if step > max_step(self.max_abs):
+            raise ValueError(
+                f"step {step:g} is too large for this update (max |x| = {self.max_abs:g}): "
+                f"reconstructions would pass float32's largest value {FLOAT32_MAX:g}; use a "
+                "smaller step or a rate target, or scale the update down"
+            )
+        if self.max_abs / step + 1.0 > kernels.MAX_ABS_LEVEL:
+            raise ValueError(
+                f"step {step:g} is too small for this update (max |x| = {self.max_abs:g}): "
+                "levels would exceed 2**30; use a larger step or a rate target"
+            )
+        return step
+
+    # -- exact measurement on the whole message ------------------------------------------
+    def measure(self, p: Point) -> Final:
+        inv = 1.0 / p.step
+        recon = _NO_RECON if p.recon is None else p.recon
+        extra = _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
+        # only the NMSE target needs the exact error of the whole message; the other modes
+        # keep the subsample's estimate (exact anyway for the random roundings)
+        exact = self.rate.exact_sse
+        if p.coder == CODER_ANS:
+            fp = ans_coder.full_pass(
+                self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact
+            )
+            sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
+            return Final(p, fp.bits + extra, sse, fp)
+        # the run-length gamma code is written right away: its length is the measurement
+        q = np.empty(self.n, dtype=np.int32)
+        sse_random = _quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)
+        if self.mode != kernels.NEAREST:
+            sse = sse_random * p.step * p.step
+        elif exact:
+            sse = _quantize._sse_nearest(self.x, inv, p.offset, recon) * p.step * p.step
+        else:
+            sse = p.sse
+        body = rleg_coder.encode(q, p.bits)
+        return Final(p, 8.0 * len(body) + extra, sse, None, body)
+
+    def solve(self) -> Final:
+        codec = self.codec
+        if self.n == 0 or self.max_abs == 0.0:
+            # nothing to send (the container marks an all-zero update as zeros); the step
+            # the user asked for is the step written
+            coder = CODER_RLEG if codec.coder == "rleg" else CODER_ANS
+            return self.measure(self.evaluate(self.rate.zero_step(self), 0.5, coder))
+        coders = {"ans": [CODER_ANS], "rleg": [CODER_RLEG], "auto": [CODER_ANS, CODER_RLEG]}
+        offsets = RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
+        finals = []
+        for c in coders[codec.coder]:
+            first = self.rate.search(self, offsets[0], c, None)
+            candidates = [first] + [self.rate.search(self, off, c, first) for off in offsets[1:]]
+            # each coder's best point is measured on the whole message: a strided
+            # subsample cannot see zero runs, which is what the run-length code exploits
+            best = min(candidates, key=self.objective)
+            finals.append(self.rate.refine(self, self.measure(best)))
+        return min(finals, key=self.objective)
