@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..layout import Layout
+
 
 @dataclass(frozen=True)
 class Prox:
@@ -72,6 +74,15 @@ class Trainer:
             ]
         ).astype(np.int64)
         self.num_trainable = int(self.train_index.size)
+        #: names and shapes of the trainable tensors, in the order of the trainable vector:
+        #: codecs see the tensors of an update (all-zero ones decode to exactly zero)
+        self.layout = Layout(
+            tuple(
+                (n, tuple(p.shape), "float32")
+                for n, p, t in zip(self.names, self.params, self.trainable, strict=True)
+                if t
+            )
+        )
 
     # -- vectors <-> module -------------------------------------------------------------
     def get_vector(self) -> np.ndarray:

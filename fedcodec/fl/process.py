@@ -133,6 +133,7 @@ class FederatedProcess:
         self.tolerate_client_errors = tolerate_client_errors
         self.model_init = model_init
         self.idx = trainer.train_index
+        self.layout = trainer.layout
 
     def init(self) -> ServerState:
         p = self.model_init.astype(np.float32, copy=True)
@@ -147,12 +148,15 @@ class FederatedProcess:
         """Update ``state.broadcast`` to what the clients decode; returns downlink bits."""
         target = state.params[self.idx]
         if self.downlink is None:
-            payload = Identity().encode(target)
-            state.broadcast[self.idx] = Identity().decode(payload)
+            payload = Identity().encode_vector(target, layout=self.layout)
+            state.broadcast[self.idx] = Identity().decode(payload, layout=self.layout)
         else:
             seed = derive_seed(self.seed, round_, -1, DOWNLINK)
-            payload = self.downlink.encode(target - state.broadcast[self.idx], seed=seed)
-            state.broadcast[self.idx] += self.downlink.decode(payload, seed=seed)
+            change = np.ascontiguousarray(target - state.broadcast[self.idx], np.float32)
+            payload = self.downlink.encode_vector(change, layout=self.layout, seed=seed)
+            state.broadcast[self.idx] += self.downlink.decode(
+                payload, seed=seed, layout=self.layout
+            )
         return 8 * len(payload) * num_receivers
 
     def apply(
@@ -184,20 +188,23 @@ class FederatedProcess:
                     seed=derive_seed(self.seed, round_, k, TRAIN),
                     prox=self.algorithm.prox(state.algo, k, start),
                 )
-                delta = new - start
+                delta = np.ascontiguousarray(new - start, np.float32)
                 stage = "encode"
                 seed = derive_seed(self.seed, round_, k, UPLINK)
+                # the codec sees the model's tensors (self.layout), not one flat vector
                 if self.error_feedback is not None:
-                    payload = self.error_feedback.encode(delta, key=k, seed=seed)
+                    payload = self.error_feedback.encode_vector(
+                        delta.copy(), key=k, layout=self.layout, seed=seed
+                    )
                 else:
-                    payload = self.uplink.encode(delta, seed=seed)
+                    payload = self.uplink.encode_vector(delta, layout=self.layout, seed=seed)
                 if self.transport is not None:
                     stage = "transport"
                     payload = self.transport(round_, k, payload)
                 up_bits += 8 * len(payload)
                 stage = "decode"
                 decoded = self.uplink.decode(
-                    payload, seed=seed, out=np.empty(delta.shape, np.float32)
+                    payload, seed=seed, out=np.empty(delta.shape, np.float32), layout=self.layout
                 )
             except Exception as exc:
                 # what the link does to a payload (a fault injected through the transport, a
