@@ -82,17 +82,18 @@ def context_bits(x: np.ndarray, q: np.ndarray, step: float, rows: int) -> float:
     return bits + np.count_nonzero(mag) + 4.0 * (rows + cols)
 
 
-def shapes_of(run: Path) -> list[tuple[int, ...]]:
+def layout_of(run: Path) -> fedcodec.Layout:
     from fedcodec.fl import Experiment, TrainConfig
 
     config = json.loads((run / "config.json").read_text())
     fields = TrainConfig.__dataclass_fields__
     exp = Experiment(TrainConfig(**{k: v for k, v in config.items() if k in fields}))
-    return [shape for _, shape, _ in exp.trainer.layout.entries]
+    return exp.trainer.layout
 
 
-def estimate(x: np.ndarray, shapes: list[tuple[int, ...]], nmse: float) -> dict[str, float]:
+def estimate(x: np.ndarray, layout: fedcodec.Layout, nmse: float) -> dict[str, float]:
     n = x.size
+    shapes = [shape for _, shape, _ in layout.entries]
     payload = fedcodec.RDQ(nmse=nmse).encode(x)
     step = struct.unpack("<f", container.unpack(payload).params[1:5])[0]
     q = np.rint(fedcodec.decode(payload).astype(np.float64) / step).astype(np.int64)
@@ -111,6 +112,7 @@ def estimate(x: np.ndarray, shapes: list[tuple[int, ...]], nmse: float) -> dict[
         "ans": 8 * len(payload) / n,
         "auto": 8 * len(fedcodec.RDQ(nmse=nmse, coder="auto").encode(x)) / n,
         "context_estimate": total / n,
+        "ctx": 8 * len(fedcodec.RDQ(nmse=nmse, coder="ctx").encode_vector(x, layout=layout)) / n,
     }
 
 
@@ -120,18 +122,18 @@ def main() -> None:
     p.add_argument("--nmse", type=float, nargs="+", default=[0.01, 0.05, 0.2])
     p.add_argument("--max-updates", type=int, default=6)
     args = p.parse_args()
-    shapes = shapes_of(args.run)
+    layout = layout_of(args.run)
     with np.load(args.run / "updates.npz") as z:
         updates = [z[k].astype(np.float32) for k in sorted(z.keys())[: args.max_updates]]
     print(f"{args.run}: {len(updates)} updates of {updates[0].size} params")
-    print("nmse   bound b/p   ans/bound   auto/bound   context-estimate/bound")
+    print("nmse   bound b/p   ans/bound   auto/bound   context-estimate/bound   ctx/bound")
     for t in args.nmse:
-        rows = [estimate(x, shapes, t) for x in updates]
+        rows = [estimate(x, layout, t) for x in updates]
         bound = np.mean([r["bound"] for r in rows])
         ratio = {k: np.mean([r[k] / r["bound"] for r in rows]) for k in rows[0] if k != "bound"}
         print(
             f"{t:<6} {bound:9.3f}   {ratio['ans']:9.2f}x  {ratio['auto']:10.2f}x"
-            f"   {ratio['context_estimate']:10.2f}x"
+            f"   {ratio['context_estimate']:10.2f}x   {ratio['ctx']:10.2f}x"
         )
 
 

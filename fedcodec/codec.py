@@ -43,6 +43,20 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
 
 
+def _tensors(layout: Layout | None, shape: tuple[int, ...], n: int) -> tuple[tuple[int, int], ...]:
+    """(rows, cols) of each tensor: a conv kernel is out-channels × the rest, a vector one
+    row; a mapping's tensors from its layout, an array as one tensor."""
+    shapes = [s for _, s, _ in layout.entries] if layout is not None else [shape]
+    out = []
+    for s in shapes:
+        size = int(np.prod(s, dtype=np.int64)) if s else 1
+        rows = int(s[0]) if len(s) >= 2 and s[0] > 0 else 1
+        out.append((rows, size // rows))
+    if sum(r * c for r, c in out) != n:  # a shape that does not describe the vector
+        return ((1, n),)
+    return tuple(out)
+
+
 def _zero_ranges(edges: np.ndarray, seg_max: np.ndarray) -> tuple[tuple[int, int], ...]:
     """Merged (start, stop) ranges of the non-empty segments whose max |x| is zero."""
     ranges: list[tuple[int, int]] = []
@@ -70,6 +84,9 @@ class Codec(ABC):
     codec_id: ClassVar[str]
     #: One line shown by ``fedcodec.available_codecs()``.
     description: ClassVar[str] = ""
+    #: Whether :meth:`_encode` takes ``tensors``: the (rows, cols) of each tensor of the
+    #: update (a mapping's tensors, an array of ndim >= 2 as rows × the rest, else one row).
+    takes_tensors: ClassVar[bool] = False
 
     # -- configuration -------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -165,7 +182,16 @@ class Codec(ABC):
                 "Inf: fedcodec codes float32): fix the training step, or scale the update "
                 "down, before encoding"
             )
-        params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
+        if self.takes_tensors:
+            params, body = self._encode(
+                vector,
+                seed=seed,
+                max_abs=max_abs,
+                sumsq=sumsq,
+                tensors=_tensors(layout, shape, vector.size),  # type: ignore[call-arg]
+            )
+        else:
+            params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
         payload = container.pack(
             self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges
         )

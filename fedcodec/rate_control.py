@@ -18,13 +18,14 @@ import numpy as np
 
 from . import kernels
 from .coders import ans as ans_coder
+from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
 from .kernels import quant as _quantize
 
 if TYPE_CHECKING:
     from .rdq import RDQ
 
-CODER_ANS, CODER_RLEG = 0, 1
+CODER_ANS, CODER_RLEG, CODER_CTX = 0, 1, 2
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
 _SAMPLE = 1 << 14  # rate search runs on this many evenly spaced elements
 RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
@@ -66,7 +67,8 @@ class Final:
     bits: float
     sse: float
     ans: ans_coder.FullPass | None
-    rleg_body: bytes = b""
+    body: bytes = b""  # run-length gamma or context-coded body
+    params: bytes = b""  # the context coder's parameters
 
 
 _NO_RECON = np.zeros(0)
@@ -229,9 +231,16 @@ class Solver:
     """
 
     def __init__(
-        self, codec: RDQ, x: np.ndarray, max_abs: float, sumsq: float, stream: np.uint64
+        self,
+        codec: RDQ,
+        x: np.ndarray,
+        max_abs: float,
+        sumsq: float,
+        stream: np.uint64,
+        tensors: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.codec = codec
+        self.tensors = ctx_coder.tensors_array(tensors or ((1, x.size),))
         self.rate = RATE_MODES[codec._rate_mode](codec._rate_value)
         self.x = x
         self.n = x.size
@@ -308,10 +317,10 @@ class Solver:
             sse = sse_other
         extra = _HEADER_BITS + (0.0 if recon is None else 8.0 * recon.size)
         lo = hi = 0
-        if coder == CODER_ANS:
-            bits, lo, hi = ans_coder.estimate_bits(hist, n_over, over_bits, self.scale)
-        else:
+        if coder == CODER_RLEG:
             bits = rleg_bits * self.scale + 8.0
+        else:  # the context coder's search starts from the memoryless estimate
+            bits, lo, hi = ans_coder.estimate_bits(hist, n_over, over_bits, self.scale)
         return Point(
             step, offset, coder, bits + extra, sse * step * step * self.scale, recon, lo, hi
         )
@@ -429,7 +438,8 @@ class Solver:
             )
             sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
             return Final(p, fp.bits + extra, sse, fp)
-        # the run-length gamma code is written right away: its length is the measurement
+        # the run-length gamma and context codes are written right away: their length is
+        # the measurement
         q = np.empty(self.n, dtype=np.int32)
         sse_random = _quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)
         if self.mode != kernels.NEAREST:
@@ -438,8 +448,11 @@ class Solver:
             sse = _quantize._sse_nearest(self.x, inv, p.offset, recon) * p.step * p.step
         else:
             sse = p.sse
-        body = rleg_coder.encode(q, p.bits)
-        return Final(p, 8.0 * len(body) + extra, sse, None, body)
+        if p.coder == CODER_RLEG:
+            body = rleg_coder.encode(q, p.bits)
+            return Final(p, 8.0 * len(body) + extra, sse, None, body)
+        params, body = ctx_coder.encode(q, self.tensors)
+        return Final(p, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
 
     def solve(self) -> Final:
         codec = self.codec
@@ -448,7 +461,14 @@ class Solver:
             # the user asked for is the step written
             coder = CODER_RLEG if codec.coder == "rleg" else CODER_ANS
             return self.measure(self.evaluate(self.rate.zero_step(self), 0.5, coder))
-        coders = {"ans": [CODER_ANS], "rleg": [CODER_RLEG], "auto": [CODER_ANS, CODER_RLEG]}
+        coders = {
+            "ans": [CODER_ANS],
+            "rleg": [CODER_RLEG],
+            "auto": [CODER_ANS, CODER_RLEG],
+            # the context coder, or the run-length code where that is smaller (very sparse
+            # updates, where side information and adaptation cost more than they save)
+            "ctx": [CODER_CTX, CODER_RLEG],
+        }
         offsets = RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
         finals = []
         for c in coders[codec.coder]:

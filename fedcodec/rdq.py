@@ -20,12 +20,14 @@ import numpy as np
 from . import _rotated, kernels
 from .codec import Codec, register_codec
 from .coders import ans as ans_coder
+from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
 from .container import Reader
 from .errors import DecodeError
 from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
+    CODER_RLEG,
     FLOAT32_MAX,
     MAX_RECON,
     RATE_MODES,
@@ -35,7 +37,7 @@ from .rate_control import (
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform")
-CODERS = ("ans", "rleg", "auto")
+CODERS = ("ans", "rleg", "auto", "ctx")
 RATE_PARAMS = tuple(RATE_MODES)
 
 
@@ -87,6 +89,7 @@ class RDQ(Codec):
     """
 
     codec_id: ClassVar[str] = "rdq"
+    takes_tensors: ClassVar[bool] = True
     description: ClassVar[str] = (
         "rate-distortion optimized scalar quantization + ANS or run-length gamma code"
     )
@@ -160,7 +163,13 @@ class RDQ(Codec):
 
     # -- encoding ------------------------------------------------------------------------
     def _encode(
-        self, x: np.ndarray, *, seed: int | None, max_abs: float, sumsq: float
+        self,
+        x: np.ndarray,
+        *,
+        seed: int | None,
+        max_abs: float,
+        sumsq: float,
+        tensors: tuple[tuple[int, int], ...] = (),
     ) -> tuple[bytes, bytes]:
         needs_seed = self.rotate or self.rounding == "dither"
         if needs_seed and seed is None:
@@ -172,10 +181,11 @@ class RDQ(Codec):
             seed = secrets.randbits(63) if self.rounding == "stochastic" else 0
         stream = _rng.stream_seed(seed, _rng.STREAM_DITHER)
         work = x
-        if self.rotate:
+        if self.rotate:  # the rotation mixes tensors: their structure is gone
             work = _rotated.rotated(x, seed, max_abs)
             max_abs = kernels.max_abs_and_sumsq(work)[0]
-        final = Solver(self, work, max_abs, sumsq, stream).solve()
+            tensors = ()
+        final = Solver(self, work, max_abs, sumsq, stream, tensors).solve()
         point = final.point
 
         flags = (
@@ -190,7 +200,7 @@ class RDQ(Codec):
         if final.ans is not None:
             ans_params, body = ans_coder.encode(final.ans, self.ans_backend)
             return bytes(params + ans_params), body
-        return bytes(params), final.rleg_body
+        return bytes(params + final.params), final.body
 
     # -- decoding ------------------------------------------------------------------------
     def _decode(
@@ -204,7 +214,7 @@ class RDQ(Codec):
             (flags >> 3) & 3,
             (flags >> 5) & 1,
         )
-        if mode > 2 or coder > 1 or flags >> 6:
+        if mode > 2 or coder > 2 or flags >> 6:
             raise DecodeError(f"rdq: invalid flags {flags:#04x}")
         (step,) = r.unpack("<f", "step")
         if not (math.isfinite(step) and step > 0):
@@ -230,9 +240,11 @@ class RDQ(Codec):
         stream = _rng.stream_seed(seed if seed is not None else 0, _rng.STREAM_DITHER)
         if coder == CODER_ANS:
             ans_coder.decode(r, body, out, mode, step, recon, stream, self.ans_backend)
-        else:
+        elif coder == CODER_RLEG:
             r.finish()
             rleg_coder.decode(body, out, mode, step, recon, stream)
+        else:
+            ctx_coder.decode(r, body, out, mode, step, recon, stream)
         if rotate:
             assert seed is not None  # checked with the seed check above
             # levels are at most 2**30 (the decoders check), reconstructions within a step

@@ -23,6 +23,8 @@ CONFIGS = {
     "rleg": {"nmse": 0.05, "coder": "rleg"},
     "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
     "ans-escapes": {"step": 1e-4},
+    "ctx": {"step": 2e-4, "coder": "ctx", "_shape": (20, 30)},
+    "ctx-dither": {"step": 1e-3, "coder": "ctx", "rounding": "dither", "_shape": (30, 20)},
     # >= 65,536 elements: four interleaved ANS streams, each with its word count
     "ans-4-segments": {"bits_per_param": 1.0, "_n": 70_000},
     "ans-4-segments-dither": {"step": 0.5, "rounding": "dither", "_n": 65_536},
@@ -32,8 +34,12 @@ SEED = 3
 
 def payload_for(name: str) -> bytes:
     config = dict(CONFIGS[name])
+    shape = config.pop("_shape", None)
     x = student_t(config.pop("_n", 600), seed=1)
     x[17] = 0.5  # an escaped level
+    if shape is not None:  # a matrix with zero columns: the context coder's side information
+        x = x.reshape(shape)
+        x[:, ::4] = 0.0
     payload = RDQ(**config).encode(x, seed=SEED)
     if x.size >= 65_536:  # the forged payloads below must reach the 4-segment path
         assert ans_coder.num_segments(x.size) == 4

@@ -304,10 +304,25 @@ FIXTURE_CASES = {
     # no rate search: the whole bitstream is pinned
     "rdq_ans_step_segments_f16": ({"step": 0.05, "levels": "uniform"}, 0),
     "rdq_rleg_step": ({"step": 2e-3, "levels": "uniform", "coder": "rleg"}, 0),
+    # the context coder on a matrix with row/column structure (side information pays)
+    "rdq_ctx_nmse": ({"nmse": 0.02, "coder": "ctx"}, 0),
+    "rdq_ctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx"}, 5),
 }
 
 
+def structured(rows: int, cols: int, seed: int) -> np.ndarray:
+    """A matrix update with rank-1 scale structure and zero columns (inputs that never
+    fire), like a dense layer's update after a few local steps."""
+    scale = np.outer(np.abs(student_t(rows, seed=seed)), np.abs(student_t(cols, seed=seed + 1)))
+    scale[:, ::7] = 0.0
+    return (scale * student_t(rows * cols, seed=seed + 2).reshape(rows, cols) * 30).astype(
+        np.float32
+    )
+
+
 def fixture_input(name: str) -> np.ndarray:
+    if "ctx" in name:
+        return structured(40, 100, seed=90)
     if "segments" in name:
         return (student_t(65_539, seed=98) * 100).astype(np.float16)
     return student_t(4000, seed=99).reshape(40, 100)

@@ -1,0 +1,352 @@
+"""Context-adaptive binary range coding of quantization levels (RDQ's ``coder="ctx"``).
+
+The range coder is LZMA's with 15-bit adaptive probabilities (shift-5 adaptation, 32-bit range,
+byte output with carry propagation through a cached byte). Levels are coded tensor by
+tensor, row-major, each tensor a ``rows × cols`` matrix (a vector is one row):
+
+- one direct bit: whether the tensor sends side information;
+- with side information: the tensor's level RMS as a 7-bit index (direct bits), then the RMS
+  index of each row and of each column (7-bit binary trees of adaptive bits). An index is
+  ``round(2·log2(rms)) + SIDE_OFFSET``, 0 for an all-zero row or column, whose elements are
+  then not coded at all (they are 0);
+- each level: a significance bit in the context (predicted-scale bin, left neighbour
+  significant), where the bin is ``2·log2`` of row RMS × column RMS / tensor RMS in half
+  octaves (a tensor without side information has one bin of its own); then ``|q| − 1`` in
+  truncated unary with adaptive bits per (bin, position), escaping to an order-0
+  Exp-Golomb code in direct bits after ``MAG_UNARY`` ones; then the sign as a direct bit.
+
+The encoder kernel also runs "dry" (an empty ``cost`` array switches it): it then adds up
+each bit's ideal cost instead of writing, which the encoder uses to choose, per tensor,
+whether side information pays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._config import inline_jit, jit
+
+PROB_BITS = 15
+PROB_ONE = 1 << PROB_BITS
+MOVE_BITS = 5
+TOP = 1 << 24
+NUM_BINS = 24  # predicted-scale bins; bin NUM_BINS: a tensor without side information
+NUM_CTX = NUM_BINS + 1
+BIN_OFFSET = 8  # bin = clip(2·log2(predicted |q|) + BIN_OFFSET, 0, NUM_BINS - 1)
+MAG_UNARY = 14
+SIDE_BITS = 7
+SIDE_OFFSET = 40
+MAX_PREFIX = 31
+SIG0 = 0
+MAG0 = SIG0 + 2 * NUM_CTX
+SIDE0 = MAG0 + MAG_UNARY * NUM_CTX
+NUM_PROBS = SIDE0 + (1 << SIDE_BITS)
+
+ERR_CAPACITY = -1
+ERR_EXHAUSTED = -2
+ERR_TRAILING = -3
+ERR_INVALID = -4
+
+#: Cost in bits of a bit whose probability is p / PROB_ONE (p = 0 never occurs).
+BIT_COST = np.array([-math.log2(max(p, 1) / PROB_ONE) for p in range(PROB_ONE + 1)])
+
+
+# -- encoder -----------------------------------------------------------------------------------
+# The encoder's state travels as a tuple (low, range, cache, cache_size, pos, cost) through
+# inlined helpers, so that it stays in registers (an array of state runs 2-3x slower).
+
+
+@inline_jit
+def _shift_low(
+    low: int, cache: int, csize: int, pos: int, out: np.ndarray
+) -> tuple[int, int, int, int]:
+    """LZMA's ShiftLow: emit the cached byte (plus carry) and the pending 0xFF bytes."""
+    if low < 0xFF000000 or low >= 1 << 32:
+        carry = low >> 32
+        temp = cache
+        while True:
+            if pos < out.shape[0]:
+                out[pos] = (temp + carry) & 0xFF
+            pos += 1
+            temp = 0xFF
+            csize -= 1
+            if csize == 0:
+                break
+        cache = (low >> 24) & 0xFF
+    csize += 1
+    low = (low & 0x00FFFFFF) << 8
+    return low, cache, csize, pos
+
+
+@inline_jit
+def _enc_bit(st, out: np.ndarray, probs: np.ndarray, i: int, bit: int, dry: bool):  # type: ignore[no-untyped-def]
+    low, rng, cache, csize, pos, cost = st
+    p = probs[i]
+    if bit == 0:
+        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
+    else:
+        probs[i] = p - (p >> MOVE_BITS)
+    if dry:
+        cost += BIT_COST[p] if bit == 0 else BIT_COST[PROB_ONE - p]
+        return (low, rng, cache, csize, pos, cost)
+    bound = (rng >> PROB_BITS) * p
+    if bit == 0:
+        rng = bound
+    else:
+        low += bound
+        rng -= bound
+    while rng < TOP:
+        rng <<= 8
+        low, cache, csize, pos = _shift_low(low, cache, csize, pos, out)
+    return (low, rng, cache, csize, pos, cost)
+
+
+@inline_jit
+def _enc_direct(st, out: np.ndarray, value: int, nbits: int, dry: bool):  # type: ignore[no-untyped-def]
+    low, rng, cache, csize, pos, cost = st
+    if dry:
+        return (low, rng, cache, csize, pos, cost + nbits)
+    for k in range(nbits - 1, -1, -1):
+        rng >>= 1
+        if (value >> k) & 1:
+            low += rng
+        while rng < TOP:
+            rng <<= 8
+            low, cache, csize, pos = _shift_low(low, cache, csize, pos, out)
+    return (low, rng, cache, csize, pos, cost)
+
+
+@inline_jit
+def _side_index(sumsq: float, count: int) -> int:
+    """``round(2·log2(rms)) + SIDE_OFFSET`` of levels (1..127), 0 when all are zero."""
+    if sumsq <= 0.0:
+        return 0
+    v = round(math.log2(sumsq / count)) + SIDE_OFFSET  # 2·log2(rms) = log2(mean square)
+    return min(max(v, 1), (1 << SIDE_BITS) - 1)
+
+
+@inline_jit
+def _bin(row: int, col: int, total: int) -> int:
+    lp = row + col - total - SIDE_OFFSET  # 2·log2(row rms · col rms / tensor rms)
+    return min(max(lp + BIN_OFFSET, 0), NUM_BINS - 1)
+
+
+@jit
+def _ctx_encode(
+    q: np.ndarray, tensors: np.ndarray, use_side: np.ndarray, out: np.ndarray, cost: np.ndarray
+) -> int:
+    """Code int32 levels (``|q| <= 2**30``) of the ``rows × cols`` tensors (``tensors[t] =
+    (rows, cols)``, sizes adding up to ``len(q)``) into ``out``; returns the bytes written,
+    or ERR_CAPACITY if ``out`` is too small. With a non-empty ``cost``, writes nothing and
+    sets ``cost[0]`` to the ideal cost in bits (returns 0)."""
+    dry = cost.shape[0] > 0
+    st = (0, 0xFFFFFFFF, 0, 1, 0, 0.0)
+    probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
+    start = 0
+    for t in range(tensors.shape[0]):
+        rows = tensors[t, 0]
+        cols = tensors[t, 1]
+        side = use_side[t]
+        st = _enc_direct(st, out, side, 1, dry)
+        row_idx = np.zeros(rows if side else 0, np.int64)
+        col_idx = np.zeros(cols if side else 0, np.int64)
+        total_idx = 0
+        if side:
+            rsq = np.zeros(rows)
+            csq = np.zeros(cols)
+            for i in range(rows):
+                base = start + i * cols
+                for j in range(cols):
+                    v = float(q[base + j])
+                    rsq[i] += v * v
+                    csq[j] += v * v
+            total_idx = _side_index(rsq.sum(), rows * cols)
+            st = _enc_direct(st, out, total_idx, SIDE_BITS, dry)
+            for i in range(rows):
+                row_idx[i] = _side_index(rsq[i], cols)
+            for j in range(cols):
+                col_idx[j] = _side_index(csq[j], rows)
+            for k in range(rows + cols):
+                v = row_idx[k] if k < rows else col_idx[k - rows]
+                node = 1
+                for b in range(SIDE_BITS - 1, -1, -1):
+                    bit = (v >> b) & 1
+                    st = _enc_bit(st, out, probs, SIDE0 + node, bit, dry)
+                    node = 2 * node + bit
+        for i in range(rows):
+            left = 0
+            base = start + i * cols
+            if side and row_idx[i] == 0:
+                continue
+            for j in range(cols):
+                if side:
+                    if col_idx[j] == 0:
+                        left = 0
+                        continue
+                    ctx = _bin(row_idx[i], col_idx[j], total_idx)
+                else:
+                    ctx = NUM_BINS
+                v = int(q[base + j])
+                nz = 1 if v != 0 else 0
+                st = _enc_bit(st, out, probs, SIG0 + 2 * ctx + left, nz, dry)
+                if nz:
+                    m = abs(v) - 1
+                    k = 0
+                    while k < MAG_UNARY and k < m:
+                        st = _enc_bit(st, out, probs, MAG0 + ctx * MAG_UNARY + k, 1, dry)
+                        k += 1
+                    if m < MAG_UNARY:
+                        st = _enc_bit(st, out, probs, MAG0 + ctx * MAG_UNARY + m, 0, dry)
+                    else:  # order-0 Exp-Golomb of the rest, in direct bits
+                        w = m - MAG_UNARY + 1
+                        nb = 0
+                        while (w >> nb) > 1:
+                            nb += 1
+                        st = _enc_direct(st, out, (1 << (nb + 1)) - 2, nb + 1, dry)
+                        st = _enc_direct(st, out, w & ((1 << nb) - 1), nb, dry)
+                    st = _enc_direct(st, out, 1 if v < 0 else 0, 1, dry)
+                left = nz
+        start += rows * cols
+    low, _, cache, csize, pos, bits = st
+    if dry:
+        cost[0] = bits
+        return 0
+    for _ in range(5):
+        low, cache, csize, pos = _shift_low(low, cache, csize, pos, out)
+    if pos > out.shape[0]:
+        return ERR_CAPACITY
+    return pos
+
+
+# -- decoder -----------------------------------------------------------------------------------
+@inline_jit
+def _next_byte(data: np.ndarray, ds: np.ndarray) -> int:
+    """ds = [range, code, pos, overrun]; past the end, zeros (counted as an overrun)."""
+    pos = ds[2]
+    ds[2] = pos + 1
+    if pos < data.shape[0]:
+        return int(data[pos])
+    ds[3] = 1
+    return 0
+
+
+@inline_jit
+def _dec_bit(data: np.ndarray, ds: np.ndarray, probs: np.ndarray, i: int) -> int:
+    p = probs[i]
+    bound = (ds[0] >> PROB_BITS) * p
+    if ds[1] < bound:
+        ds[0] = bound
+        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
+        bit = 0
+    else:
+        ds[1] -= bound
+        ds[0] -= bound
+        probs[i] = p - (p >> MOVE_BITS)
+        bit = 1
+    while ds[0] < TOP:
+        ds[0] <<= 8
+        ds[1] = ((ds[1] << 8) | _next_byte(data, ds)) & 0xFFFFFFFF
+    return bit
+
+
+@inline_jit
+def _dec_direct(data: np.ndarray, ds: np.ndarray, nbits: int) -> int:
+    value = 0
+    for _ in range(nbits):
+        ds[0] >>= 1
+        bit = 0
+        if ds[1] >= ds[0]:
+            ds[1] -= ds[0]
+            bit = 1
+        value = (value << 1) | bit
+        while ds[0] < TOP:
+            ds[0] <<= 8
+            ds[1] = ((ds[1] << 8) | _next_byte(data, ds)) & 0xFFFFFFFF
+    return value
+
+
+@jit
+def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarray) -> int:
+    """Inverse of :func:`_ctx_encode` into int32 ``q``; returns 0, ERR_INVALID (a first byte
+    that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
+    prefix longer than ``MAX_PREFIX``), ERR_EXHAUSTED (the data ended early) or
+    ERR_TRAILING (bytes left over).
+
+    Safety: ``data`` may be any bytes: reads past its end give zeros and fail at the end,
+    every loop is bounded by the element count or a constant, and every write index is
+    below ``len(q)``; the caller (``fedcodec.coders.ctx``) proves that the tensors' sizes
+    add up to ``len(q)`` and that each has ``rows, cols >= 1``.
+    """
+    if data.shape[0] < 5 or data[0] != 0:
+        return ERR_INVALID
+    ds = np.zeros(4, np.int64)
+    ds[0] = 0xFFFFFFFF
+    ds[1] = (int(data[1]) << 24) | (int(data[2]) << 16) | (int(data[3]) << 8) | int(data[4])
+    ds[2] = 5
+    if ds[1] >= ds[0]:
+        return ERR_INVALID
+    probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
+    start = 0
+    for t in range(tensors.shape[0]):
+        rows = tensors[t, 0]
+        cols = tensors[t, 1]
+        side = _dec_direct(data, ds, 1)
+        row_idx = np.zeros(rows if side else 0, np.int64)
+        col_idx = np.zeros(cols if side else 0, np.int64)
+        total_idx = 0
+        if side:
+            total_idx = _dec_direct(data, ds, SIDE_BITS)
+            for k in range(rows + cols):
+                node = 1
+                for _ in range(SIDE_BITS):
+                    node = 2 * node + _dec_bit(data, ds, probs, SIDE0 + node)
+                v = node - (1 << SIDE_BITS)
+                if k < rows:
+                    row_idx[k] = v
+                else:
+                    col_idx[k - rows] = v
+        for i in range(rows):
+            left = 0
+            base = start + i * cols
+            if side and row_idx[i] == 0:
+                for j in range(cols):
+                    q[base + j] = 0
+                continue
+            for j in range(cols):
+                if side:
+                    if col_idx[j] == 0:
+                        q[base + j] = 0
+                        left = 0
+                        continue
+                    ctx = _bin(row_idx[i], col_idx[j], total_idx)
+                else:
+                    ctx = NUM_BINS
+                nz = _dec_bit(data, ds, probs, SIG0 + 2 * ctx + left)
+                v = 0
+                if nz:
+                    m = 0
+                    while m < MAG_UNARY and _dec_bit(data, ds, probs, MAG0 + ctx * MAG_UNARY + m):
+                        m += 1
+                    if m == MAG_UNARY:
+                        nb = 0
+                        while _dec_direct(data, ds, 1):
+                            nb += 1
+                            if nb > MAX_PREFIX:
+                                return ERR_INVALID
+                        w = (1 << nb) | _dec_direct(data, ds, nb)
+                        m = MAG_UNARY + w - 1
+                    if m + 1 > max_abs:
+                        return ERR_INVALID
+                    v = -(m + 1) if _dec_direct(data, ds, 1) else m + 1
+                q[base + j] = v
+                left = nz
+                if ds[3]:
+                    return ERR_EXHAUSTED
+        start += rows * cols
+    if ds[3]:
+        return ERR_EXHAUSTED
+    if ds[2] != data.shape[0]:
+        return ERR_TRAILING
+    return 0

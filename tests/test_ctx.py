@@ -1,0 +1,234 @@
+"""RDQ's context coder: the kernels against a slow pure-Python reference, round trips,
+the choice of side information, and the codec end to end."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from common import check_encode_decode, check_mapping_round_trip, expect_decode_error, with_crc
+from fedcodec.kernels import ctx as K
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_rdq import structured
+
+import fedcodec
+from fedcodec import RDQ, container
+from fedcodec.coders import ctx as ctx_coder
+
+
+class RefEncoder:
+    """LZMA's range encoder, written plainly (Python ints)."""
+
+    def __init__(self) -> None:
+        self.low, self.range, self.cache, self.csize = 0, 0xFFFFFFFF, 0, 1
+        self.out = bytearray()
+
+    def shift_low(self) -> None:
+        if self.low < 0xFF000000 or self.low >= 1 << 32:
+            carry = self.low >> 32
+            temp = self.cache
+            while True:
+                self.out.append((temp + carry) & 0xFF)
+                temp = 0xFF
+                self.csize -= 1
+                if self.csize == 0:
+                    break
+            self.cache = (self.low >> 24) & 0xFF
+        self.csize += 1
+        self.low = (self.low & 0xFFFFFF) << 8
+
+    def normalize(self) -> None:
+        while self.range < K.TOP:
+            self.range <<= 8
+            self.shift_low()
+
+    def bit(self, probs: list[int], i: int, bit: int) -> None:
+        p = probs[i]
+        bound = (self.range >> K.PROB_BITS) * p
+        if bit:
+            self.low += bound
+            self.range -= bound
+            probs[i] = p - (p >> K.MOVE_BITS)
+        else:
+            self.range = bound
+            probs[i] = p + ((K.PROB_ONE - p) >> K.MOVE_BITS)
+        self.normalize()
+
+    def direct(self, value: int, nbits: int) -> None:
+        for k in range(nbits - 1, -1, -1):
+            self.range >>= 1
+            if (value >> k) & 1:
+                self.low += self.range
+            self.normalize()
+
+    def finish(self) -> bytes:
+        for _ in range(5):
+            self.shift_low()
+        return bytes(self.out)
+
+
+def side_index(sumsq: float, count: int) -> int:
+    if sumsq <= 0:
+        return 0
+    return min(max(round(math.log2(sumsq / count)) + K.SIDE_OFFSET, 1), 127)
+
+
+def reference_encode(q: np.ndarray, tensors: list[tuple[int, int]], use: list[int]) -> bytes:
+    """The context coder as docs/format.md describes it, one element at a time."""
+    enc = RefEncoder()
+    probs = [K.PROB_ONE // 2] * K.NUM_PROBS
+    start = 0
+    for (rows, cols), side in zip(tensors, use, strict=True):
+        m = q[start : start + rows * cols].astype(np.float64).reshape(rows, cols)
+        enc.direct(side, 1)
+        if side:
+            total = side_index(float((m**2).sum()), rows * cols)
+            row = [side_index(float((r**2).sum()), cols) for r in m]
+            col = [side_index(float((c**2).sum()), rows) for c in m.T]
+            enc.direct(total, K.SIDE_BITS)
+            for v in row + col:
+                node = 1
+                for b in range(K.SIDE_BITS - 1, -1, -1):
+                    enc.bit(probs, K.SIDE0 + node, (v >> b) & 1)
+                    node = 2 * node + ((v >> b) & 1)
+        for i in range(rows):
+            left = 0
+            if side and row[i] == 0:
+                continue
+            for j in range(cols):
+                if side:
+                    if col[j] == 0:
+                        left = 0
+                        continue
+                    lp = row[i] + col[j] - total - K.SIDE_OFFSET
+                    ctx = min(max(lp + K.BIN_OFFSET, 0), K.NUM_BINS - 1)
+                else:
+                    ctx = K.NUM_BINS
+                v = int(m[i, j])
+                enc.bit(probs, K.SIG0 + 2 * ctx + left, int(v != 0))
+                if v:
+                    mag = abs(v) - 1
+                    for k in range(min(mag, K.MAG_UNARY)):
+                        enc.bit(probs, K.MAG0 + ctx * K.MAG_UNARY + k, 1)
+                    if mag < K.MAG_UNARY:
+                        enc.bit(probs, K.MAG0 + ctx * K.MAG_UNARY + mag, 0)
+                    else:
+                        w = mag - K.MAG_UNARY + 1
+                        nb = w.bit_length() - 1
+                        enc.direct((1 << (nb + 1)) - 2, nb + 1)
+                        enc.direct(w & ((1 << nb) - 1), nb)
+                    enc.direct(int(v < 0), 1)
+                left = int(v != 0)
+        start += rows * cols
+    return enc.finish()
+
+
+@st.composite
+def level_tensors(draw: st.DrawFn) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
+    shapes = draw(
+        st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=3)
+    )
+    n = sum(r * c for r, c in shapes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    density = draw(st.floats(0.0, 1.0))
+    scale = 10.0 ** draw(st.floats(-1, 4))
+    q = np.rint(rng.laplace(size=n) * scale * (rng.random(n) < density))
+    if draw(st.booleans()) and n:
+        q[rng.integers(n)] = draw(st.sampled_from([2**30, -(2**30), 17, -300]))
+    use = [draw(st.integers(0, 1)) for _ in shapes]
+    return q.astype(np.int32), shapes, use
+
+
+@settings(max_examples=150, deadline=None)
+@given(level_tensors())
+def test_kernel_matches_the_reference_and_round_trips(
+    case: tuple[np.ndarray, list[tuple[int, int]], list[int]],
+) -> None:
+    q, shapes, use = case
+    tensors = np.array(shapes, np.int64)
+    flags = np.array(use, np.int64)
+    out = np.empty(8 * q.size + 64, np.uint8)
+    nbytes = K._ctx_encode(q, tensors, flags, out, np.zeros(0))
+    body = out[:nbytes].tobytes()
+    assert body == reference_encode(q, shapes, use)
+    back = np.empty(q.size, np.int32)
+    assert K._ctx_decode(out[:nbytes], tensors, 2**30, back) == 0
+    np.testing.assert_array_equal(back, q)
+    cost = np.zeros(1)
+    K._ctx_encode(q, tensors, flags, out, cost)
+    assert abs(cost[0] / 8 - nbytes) <= 0.01 * nbytes + 6  # the dry run's ideal cost
+
+
+def test_truncated_or_extended_streams_are_refused() -> None:
+    q = np.rint(np.random.default_rng(1).laplace(size=500) * 3).astype(np.int32)
+    tensors = np.array([[20, 25]], np.int64)
+    body, _ = None, None
+    out = np.empty(4000, np.uint8)
+    nbytes = K._ctx_encode(q, tensors, np.array([1], np.int64), out, np.zeros(0))
+    back = np.empty(500, np.int32)
+    for cut in range(nbytes):
+        assert K._ctx_decode(out[:cut], tensors, 2**30, back) < 0
+    longer = np.concatenate([out[:nbytes], [0]]).astype(np.uint8)
+    assert K._ctx_decode(longer, tensors, 2**30, back) == K.ERR_TRAILING
+    assert body is None
+
+
+@given(st.binary(max_size=200), st.integers(1, 40), st.integers(1, 40))
+def test_decoder_on_random_bytes(data: bytes, rows: int, cols: int) -> None:
+    back = np.empty(rows * cols, np.int32)
+    status = K._ctx_decode(
+        np.frombuffer(data, np.uint8), np.array([[rows, cols]], np.int64), 2**30, back
+    )
+    assert status in (0, K.ERR_EXHAUSTED, K.ERR_TRAILING, K.ERR_INVALID)
+    if status == 0:
+        assert np.abs(back.astype(np.int64)).max(initial=0) <= 2**30
+
+
+def test_side_information_where_it_pays() -> None:
+    x = structured(60, 200, seed=3)
+    q = np.rint(x / (np.abs(x).max() / 20)).astype(np.int32).reshape(-1)
+    assert list(ctx_coder.choose_side(q, np.array([[60, 200]], np.int64))) == [1]
+    iid = np.rint(np.random.default_rng(2).laplace(size=12_000)).astype(np.int32)
+    assert list(ctx_coder.choose_side(iid, np.array([[60, 200]], np.int64))) == [0]
+    assert list(ctx_coder.choose_side(iid, np.array([[1, 12_000]], np.int64))) == [0]
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "dither"])
+@pytest.mark.parametrize(
+    "rate", [{"bits_per_param": 1.0}, {"nmse": 0.02}, {"lmbda": 1e-3}, {"step": 1e-8}]
+)
+def test_rdq_with_the_context_coder(rounding: str, rate: dict) -> None:
+    codec = RDQ(coder="ctx", rounding=rounding, **rate)
+    x = structured(40, 150, seed=11)
+    out = check_encode_decode(codec, x, seed=4)
+    if "nmse" in rate and rounding == "nearest":
+        assert np.sum((out - x) ** 2) <= 0.02 * np.sum(x.astype(np.float64) ** 2) * 1.001
+    check_mapping_round_trip(codec, {"w": x, "b": x[0], "z": np.zeros((3, 5), np.float32)}, seed=4)
+
+
+def test_structure_pays_against_the_memoryless_coders() -> None:
+    update = {"fc.weight": structured(256, 400, seed=21), "fc.bias": structured(1, 256, seed=22)[0]}
+    sizes = {
+        coder: len(RDQ(nmse=0.02, coder=coder).encode(update)) for coder in ("ans", "auto", "ctx")
+    }
+    assert sizes["ctx"] < 0.8 * min(sizes["ans"], sizes["auto"]), sizes
+    # the payload carries the tensor shapes: decoding needs nothing else
+    payload = RDQ(nmse=0.02, coder="ctx").encode(update)
+    assert fedcodec.decode(payload).shape == (256 * 400 + 256,)
+
+
+def test_shapes_in_the_parameters_are_checked() -> None:
+    x = structured(40, 150, seed=5)
+    payload = RDQ(step=1e-8, coder="ctx", levels="uniform").encode(x)
+    env = container.unpack(payload)
+    assert env.params[0] >> 3 & 3 == 2  # the context coder was chosen
+    head, shapes = env.params[:5], env.params[5:]
+    assert shapes == b"\x01\x28\x96\x01"  # one tensor, 40 rows, 150 columns
+    forgeries = (b"\x01\x28\x95\x01", b"\x01\x29\x96\x01", b"\x02\x28\x96\x01\x01\x01")
+    for forged in (*forgeries, b"\x01\x00\x96\x01", b"", b"\x01\x28\x96\x01\x00"):
+        data = container.pack("rdq", env.dtype, env.shape, 0, head + forged, bytes(env.body))
+        with pytest.raises(fedcodec.DecodeError):
+            RDQ().decode(data)
+    expect_decode_error(RDQ(), with_crc(payload[:-9] + b"\xff" + payload[-8:]))
