@@ -69,6 +69,7 @@ class Final:
     ans: ans_coder.FullPass | None
     body: bytes = b""  # run-length gamma or context-coded body
     params: bytes = b""  # the context coder's parameters
+    coded: bool = True  # False: a context-coder point whose bits are still the estimate
 
 
 _NO_RECON = np.zeros(0)
@@ -80,6 +81,9 @@ class RateMode:
 
     #: whether the whole-message measurement needs the exact error (else the estimate's)
     exact_sse = False
+    #: whether refining the step needs the exact bits of each measurement (else the slow
+    #: context coder codes only the final point)
+    needs_bits = True
 
     def __init__(self, value: float) -> None:
         self.value = value
@@ -106,6 +110,8 @@ class RateMode:
 class Step(RateMode):
     """``step``: the absolute Δ the user gave (the paper's default)."""
 
+    needs_bits = False
+
     def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
         return s.evaluate(s.fixed_step(self.value), offset, coder)
 
@@ -115,6 +121,8 @@ class Step(RateMode):
 
 class StepRMS(RateMode):
     """``step_rms``: Δ relative to the update's RMS."""
+
+    needs_bits = False
 
     def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
         rms = math.sqrt(s.sumsq / max(s.n, 1))
@@ -175,6 +183,7 @@ class NMSE(RateMode):
     """``nmse``: the fewest bits whose NMSE, measured on the whole message, is at most it."""
 
     exact_sse = True
+    needs_bits = False  # the step is refined on the error alone
 
     def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
         infeasible = sse > self.value * s.sumsq
@@ -425,7 +434,9 @@ class Solver:
         return step
 
     # -- exact measurement on the whole message ------------------------------------------
-    def measure(self, p: Point) -> Final:
+    def measure(self, p: Point, *, code: bool | None = None) -> Final:
+        """Measure ``p`` on the whole message. The context coder codes only when the rate
+        mode needs exact bits (or ``code``): its error is known without coding."""
         inv = 1.0 / p.step
         recon = _NO_RECON if p.recon is None else p.recon
         extra = _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
@@ -451,6 +462,8 @@ class Solver:
         if p.coder == CODER_RLEG:
             body = rleg_coder.encode(q, p.bits)
             return Final(p, 8.0 * len(body) + extra, sse, None, body)
+        if not (self.rate.needs_bits if code is None else code):
+            return Final(p, p.bits, sse, None, coded=False)
         params, body = ctx_coder.encode(q, self.tensors)
         return Final(p, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
 
@@ -465,9 +478,10 @@ class Solver:
             "ans": [CODER_ANS],
             "rleg": [CODER_RLEG],
             "auto": [CODER_ANS, CODER_RLEG],
-            # the context coder, or the run-length code where that is smaller (very sparse
-            # updates, where side information and adaptation cost more than they save)
-            "ctx": [CODER_CTX, CODER_RLEG],
+            # the context coder, or today's codes where they are smaller (very sparse or
+            # tiny updates, where side information and adaptation cost more than they save):
+            # never worse than "auto"
+            "ctx": [CODER_CTX, CODER_ANS, CODER_RLEG],
         }
         offsets = RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
         finals = []
@@ -477,5 +491,8 @@ class Solver:
             # each coder's best point is measured on the whole message: a strided
             # subsample cannot see zero runs, which is what the run-length code exploits
             best = min(candidates, key=self.objective)
-            finals.append(self.rate.refine(self, self.measure(best)))
+            final = self.rate.refine(self, self.measure(best))
+            if not final.coded:  # the chosen point, coded: its exact bits
+                final = self.measure(final.point, code=True)
+            finals.append(final)
         return min(finals, key=self.objective)

@@ -24,6 +24,8 @@ from ..kernels import quant as _quantize
 
 #: A tensor with fewer elements than this never sends side information.
 MIN_SIDE_ELEMENTS = 64
+#: The choice of side information for a larger tensor is made on a subset of its rows.
+CHOICE_ELEMENTS = 1 << 19
 
 
 def tensors_array(tensors: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -53,6 +55,10 @@ def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
         if rows >= 2 and cols >= 2 and size >= MIN_SIDE_ELEMENTS:
             part = q[start : start + size]
             one = tensors[t : t + 1]
+            stride = -(-size // CHOICE_ELEMENTS)
+            if stride > 1 and rows >= 2 * stride:  # decide on every stride-th row
+                part = np.ascontiguousarray(part.reshape(rows, cols)[::stride]).reshape(-1)
+                one = np.array([[part.size // cols, cols]], dtype=np.int64)
             bits = []
             for flag in (0, 1):
                 _ctx._ctx_encode(part, one, np.array([flag], np.int64), _EMPTY_OUT, cost)
