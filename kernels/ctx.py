@@ -13,7 +13,10 @@ tensor, row-major, each tensor a ``rows × cols`` matrix (a vector is one row):
   significant), where the bin is ``2·log2`` of row RMS × column RMS / tensor RMS in half
   octaves (a tensor without side information has one bin of its own); then ``|q| − 1`` in
   truncated unary with adaptive bits per (bin, position), escaping to an order-0
-  Exp-Golomb code in direct bits after ``MAG_UNARY`` ones; then the sign as a direct bit.
+  Exp-Golomb code in direct bits after ``MAG_UNARY`` ones; then the sign as an adaptive
+  bit in the context of its rank-1 prediction (the sign of the column's last non-zero
+  level times this row's sign relative to the columns, as last seen) and of the left
+  neighbour's sign: an update made of a few outer products has predictable signs.
 
 The encoder kernel also runs "dry" (an empty ``cost`` array switches it): it then adds up
 each bit's ideal cost instead of writing, which the encoder uses to choose, per tensor,
@@ -42,7 +45,8 @@ MAX_PREFIX = 31
 SIG0 = 0
 MAG0 = SIG0 + 2 * NUM_CTX
 SIDE0 = MAG0 + MAG_UNARY * NUM_CTX
-NUM_PROBS = SIDE0 + (1 << SIDE_BITS)
+SIGN0 = SIDE0 + (1 << SIDE_BITS)
+NUM_PROBS = SIGN0 + 9
 
 ERR_CAPACITY = -1
 ERR_EXHAUSTED = -2
@@ -128,6 +132,13 @@ def _side_index(sumsq: float, count: int) -> int:
 
 
 @inline_jit
+def _sign_context(col_last: int, flip: int, lsign: int) -> int:
+    """Context of a sign: the rank-1 prediction (the column's last sign times this row's
+    flip, 0 if either is unknown) and the left neighbour's sign, 3 × 3 states."""
+    return (col_last * flip + 1) * 3 + lsign + 1
+
+
+@inline_jit
 def _bin(row: int, col: int, total: int) -> int:
     lp = row + col - total - SIDE_OFFSET  # 2·log2(row rms · col rms / tensor rms)
     return min(max(lp + BIN_OFFSET, 0), NUM_BINS - 1)
@@ -175,21 +186,24 @@ def _ctx_encode(
                     bit = (v >> b) & 1
                     st = _enc_bit(st, out, probs, SIDE0 + node, bit, dry)
                     node = 2 * node + bit
+        col_last = np.zeros(cols, np.int64)  # sign of each column's last non-zero level
         for i in range(rows):
-            left = 0
+            lsign = 0  # sign of the left neighbour (0: zero)
+            flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
             base = start + i * cols
             if side and row_idx[i] == 0:
                 continue
             for j in range(cols):
                 if side:
                     if col_idx[j] == 0:
-                        left = 0
+                        lsign = 0
                         continue
                     ctx = _bin(row_idx[i], col_idx[j], total_idx)
                 else:
                     ctx = NUM_BINS
                 v = int(q[base + j])
                 nz = 1 if v != 0 else 0
+                left = 1 if lsign != 0 else 0
                 st = _enc_bit(st, out, probs, SIG0 + 2 * ctx + left, nz, dry)
                 if nz:
                     m = abs(v) - 1
@@ -206,8 +220,15 @@ def _ctx_encode(
                             nb += 1
                         st = _enc_direct(st, out, (1 << (nb + 1)) - 2, nb + 1, dry)
                         st = _enc_direct(st, out, w & ((1 << nb) - 1), nb, dry)
-                    st = _enc_direct(st, out, 1 if v < 0 else 0, 1, dry)
-                left = nz
+                    sign = -1 if v < 0 else 1
+                    sctx = _sign_context(col_last[j], flip, lsign)
+                    st = _enc_bit(st, out, probs, SIGN0 + sctx, 1 if sign < 0 else 0, dry)
+                    if col_last[j] != 0:
+                        flip = sign * col_last[j]
+                    col_last[j] = sign
+                    lsign = sign
+                else:
+                    lsign = 0
         start += rows * cols
     low, _, cache, csize, pos, bits = st
     if dry:
@@ -307,8 +328,10 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                     row_idx[k] = v
                 else:
                     col_idx[k - rows] = v
+        col_last = np.zeros(cols, np.int64)
         for i in range(rows):
-            left = 0
+            lsign = 0
+            flip = 0
             base = start + i * cols
             if side and row_idx[i] == 0:
                 for j in range(cols):
@@ -318,11 +341,12 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                 if side:
                     if col_idx[j] == 0:
                         q[base + j] = 0
-                        left = 0
+                        lsign = 0
                         continue
                     ctx = _bin(row_idx[i], col_idx[j], total_idx)
                 else:
                     ctx = NUM_BINS
+                left = 1 if lsign != 0 else 0
                 nz = _dec_bit(data, ds, probs, SIG0 + 2 * ctx + left)
                 v = 0
                 if nz:
@@ -339,9 +363,16 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                         m = MAG_UNARY + w - 1
                     if m + 1 > max_abs:
                         return ERR_INVALID
-                    v = -(m + 1) if _dec_direct(data, ds, 1) else m + 1
+                    sctx = _sign_context(col_last[j], flip, lsign)
+                    sign = -1 if _dec_bit(data, ds, probs, SIGN0 + sctx) else 1
+                    v = sign * (m + 1)
+                    if col_last[j] != 0:
+                        flip = sign * col_last[j]
+                    col_last[j] = sign
+                    lsign = sign
+                else:
+                    lsign = 0
                 q[base + j] = v
-                left = nz
                 if ds[3]:
                     return ERR_EXHAUSTED
         start += rows * cols

@@ -93,21 +93,22 @@ def reference_encode(q: np.ndarray, tensors: list[tuple[int, int]], use: list[in
                 for b in range(K.SIDE_BITS - 1, -1, -1):
                     enc.bit(probs, K.SIDE0 + node, (v >> b) & 1)
                     node = 2 * node + ((v >> b) & 1)
+        col_last = [0] * cols
         for i in range(rows):
-            left = 0
+            lsign, flip = 0, 0
             if side and row[i] == 0:
                 continue
             for j in range(cols):
                 if side:
                     if col[j] == 0:
-                        left = 0
+                        lsign = 0
                         continue
                     lp = row[i] + col[j] - total - K.SIDE_OFFSET
                     ctx = min(max(lp + K.BIN_OFFSET, 0), K.NUM_BINS - 1)
                 else:
                     ctx = K.NUM_BINS
                 v = int(m[i, j])
-                enc.bit(probs, K.SIG0 + 2 * ctx + left, int(v != 0))
+                enc.bit(probs, K.SIG0 + 2 * ctx + int(lsign != 0), int(v != 0))
                 if v:
                     mag = abs(v) - 1
                     for k in range(min(mag, K.MAG_UNARY)):
@@ -119,8 +120,13 @@ def reference_encode(q: np.ndarray, tensors: list[tuple[int, int]], use: list[in
                         nb = w.bit_length() - 1
                         enc.direct((1 << (nb + 1)) - 2, nb + 1)
                         enc.direct(w & ((1 << nb) - 1), nb)
-                    enc.direct(int(v < 0), 1)
-                left = int(v != 0)
+                    sign = -1 if v < 0 else 1
+                    predicted = col_last[j] * flip  # rank-1 sign structure
+                    enc.bit(probs, K.SIGN0 + (predicted + 1) * 3 + lsign + 1, int(v < 0))
+                    if col_last[j]:
+                        flip = sign * col_last[j]
+                    col_last[j] = sign
+                lsign = (-1 if v < 0 else 1) if v else 0
         start += rows * cols
     return enc.finish()
 
