@@ -464,7 +464,7 @@ class Solver:
             return Final(p, 8.0 * len(body) + extra, sse, None, body)
         if not (self.rate.needs_bits if code is None else code):
             return Final(p, p.bits, sse, None, coded=False)
-        params, body = ctx_coder.encode(q, self.tensors)
+        params, body = ctx_coder.encode(q, self.tensors, p.bits)
         return Final(p, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
 
     def solve(self) -> Final:

@@ -161,8 +161,8 @@ def _ctx_encode(
         cols = tensors[t, 1]
         side = use_side[t]
         st = _enc_direct(st, out, side, 1, dry)
-        row_idx = np.zeros(rows if side else 0, np.int64)
-        col_idx = np.zeros(cols if side else 0, np.int64)
+        row_idx = np.zeros(rows if side else 0, np.uint8)
+        col_idx = np.zeros(cols if side else 0, np.uint8)
         total_idx = 0
         if side:
             rsq = np.zeros(rows)
@@ -180,13 +180,14 @@ def _ctx_encode(
             for j in range(cols):
                 col_idx[j] = _side_index(csq[j], rows)
             for k in range(rows + cols):
-                v = row_idx[k] if k < rows else col_idx[k - rows]
+                v = int(row_idx[k]) if k < rows else int(col_idx[k - rows])
                 node = 1
                 for b in range(SIDE_BITS - 1, -1, -1):
                     bit = (v >> b) & 1
                     st = _enc_bit(st, out, probs, SIDE0 + node, bit, dry)
                     node = 2 * node + bit
-        col_last = np.zeros(cols, np.int64)  # sign of each column's last non-zero level
+        # sign of each column's last non-zero level (one byte a column; vectors need none)
+        col_last = np.zeros(cols if rows > 1 else 1, np.int8)
         for i in range(rows):
             lsign = 0  # sign of the left neighbour (0: zero)
             flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
@@ -198,7 +199,7 @@ def _ctx_encode(
                     if col_idx[j] == 0:
                         lsign = 0
                         continue
-                    ctx = _bin(row_idx[i], col_idx[j], total_idx)
+                    ctx = _bin(int(row_idx[i]), int(col_idx[j]), total_idx)
                 else:
                     ctx = NUM_BINS
                 v = int(q[base + j])
@@ -221,11 +222,13 @@ def _ctx_encode(
                         st = _enc_direct(st, out, (1 << (nb + 1)) - 2, nb + 1, dry)
                         st = _enc_direct(st, out, w & ((1 << nb) - 1), nb, dry)
                     sign = -1 if v < 0 else 1
-                    sctx = _sign_context(col_last[j], flip, lsign)
+                    cl = int(col_last[j]) if rows > 1 else 0
+                    sctx = _sign_context(cl, flip, lsign)
                     st = _enc_bit(st, out, probs, SIGN0 + sctx, 1 if sign < 0 else 0, dry)
-                    if col_last[j] != 0:
-                        flip = sign * col_last[j]
-                    col_last[j] = sign
+                    if cl != 0:
+                        flip = sign * cl
+                    if rows > 1:
+                        col_last[j] = sign
                     lsign = sign
                 else:
                     lsign = 0
@@ -314,8 +317,8 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
         rows = tensors[t, 0]
         cols = tensors[t, 1]
         side = _dec_direct(data, ds, 1)
-        row_idx = np.zeros(rows if side else 0, np.int64)
-        col_idx = np.zeros(cols if side else 0, np.int64)
+        row_idx = np.zeros(rows if side else 0, np.uint8)
+        col_idx = np.zeros(cols if side else 0, np.uint8)
         total_idx = 0
         if side:
             total_idx = _dec_direct(data, ds, SIDE_BITS)
@@ -328,7 +331,7 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                     row_idx[k] = v
                 else:
                     col_idx[k - rows] = v
-        col_last = np.zeros(cols, np.int64)
+        col_last = np.zeros(cols if rows > 1 else 1, np.int8)
         for i in range(rows):
             lsign = 0
             flip = 0
@@ -343,7 +346,7 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                         q[base + j] = 0
                         lsign = 0
                         continue
-                    ctx = _bin(row_idx[i], col_idx[j], total_idx)
+                    ctx = _bin(int(row_idx[i]), int(col_idx[j]), total_idx)
                 else:
                     ctx = NUM_BINS
                 left = 1 if lsign != 0 else 0
@@ -363,12 +366,14 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                         m = MAG_UNARY + w - 1
                     if m + 1 > max_abs:
                         return ERR_INVALID
-                    sctx = _sign_context(col_last[j], flip, lsign)
+                    cl = int(col_last[j]) if rows > 1 else 0
+                    sctx = _sign_context(cl, flip, lsign)
                     sign = -1 if _dec_bit(data, ds, probs, SIGN0 + sctx) else 1
                     v = sign * (m + 1)
-                    if col_last[j] != 0:
-                        flip = sign * col_last[j]
-                    col_last[j] = sign
+                    if cl != 0:
+                        flip = sign * cl
+                    if rows > 1:
+                        col_last[j] = sign
                     lsign = sign
                 else:
                     lsign = 0

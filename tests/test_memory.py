@@ -43,3 +43,17 @@ def test_peak_memory_is_a_small_multiple_of_the_update(config: dict) -> None:
     assert enc_peak <= 2.5 * x.nbytes
     # the decoded update itself is one; the symbols and the words copy the rest
     assert dec_peak <= 2.0 * x.nbytes
+
+
+@pytest.mark.parametrize("config", [{"bits_per_param": 1.0}, {"nmse": 0.05, "rounding": "dither"}])
+@pytest.mark.parametrize("shape", [(1_000_000,), (1000, 1000)])
+def test_peak_memory_of_the_context_coder(config: dict, shape: tuple[int, ...]) -> None:
+    x = laplace(1_000_000, seed=0).reshape(shape)
+    codec = RDQ(coder="ctx", **config)
+    codec.decode(codec.encode(x, seed=1), seed=1)  # compile first
+    enc_peak, payload = peak_bytes(codec.encode, x, seed=1)
+    dec_peak, _ = peak_bytes(codec.decode, payload, seed=1)
+    # levels (int32) plus what the coders it compares with keep; one byte a column
+    assert enc_peak <= 2.5 * x.nbytes
+    # the decoded update and its int32 levels
+    assert dec_peak <= 2.1 * x.nbytes

@@ -71,16 +71,20 @@ def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
 _EMPTY_OUT = np.empty(0, dtype=np.uint8)
 
 
-def encode(q: np.ndarray, tensors: np.ndarray) -> tuple[bytes, bytes]:
-    """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body)."""
+def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[bytes, bytes]:
+    """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body). The buffer
+    is sized from ``size_hint_bits`` (an estimate); if that is short, a dry run gives the
+    exact size, so the buffer never holds more than a little over the body."""
     use = choose_side(q, tensors)
-    cap = q.shape[0] // 2 + 64
+    cap = int(size_hint_bits * 1.25 / 8) + 4096
     while True:
         out = np.empty(cap, dtype=np.uint8)
         nbytes = _ctx._ctx_encode(q, tensors, use, out, np.zeros(0))
         if nbytes >= 0:
             break
-        cap = 8 * q.shape[0] + 1024  # worst case: about 40 bits per element
+        cost = np.zeros(1)
+        _ctx._ctx_encode(q, tensors, use, _EMPTY_OUT, cost)
+        cap = int(cost[0] / 8 * 1.01) + 4096
     params = bytearray(put_varint(tensors.shape[0]))
     for rows, cols in tensors:
         params += put_varint(int(rows)) + put_varint(int(cols))
