@@ -139,6 +139,17 @@ def _sign_context(col_last: int, flip: int, lsign: int) -> int:
 
 
 @inline_jit
+def _after_sign(col_last: np.ndarray, j: int, rows: int, cl: int, sign: int, flip: int) -> int:
+    """Update the sign state after a level of sign ``sign`` in column ``j`` (whose last
+    sign was ``cl``); returns the row's new flip."""
+    if cl != 0:
+        flip = sign * cl
+    if rows > 1:
+        col_last[j] = sign
+    return flip
+
+
+@inline_jit
 def _bin(row: int, col: int, total: int) -> int:
     lp = row + col - total - SIDE_OFFSET  # 2·log2(row rms · col rms / tensor rms)
     return min(max(lp + BIN_OFFSET, 0), NUM_BINS - 1)
@@ -225,10 +236,7 @@ def _ctx_encode(
                     cl = int(col_last[j]) if rows > 1 else 0
                     sctx = _sign_context(cl, flip, lsign)
                     st = _enc_bit(st, out, probs, SIGN0 + sctx, 1 if sign < 0 else 0, dry)
-                    if cl != 0:
-                        flip = sign * cl
-                    if rows > 1:
-                        col_last[j] = sign
+                    flip = _after_sign(col_last, j, rows, cl, sign, flip)
                     lsign = sign
                 else:
                     lsign = 0
@@ -370,10 +378,7 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                     sctx = _sign_context(cl, flip, lsign)
                     sign = -1 if _dec_bit(data, ds, probs, SIGN0 + sctx) else 1
                     v = sign * (m + 1)
-                    if cl != 0:
-                        flip = sign * cl
-                    if rows > 1:
-                        col_last[j] = sign
+                    flip = _after_sign(col_last, j, rows, cl, sign, flip)
                     lsign = sign
                 else:
                     lsign = 0
