@@ -7,6 +7,7 @@ gate matrices with row/column scales) and a flat Laplace vector. Each coder enco
 in the same run (the ratio is what compares across machines).
 
     python bench/ctx_speed.py
+    python bench/ctx_speed.py --profile   # where one CNN-shaped encode spends its time
 """
 
 from __future__ import annotations
@@ -54,7 +55,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--coders", nargs="+", default=["ans", "auto", "ctx"])
+    p.add_argument(
+        "--profile", action="store_true", help="cProfile one CNN-shaped encode with coder=ctx"
+    )
     args = p.parse_args()
+    if args.profile:
+        import cProfile
+        import pstats
+
+        vector, layout = fedcodec.flatten(updates()["cnn-shaped"])
+        codec = fedcodec.RDQ(nmse=0.05, coder="ctx")
+        codec.encode_vector(vector, layout=layout)  # compiles the kernels
+        with cProfile.Profile() as prof:
+            codec.encode_vector(vector, layout=layout)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
+        return
     print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}")
     print("update        params  coder  bits/param  encode M/s  decode M/s  enc ×copy  dec ×copy")
     for name, update in updates().items():

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from . import kernels
+from .codec import FLOAT32_MAX
 from .errors import DecodeError
 from .kernels import bits as _bits
 from .kernels import hadamard as _hadamard
@@ -89,7 +90,7 @@ def rotated(x: np.ndarray, seed: int, max_abs: float) -> np.ndarray:
 
 def check_scales(codec_id: str, scales: list[float]) -> None:
     """Raise ValueError if a block scale does not fit a float32 (values near its limit)."""
-    if scales and max(scales) > float(np.finfo(np.float32).max):
+    if scales and max(scales) > FLOAT32_MAX:
         raise ValueError(
             f"{codec_id}: a block scale of {max(scales):.3g} exceeds float32's range (values "
             "near ±3.4e38): scale the update down (e.g. by 2**-64) before encoding"

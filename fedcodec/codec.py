@@ -38,6 +38,7 @@ BUILTIN_CODECS: dict[str, str] = {
 #: come close, so this costs nothing in practice.
 VERIFY_ABOVE = 2.0**100
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Under ``NUMBA_BOUNDSCHECK=1`` (the test suite's rerun) an out-of-bounds access in a kernel
 #: raises IndexError; decoding then lets it through instead of reporting a payload defect.
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"

@@ -8,13 +8,12 @@ from typing import ClassVar
 import numpy as np
 
 from . import _rotated
-from .codec import Codec, register_codec
+from .codec import FLOAT32_MAX, Codec, register_codec
 from .container import Reader
 from .errors import DecodeError
 from .kernels import rng as _rng
 
 SCALES = ("unbiased", "mse")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Drive(Codec):
@@ -87,7 +86,7 @@ class Drive(Codec):
         seed = _rotated.check_seed(self.codec_id, seed, check)
         bits = _rotated.unpack(body, 1, n, self.codec_id)
         for (start, stop), s in zip(blocks, scales, strict=True):
-            if 2.0 * float(s) <= _FLOAT32_MAX:  # the fast path: out = 2s·bit − s
+            if 2.0 * float(s) <= FLOAT32_MAX:  # the fast path: out = 2s·bit − s
                 np.multiply(
                     bits[start:stop], np.float32(2 * s), out=out[start:stop], casting="unsafe"
                 )

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .codec import Codec, register_codec
+from .codec import FLOAT32_MAX, Codec, register_codec
 from .container import Reader
 from .errors import DecodeError
 
@@ -66,7 +66,7 @@ class Int8(Codec):
         if len(body) != out.shape[0]:
             raise DecodeError(f"int8: expected {out.shape[0]} body bytes, got {len(body)}")
         q = np.frombuffer(body, dtype=np.uint8)
-        if np.isfinite(np.float32(255.0) * np.float32(scale)):
+        if 255.0 * float(scale) <= FLOAT32_MAX:
             np.multiply(q, np.float32(scale), out=out, casting="unsafe")
             out += np.float32(lo)
         else:  # a range wider than float32's (from -3e38 to 3e38): add in float64, in chunks

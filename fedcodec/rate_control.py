@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import kernels
+from .codec import FLOAT32_MAX
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
@@ -34,7 +35,6 @@ _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈
 _BISECT_ITERS = 14
 _RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
 _LN2_6 = math.log(2.0) / 6.0
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
 STEP_MIN = 2.0**-149
 
@@ -69,7 +69,6 @@ class Final:
     ans: ans_coder.FullPass | None
     body: bytes = b""  # run-length gamma or context-coded body
     params: bytes = b""  # the context coder's parameters
-    coded: bool = True  # False: a context-coder point whose bits are still the estimate
 
 
 _NO_RECON = np.zeros(0)
@@ -81,9 +80,11 @@ class RateMode:
 
     #: whether the whole-message measurement needs the exact error (else the estimate's)
     exact_sse = False
-    #: whether refining the step needs the exact bits of each measurement (else the slow
-    #: context coder codes only the final point)
-    needs_bits = True
+    #: whether the chosen step is the same for every coder whose search runs on the
+    #: memoryless estimate (the context coder's does): all modes but ``bits_per_param``,
+    #: whose refinement chases each coder's exact bits. The context coder then codes the
+    #: memoryless coder's point instead of searching it again.
+    coder_independent_step = True
 
     def __init__(self, value: float) -> None:
         self.value = value
@@ -110,8 +111,6 @@ class RateMode:
 class Step(RateMode):
     """``step``: the absolute Δ the user gave (the paper's default)."""
 
-    needs_bits = False
-
     def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
         return s.evaluate(s.fixed_step(self.value), offset, coder)
 
@@ -121,8 +120,6 @@ class Step(RateMode):
 
 class StepRMS(RateMode):
     """``step_rms``: Δ relative to the update's RMS."""
-
-    needs_bits = False
 
     def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
         rms = math.sqrt(s.sumsq / max(s.n, 1))
@@ -141,6 +138,8 @@ class Lmbda(RateMode):
 
 class BitsPerParam(RateMode):
     """``bits_per_param``: the least error whose payload lands within 1 % of the target."""
+
+    coder_independent_step = False
 
     def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
         # points within the refinement's 1 % of the target compete on error alone
@@ -183,7 +182,6 @@ class NMSE(RateMode):
     """``nmse``: the fewest bits whose NMSE, measured on the whole message, is at most it."""
 
     exact_sse = True
-    needs_bits = False  # the step is refined on the error alone
 
     def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
         infeasible = sse > self.value * s.sumsq
@@ -434,9 +432,7 @@ class Solver:
         return step
 
     # -- exact measurement on the whole message ------------------------------------------
-    def measure(self, p: Point, *, code: bool | None = None) -> Final:
-        """Measure ``p`` on the whole message. The context coder codes only when the rate
-        mode needs exact bits (or ``code``): its error is known without coding."""
+    def measure(self, p: Point) -> Final:
         inv = 1.0 / p.step
         recon = _NO_RECON if p.recon is None else p.recon
         extra = _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
@@ -462,8 +458,6 @@ class Solver:
         if p.coder == CODER_RLEG:
             body = rleg_coder.encode(q, p.bits)
             return Final(p, 8.0 * len(body) + extra, sse, None, body)
-        if not (self.rate.needs_bits if code is None else code):
-            return Final(p, p.bits, sse, None, coded=False)
         params, body = ctx_coder.encode(q, self.tensors, p.bits)
         return Final(p, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
 
@@ -481,18 +475,19 @@ class Solver:
             # the context coder, or today's codes where they are smaller (very sparse or
             # tiny updates, where side information and adaptation cost more than they save):
             # never worse than "auto"
-            "ctx": [CODER_CTX, CODER_ANS, CODER_RLEG],
+            "ctx": [CODER_ANS, CODER_CTX, CODER_RLEG],
         }
         offsets = RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
-        finals = []
+        finals: dict[int, Final] = {}
         for c in coders[codec.coder]:
+            if c == CODER_CTX and self.rate.coder_independent_step:
+                # its search would repeat the memoryless coder's: code that coder's point
+                finals[c] = self.measure(replace(finals[CODER_ANS].point, coder=CODER_CTX))
+                continue
             first = self.rate.search(self, offsets[0], c, None)
             candidates = [first] + [self.rate.search(self, off, c, first) for off in offsets[1:]]
             # each coder's best point is measured on the whole message: a strided
             # subsample cannot see zero runs, which is what the run-length code exploits
             best = min(candidates, key=self.objective)
-            final = self.rate.refine(self, self.measure(best))
-            if not final.coded:  # the chosen point, coded: its exact bits
-                final = self.measure(final.point, code=True)
-            finals.append(final)
-        return min(finals, key=self.objective)
+            finals[c] = self.rate.refine(self, self.measure(best))
+        return min(finals.values(), key=self.objective)

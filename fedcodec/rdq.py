@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _rotated, kernels
-from .codec import Codec, register_codec
+from .codec import FLOAT32_MAX, Codec, register_codec
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
@@ -28,7 +28,6 @@ from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
     CODER_RLEG,
-    FLOAT32_MAX,
     MAX_RECON,
     RATE_MODES,
     STEP_MIN,
@@ -62,10 +61,12 @@ class RDQ(Codec):
         chosen to minimize D + λR for this message.
     rotate : bool
         Randomized Hadamard rotation from the shared seed before quantizing.
-    coder : {"ans", "rleg", "auto"}
+    coder : {"ans", "rleg", "auto", "ctx"}
         ``ans``: ANS with the message's own model (constriction-compatible stream);
         ``rleg``: the paper's run-length Elias-gamma code (byte-identical with TFC);
-        ``auto``: whichever is smaller for this message.
+        ``auto``: whichever is smaller for this message; ``ctx``: context-adaptive coding
+        tensor by tensor with row/column scale side information where it pays, or one of
+        the others where smaller (slower to encode; ``docs/codecs/rdq.md``).
     ans_backend : {"numba", "constriction"}
         Who runs the ANS coder; both produce and read identical bytes.
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .codec import Codec, register_codec
+from .codec import FLOAT32_MAX, Codec, register_codec
 from .container import Reader
 from .errors import DecodeError
 from .kernels import threelc as _threelc
@@ -45,7 +45,7 @@ class ThreeLC(Codec):
         self, x: np.ndarray, *, seed: int | None, max_abs: float, sumsq: float
     ) -> tuple[bytes, bytes]:
         # M may pass float32's range for values near it: M = max |x| still ternarizes them
-        m = np.float32(min(max_abs * self.sparsity, _FLOAT32_MAX))
+        m = np.float32(min(max_abs * self.sparsity, FLOAT32_MAX))
         inv = 1.0 / float(m) if m > 0 else 0.0
         out = np.empty((x.size + 4) // 5, dtype=np.uint8)
         nbytes = _threelc._threelc_encode(x, inv, out)
@@ -63,7 +63,5 @@ class ThreeLC(Codec):
         if status < 0:
             raise DecodeError("threelc: groups and zero runs do not match the element count")
 
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 register_codec(ThreeLC)

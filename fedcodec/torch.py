@@ -123,9 +123,14 @@ class DDPHookState:
     step: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
-    feedback: ErrorFeedback | None = None
+    #: the residuals (one per bucket) when ``error_feedback`` is on
+    feedback: ErrorFeedback | None = field(default=None, init=False)
     log: list[tuple[int, int, list[int]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.error_feedback:
+            self.feedback = ErrorFeedback(self.codec)
 
     def seed_for(self, bucket: int, rank: int) -> int:
         """The codec seed of one rank's payload: every rank can derive every other's."""
@@ -153,8 +158,6 @@ def ddp_hook(
     import torch.distributed as dist
 
     state = DDPHookState(codec, error_feedback=error_feedback, seed=seed, group=group)
-    if error_feedback:
-        state.feedback = ErrorFeedback(codec)
     seen: set[int] = set()
 
     def hook(st: DDPHookState, bucket: Any) -> torch.futures.Future[torch.Tensor]:

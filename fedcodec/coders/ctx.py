@@ -26,6 +26,7 @@ from ..kernels import quant as _quantize
 MIN_SIDE_ELEMENTS = 64
 #: The choice of side information for a larger tensor is made on a subset of its rows.
 CHOICE_ELEMENTS = 1 << 19
+_EMPTY_OUT = np.empty(0, dtype=np.uint8)  # the dry runs write nothing
 
 
 def tensors_array(tensors: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -66,9 +67,6 @@ def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
             use[t] = int(bits[1] < bits[0])
         start += size
     return use
-
-
-_EMPTY_OUT = np.empty(0, dtype=np.uint8)
 
 
 def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[bytes, bytes]:
