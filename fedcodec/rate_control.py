@@ -33,7 +33,9 @@ RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
 MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
 _BISECT_ITERS = 14
-_RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
+_RATE_TOLERANCE = 1.01
+_NMSE_AIM = 0.998  # nmse: a corrected step aims this fraction of the target error
+_NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the target  # bits_per_param: accept a full-message measurement within 1 %
 _LN2_6 = math.log(2.0) / 6.0
 #: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
 STEP_MIN = 2.0**-149
@@ -99,9 +101,10 @@ class RateMode:
     def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
         raise NotImplementedError
 
-    def refine(self, s: Solver, f: Final) -> Final:
-        """Correct the step of a measured point until the target holds."""
-        return f
+    def refine(self, s: Solver, p: Point) -> Final:
+        """Measure the searched point ``p`` on the whole message, correcting its step until
+        the target holds."""
+        return s.measure(p)
 
     def zero_step(self, s: Solver) -> float:
         """The step written for an all-zero update."""
@@ -155,8 +158,8 @@ class BitsPerParam(RateMode):
         # the step is still small enough to spend the target
         return s.bisect(offset, coder, near, lambda p: p.bits >= goal, closer)
 
-    def refine(self, s: Solver, f: Final) -> Final:
-        p = f.point
+    def refine(self, s: Solver, p: Point) -> Final:
+        f = s.measure(p)
         goal = self.value * s.n
         step_min = 2.0**s.log_step_min
         prev: Final | None = None
@@ -195,24 +198,44 @@ class NMSE(RateMode):
 
         return s.bisect(offset, coder, near, lambda p: p.sse <= goal, larger_feasible)
 
-    def refine(self, s: Solver, f: Final) -> Final:
-        p = f.point
+    def refine(self, s: Solver, p: Point) -> Final:
+        # only the error decides here: each trial step costs an error pass, and only the
+        # step finally kept is measured (coded or counted) on the whole message. Steps are
+        # corrected along the local slope of log(error) over log(step): from the subsample
+        # at first, then from the last two passes (below two where a dead zone is wide)
         goal = self.value * s.sumsq
+        aim = _NMSE_AIM * goal
         step_min = 2.0**s.log_step_min
+        probe = s.evaluate(p.step * 1.05, p.offset, p.coder)
+        slope = math.log(probe.sse / p.sse) / math.log(1.05) if probe.sse > 0 < p.sse else 2.0
+        point, sse = p, s.exact_sse(p)
+        prev: tuple[Point, float] | None = None
+
+        def corrected(limit_low: float, limit_high: float) -> Point:
+            nonlocal slope, prev
+            if prev is not None and prev[1] > 0 < sse and prev[0].step != point.step:
+                slope = math.log(sse / prev[1]) / math.log(point.step / prev[0].step)
+            a = min(max(slope if math.isfinite(slope) else 2.0, 0.3), 3.0)
+            factor = (aim / sse) ** (1.0 / a) if sse > 0 else limit_high
+            prev = (point, sse)
+            return s.evaluate(
+                point.step * min(max(factor, limit_low), limit_high), p.offset, p.coder
+            )
+
         for _ in range(30):  # shrink until feasible (the sample may be optimistic)
-            if f.sse <= goal or f.point.step <= step_min:
+            if sse <= goal or point.step <= step_min:
                 break
-            factor = min(0.995, max(0.5, math.sqrt(goal / f.sse) if f.sse > 0 else 0.5))
-            f = s.measure(s.evaluate(f.point.step * factor, p.offset, p.coder))
+            point = corrected(0.5, 0.995)
+            sse = s.exact_sse(point)
         for _ in range(3):  # and grow while it stays feasible and the gain is worth a pass
-            ratio = math.sqrt(goal / f.sse) if f.sse > 0 else 2.0
-            if ratio < 1.01:
+            if sse > 0 and goal / sse < _NMSE_GROW:
                 break
-            trial = s.measure(s.evaluate(f.point.step * min(ratio, 2.0) ** 0.9, p.offset, p.coder))
-            if trial.sse > goal:
+            trial = corrected(1.0, 2.0)
+            trial_sse = s.exact_sse(trial)
+            if trial_sse > goal:
                 break
-            f = trial
-        return f
+            point, sse = trial, trial_sse
+        return s.measure(point, sse)
 
 
 RATE_MODES: dict[str, type[RateMode]] = {
@@ -432,34 +455,70 @@ class Solver:
         return step
 
     # -- exact measurement on the whole message ------------------------------------------
-    def measure(self, p: Point) -> Final:
+    def exact_sse(self, p: Point) -> float:
+        """The squared error of ``p`` on the whole message (one pass, nothing coded)."""
+        inv = 1.0 / p.step
+        if self.mode == kernels.NEAREST:
+            recon = _NO_RECON if p.recon is None else p.recon
+            return float(_quantize._sse_nearest(self.x, inv, p.offset, recon)) * p.step * p.step
+        q = np.empty(self.n, dtype=np.int32)
+        return float(_quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)) * (
+            p.step * p.step
+        )
+
+    def measure(self, p: Point, sse: float | None = None) -> Final:
+        """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
+        if p.coder != CODER_ANS:
+            (final,) = self.measure_levels(p, (p.coder,), sse)
+            return final
         inv = 1.0 / p.step
         recon = _NO_RECON if p.recon is None else p.recon
-        extra = _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
         # only the NMSE target needs the exact error of the whole message; the other modes
         # keep the subsample's estimate (exact anyway for the random roundings)
-        exact = self.rate.exact_sse
-        if p.coder == CODER_ANS:
-            fp = ans_coder.full_pass(
-                self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact
-            )
+        exact = self.rate.exact_sse and sse is None
+        fp = ans_coder.full_pass(
+            self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact
+        )
+        if sse is None:
             sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
-            return Final(p, fp.bits + extra, sse, fp)
-        # the run-length gamma and context codes are written right away: their length is
-        # the measurement
+        return Final(p, fp.bits + self.extra_bits(p), sse, fp)
+
+    def extra_bits(self, p: Point) -> float:
+        return _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
+
+    def measure_levels(
+        self, p: Point, coders: tuple[int, ...], sse: float | None = None, beat: float = math.inf
+    ) -> list[Final]:
+        """Quantize once at ``p`` and write the levels with each of ``coders`` (run-length
+        gamma, context): their length is the measurement. ``sse``, when known (the ANS
+        coder's measurement of the same point), saves the error pass. The run-length code
+        gives up once it is longer than ``beat`` bits or a coder before it (it is left out)."""
+        inv = 1.0 / p.step
+        recon = _NO_RECON if p.recon is None else p.recon
         q = np.empty(self.n, dtype=np.int32)
         sse_random = _quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)
-        if self.mode != kernels.NEAREST:
+        if sse is None and self.mode != kernels.NEAREST:
             sse = sse_random * p.step * p.step
-        elif exact:
+        elif sse is None and self.rate.exact_sse:
             sse = _quantize._sse_nearest(self.x, inv, p.offset, recon) * p.step * p.step
-        else:
+        elif sse is None:
             sse = p.sse
-        if p.coder == CODER_RLEG:
-            body = rleg_coder.encode(q, p.bits)
-            return Final(p, 8.0 * len(body) + extra, sse, None, body)
-        params, body = ctx_coder.encode(q, self.tensors, p.bits)
-        return Final(p, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
+        extra = self.extra_bits(p)
+        finals = []
+        for coder in coders:
+            point = replace(p, coder=coder)
+            if coder == CODER_RLEG:
+                limit = None if math.isinf(beat) else max(int((beat - extra) / 8.0), 0)
+                body = rleg_coder.encode(q, p.bits, limit)
+                if body is not None:
+                    finals.append(Final(point, 8.0 * len(body) + extra, sse, None, body))
+            else:
+                params, body = ctx_coder.encode(q, self.tensors, p.bits)
+                finals.append(
+                    Final(point, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
+                )
+                beat = min(beat, finals[-1].bits)
+        return finals
 
     def solve(self) -> Final:
         codec = self.codec
@@ -478,16 +537,22 @@ class Solver:
             "ctx": [CODER_ANS, CODER_CTX, CODER_RLEG],
         }
         offsets = RDO_OFFSETS if codec.levels == "rdo" else (0.5,)
-        finals: dict[int, Final] = {}
-        for c in coders[codec.coder]:
-            if c == CODER_CTX and self.rate.coder_independent_step:
-                # its search would repeat the memoryless coder's: code that coder's point
-                finals[c] = self.measure(replace(finals[CODER_ANS].point, coder=CODER_CTX))
-                continue
+        todo = coders[codec.coder]
+        if codec.coder == "ctx" and not ctx_coder.has_structure(self.tensors):
+            todo = coders["auto"]  # vectors and 1-d tensors: the best of today's codes
+        finals: list[Final] = []
+        for c in todo:
+            if c != CODER_ANS and codec.coder == "ctx" and self.rate.coder_independent_step:
+                # their searches would repeat the memoryless coder's: one quantization of
+                # that coder's point, written with each of the others
+                ans = finals[0]
+                rest = tuple(k for k in todo if k != CODER_ANS)
+                finals += self.measure_levels(ans.point, rest, ans.sse, ans.bits)
+                break
             first = self.rate.search(self, offsets[0], c, None)
             candidates = [first] + [self.rate.search(self, off, c, first) for off in offsets[1:]]
             # each coder's best point is measured on the whole message: a strided
             # subsample cannot see zero runs, which is what the run-length code exploits
             best = min(candidates, key=self.objective)
-            finals[c] = self.rate.refine(self, self.measure(best))
-        return min(finals.values(), key=self.objective)
+            finals.append(self.rate.refine(self, best))
+        return min(finals, key=self.objective)

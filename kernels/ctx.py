@@ -58,68 +58,90 @@ BIT_COST = np.array([-math.log2(max(p, 1) / PROB_ONE) for p in range(PROB_ONE + 
 
 
 # -- encoder -----------------------------------------------------------------------------------
-# The encoder's state travels as a tuple (low, range, cache, cache_size, pos, cost) through
-# inlined helpers, so that it stays in registers (an array of state runs 2-3x slower).
+# The encoder runs in two stages: the modelling loop turns levels into binary decisions and
+# appends each to a buffer as (index of its adaptive probability + 1) * 2 + bit (index 0:
+# a direct bit, probability 1/2 without adaptation); every CHUNK decisions, ``_flush`` codes
+# them. The contexts depend only on the levels, never on the probabilities, so the split is
+# exact; it keeps the range coder's hot loop small and in registers (inlining the coder at
+# every call site of the modelling loop ran 3-20x slower).
+CHUNK = 1 << 12
+#: Most decisions one level (or one row/column index, or a tensor header) adds: 1 + 14 + 31
+#: + 30 + 1; the buffer is flushed before the next level when fewer than this are free.
+MAX_PER_LEVEL = 96
 
 
-@inline_jit
-def _shift_low(
-    low: int, cache: int, csize: int, pos: int, out: np.ndarray
-) -> tuple[int, int, int, int]:
-    """LZMA's ShiftLow: emit the cached byte (plus carry) and the pending 0xFF bytes."""
-    if low < 0xFF000000 or low >= 1 << 32:
-        carry = low >> 32
-        temp = cache
-        while True:
-            if pos < out.shape[0]:
-                out[pos] = (temp + carry) & 0xFF
-            pos += 1
-            temp = 0xFF
-            csize -= 1
-            if csize == 0:
-                break
-        cache = (low >> 24) & 0xFF
-    csize += 1
-    low = (low & 0x00FFFFFF) << 8
-    return low, cache, csize, pos
+@jit
+def _flush(
+    es: np.ndarray,
+    probs: np.ndarray,
+    dec: np.ndarray,
+    nd: int,
+    out: np.ndarray,
+    cost: np.ndarray,
+    final: bool,
+) -> None:
+    """Code the first ``nd`` decisions of ``dec``; the coder's state is ``es = [low, range,
+    cache, cache size, pos]``. With a non-empty ``cost``, adds their ideal cost in bits to
+    ``cost[0]`` instead. ``final`` also writes the coder's last bytes.
 
-
-@inline_jit
-def _enc_bit(st, out: np.ndarray, probs: np.ndarray, i: int, bit: int, dry: bool):  # type: ignore[no-untyped-def]
-    low, rng, cache, csize, pos, cost = st
-    p = probs[i]
-    if bit == 0:
-        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
-    else:
-        probs[i] = p - (p >> MOVE_BITS)
-    if dry:
-        cost += BIT_COST[p] if bit == 0 else BIT_COST[PROB_ONE - p]
-        return (low, rng, cache, csize, pos, cost)
-    bound = (rng >> PROB_BITS) * p
-    if bit == 0:
-        rng = bound
-    else:
-        low += bound
-        rng -= bound
-    while rng < TOP:
-        rng <<= 8
-        low, cache, csize, pos = _shift_low(low, cache, csize, pos, out)
-    return (low, rng, cache, csize, pos, cost)
-
-
-@inline_jit
-def _enc_direct(st, out: np.ndarray, value: int, nbits: int, dry: bool):  # type: ignore[no-untyped-def]
-    low, rng, cache, csize, pos, cost = st
-    if dry:
-        return (low, rng, cache, csize, pos, cost + nbits)
-    for k in range(nbits - 1, -1, -1):
-        rng >>= 1
-        if (value >> k) & 1:
-            low += rng
-        while rng < TOP:
+    The adaptive bit is coded without branches on its value (they would be mispredicted at
+    the bit's entropy); the output is LZMA's ShiftLow: the cached byte plus carry, then the
+    pending 0xFF bytes."""
+    if cost.shape[0] > 0:
+        c = cost[0]
+        for k in range(nd):
+            d = dec[k]
+            i = (d >> 1) - 1
+            if i < 0:
+                c += 1.0
+                continue
+            p = probs[i]
+            mask = -(d & 1)  # all ones for a 1
+            c += BIT_COST[p + ((PROB_ONE - 2 * p) & mask)]
+            probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+        cost[0] = c
+        return
+    low, rng, cache, csize, pos = es[0], es[1], es[2], es[3], es[4]
+    cap = out.shape[0]
+    for k in range(nd + (5 if final else 0)):
+        if k < nd:
+            d = dec[k]
+            i = (d >> 1) - 1
+            if i < 0:
+                rng >>= 1
+                low += rng & -(d & 1)
+            else:
+                p = probs[i]
+                mask = -(d & 1)
+                bound = (rng >> PROB_BITS) * p
+                low += bound & mask
+                rng = bound + ((rng - 2 * bound) & mask)
+                probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+            if rng >= TOP:
+                continue
             rng <<= 8
-            low, cache, csize, pos = _shift_low(low, cache, csize, pos, out)
-    return (low, rng, cache, csize, pos, cost)
+            shifts = 1
+            if rng < TOP:  # at most two: the range is at least 2**13 after a bit
+                rng <<= 8
+                shifts = 2
+        else:
+            shifts = 1
+        for _ in range(shifts):
+            if low < 0xFF000000 or low >= 1 << 32:
+                carry = low >> 32
+                temp = cache
+                while True:
+                    if pos < cap:
+                        out[pos] = (temp + carry) & 0xFF
+                    pos += 1
+                    temp = 0xFF
+                    csize -= 1
+                    if csize == 0:
+                        break
+                cache = (low >> 24) & 0xFF
+            csize += 1
+            low = (low & 0x00FFFFFF) << 8
+    es[0], es[1], es[2], es[3], es[4] = low, rng, cache, csize, pos
 
 
 @inline_jit
@@ -162,20 +184,36 @@ def _ctx_encode(
     """Code int32 levels (``|q| <= 2**30``) of the ``rows × cols`` tensors (``tensors[t] =
     (rows, cols)``, sizes adding up to ``len(q)``) into ``out``; returns the bytes written,
     or ERR_CAPACITY if ``out`` is too small. With a non-empty ``cost``, writes nothing and
-    sets ``cost[0]`` to the ideal cost in bits (returns 0)."""
+    sets ``cost[0]`` to the ideal cost in bits (returns 0), and ``cost[1]``, if there is
+    one, to the part of it that is side information."""
     dry = cost.shape[0] > 0
-    st = (0, 0xFFFFFFFF, 0, 1, 0, 0.0)
+    cost[:] = 0.0
+    side_from = 0.0
+    es = np.zeros(5, np.int64)
+    es[1] = 0xFFFFFFFF
+    es[3] = 1
     probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
+    dec = np.empty(CHUNK, np.int64)
+    room = CHUNK - MAX_PER_LEVEL
+    nd = 0
     start = 0
     for t in range(tensors.shape[0]):
         rows = tensors[t, 0]
         cols = tensors[t, 1]
         side = use_side[t]
-        st = _enc_direct(st, out, side, 1, dry)
+        if nd > room:
+            _flush(es, probs, dec, nd, out, cost, False)
+            nd = 0
+        dec[nd] = side  # a direct bit: (0 + 1 - 1) * 2 + bit
+        nd += 1
         row_idx = np.zeros(rows if side else 0, np.uint8)
         col_idx = np.zeros(cols if side else 0, np.uint8)
         total_idx = 0
         if side:
+            if dry:  # the cost of the side information goes to cost[1] as well
+                _flush(es, probs, dec, nd, out, cost, False)
+                nd = 0
+                side_from = cost[0]
             rsq = np.zeros(rows)
             csq = np.zeros(cols)
             for i in range(rows):
@@ -185,18 +223,29 @@ def _ctx_encode(
                     rsq[i] += v * v
                     csq[j] += v * v
             total_idx = _side_index(rsq.sum(), rows * cols)
-            st = _enc_direct(st, out, total_idx, SIDE_BITS, dry)
+            for b in range(SIDE_BITS - 1, -1, -1):
+                dec[nd] = (total_idx >> b) & 1
+                nd += 1
             for i in range(rows):
                 row_idx[i] = _side_index(rsq[i], cols)
             for j in range(cols):
                 col_idx[j] = _side_index(csq[j], rows)
             for k in range(rows + cols):
+                if nd > room:
+                    _flush(es, probs, dec, nd, out, cost, False)
+                    nd = 0
                 v = int(row_idx[k]) if k < rows else int(col_idx[k - rows])
                 node = 1
                 for b in range(SIDE_BITS - 1, -1, -1):
                     bit = (v >> b) & 1
-                    st = _enc_bit(st, out, probs, SIDE0 + node, bit, dry)
+                    dec[nd] = (SIDE0 + node + 1) * 2 + bit
+                    nd += 1
                     node = 2 * node + bit
+            if dry:
+                _flush(es, probs, dec, nd, out, cost, False)
+                nd = 0
+                if cost.shape[0] > 1:
+                    cost[1] += cost[0] - side_from
         # sign of each column's last non-zero level (one byte a column; vectors need none)
         col_last = np.zeros(cols if rows > 1 else 1, np.int8)
         for i in range(rows):
@@ -213,43 +262,53 @@ def _ctx_encode(
                     ctx = _bin(int(row_idx[i]), int(col_idx[j]), total_idx)
                 else:
                     ctx = NUM_BINS
+                if nd > room:
+                    _flush(es, probs, dec, nd, out, cost, False)
+                    nd = 0
                 v = int(q[base + j])
-                nz = 1 if v != 0 else 0
                 left = 1 if lsign != 0 else 0
-                st = _enc_bit(st, out, probs, SIG0 + 2 * ctx + left, nz, dry)
-                if nz:
-                    m = abs(v) - 1
-                    k = 0
-                    while k < MAG_UNARY and k < m:
-                        st = _enc_bit(st, out, probs, MAG0 + ctx * MAG_UNARY + k, 1, dry)
-                        k += 1
-                    if m < MAG_UNARY:
-                        st = _enc_bit(st, out, probs, MAG0 + ctx * MAG_UNARY + m, 0, dry)
-                    else:  # order-0 Exp-Golomb of the rest, in direct bits
-                        w = m - MAG_UNARY + 1
-                        nb = 0
-                        while (w >> nb) > 1:
-                            nb += 1
-                        st = _enc_direct(st, out, (1 << (nb + 1)) - 2, nb + 1, dry)
-                        st = _enc_direct(st, out, w & ((1 << nb) - 1), nb, dry)
-                    sign = -1 if v < 0 else 1
-                    cl = int(col_last[j]) if rows > 1 else 0
-                    sctx = _sign_context(cl, flip, lsign)
-                    st = _enc_bit(st, out, probs, SIGN0 + sctx, 1 if sign < 0 else 0, dry)
-                    flip = _after_sign(col_last, j, rows, cl, sign, flip)
-                    lsign = sign
-                else:
+                if v == 0:
+                    dec[nd] = (SIG0 + 2 * ctx + left + 1) * 2
+                    nd += 1
                     lsign = 0
+                    continue
+                dec[nd] = (SIG0 + 2 * ctx + left + 1) * 2 + 1
+                nd += 1
+                m = abs(v) - 1
+                mag = MAG0 + ctx * MAG_UNARY + 1
+                for k in range(min(m, MAG_UNARY)):
+                    dec[nd] = (mag + k) * 2 + 1
+                    nd += 1
+                if m < MAG_UNARY:
+                    dec[nd] = (mag + m) * 2
+                    nd += 1
+                else:  # order-0 Exp-Golomb of the rest, in direct bits
+                    w = m - MAG_UNARY + 1
+                    nb = 0
+                    while (w >> nb) > 1:
+                        nb += 1
+                    for _ in range(nb):  # prefix: nb ones and a zero
+                        dec[nd] = 1
+                        nd += 1
+                    dec[nd] = 0
+                    nd += 1
+                    for b in range(nb - 1, -1, -1):
+                        dec[nd] = (w >> b) & 1
+                        nd += 1
+                sign = -1 if v < 0 else 1
+                cl = int(col_last[j]) if rows > 1 else 0
+                sctx = _sign_context(cl, flip, lsign)
+                dec[nd] = (SIGN0 + sctx + 1) * 2 + (1 if sign < 0 else 0)
+                nd += 1
+                flip = _after_sign(col_last, j, rows, cl, sign, flip)
+                lsign = sign
         start += rows * cols
-    low, _, cache, csize, pos, bits = st
+    _flush(es, probs, dec, nd, out, cost, True)
     if dry:
-        cost[0] = bits
         return 0
-    for _ in range(5):
-        low, cache, csize, pos = _shift_low(low, cache, csize, pos, out)
-    if pos > out.shape[0]:
+    if es[4] > out.shape[0]:
         return ERR_CAPACITY
-    return pos
+    return int(es[4])
 
 
 # -- decoder -----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..kernels import quant as _quantize
 #: A tensor with fewer elements than this never sends side information.
 MIN_SIDE_ELEMENTS = 64
 #: The choice of side information for a larger tensor is made on a subset of its rows.
-CHOICE_ELEMENTS = 1 << 19
+CHOICE_ELEMENTS = 1 << 16
 _EMPTY_OUT = np.empty(0, dtype=np.uint8)  # the dry runs write nothing
 
 
@@ -33,6 +33,17 @@ def tensors_array(tensors: tuple[tuple[int, int], ...]) -> np.ndarray:
     """(rows, cols) per tensor as an int64 ``(T, 2)`` array, empty tensors left out."""
     kept = [(r, c) for r, c in tensors if r * c > 0]
     return np.array(kept, dtype=np.int64).reshape(-1, 2)
+
+
+def has_structure(tensors: np.ndarray) -> bool:
+    """Whether any tensor is a matrix large enough to send side information."""
+    return bool(
+        np.any(
+            (tensors[:, 0] >= 2)
+            & (tensors[:, 1] >= 2)
+            & (tensors.prod(axis=1) >= MIN_SIDE_ELEMENTS)
+        )
+    )
 
 
 def _check(q: np.ndarray, tensors: np.ndarray) -> None:
@@ -46,11 +57,14 @@ def _check(q: np.ndarray, tensors: np.ndarray) -> None:
 
 
 def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
-    """Per tensor, 1 where side information lowers its exact (ideal adaptive) cost."""
+    """Per tensor, 1 where side information lowers its exact (ideal adaptive) cost.
+
+    A tensor of more than ``CHOICE_ELEMENTS`` levels is judged on every k-th of its rows:
+    the levels' cost and the rows' side information scale by k, the columns' do not."""
     _check(q, tensors)
     use = np.zeros(tensors.shape[0], dtype=np.int64)
     start = 0
-    cost = np.zeros(1)
+    cost = np.zeros(2)
     for t, (rows, cols) in enumerate(tensors):
         size = int(rows * cols)
         if rows >= 2 and cols >= 2 and size >= MIN_SIDE_ELEMENTS:
@@ -60,11 +74,14 @@ def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
             if stride > 1 and rows >= 2 * stride:  # decide on every stride-th row
                 part = np.ascontiguousarray(part.reshape(rows, cols)[::stride]).reshape(-1)
                 one = np.array([[part.size // cols, cols]], dtype=np.int64)
-            bits = []
-            for flag in (0, 1):
-                _ctx._ctx_encode(part, one, np.array([flag], np.int64), _EMPTY_OUT, cost)
-                bits.append(cost[0])
-            use[t] = int(bits[1] < bits[0])
+            scale = rows / one[0, 0]
+            _ctx._ctx_encode(part, one, np.array([0], np.int64), _EMPTY_OUT, cost)
+            plain = cost[0] * scale
+            _ctx._ctx_encode(part, one, np.array([1], np.int64), _EMPTY_OUT, cost)
+            total, side = cost
+            per_index = side / (one[0, 0] + cols)  # the tensor RMS's 7 bits are noise here
+            with_side = (total - side) * scale + per_index * (rows + cols)
+            use[t] = int(with_side < plain)
         start += size
     return use
 

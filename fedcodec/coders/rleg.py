@@ -13,10 +13,15 @@ from ..errors import DecodeError
 from ..kernels import bits as _bits
 
 
-def encode(q: np.ndarray, size_hint_bits: float) -> bytes:
+def encode(q: np.ndarray, size_hint_bits: float, limit_bytes: int | None = None) -> bytes | None:
     """Code int32 levels (``|q| <= 2**30``, which the quantizer guarantees); the buffer is
-    sized from ``size_hint_bits`` (an estimate) and grown to the worst case if needed."""
-    cap = int(size_hint_bits * 1.25 / 8) + 1024
+    sized from ``size_hint_bits`` (an estimate) and grown to the worst case if needed.
+    With ``limit_bytes``, gives up (returns None) as soon as the body would be longer."""
+    if limit_bytes is not None:
+        out = np.empty(limit_bytes + 20, dtype=np.uint8)  # the kernel's per-element margin
+        nbytes = _bits._rleg_encode(q, out)
+        return out[:nbytes].tobytes() if 0 <= nbytes <= limit_bytes else None
+    cap = int(size_hint_bits * 2.0 / 8) + 1024
     while True:
         out = np.empty(cap, dtype=np.uint8)
         nbytes = _bits._rleg_encode(q, out)
