@@ -23,7 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-GATED = re.compile(r"^test_(encode|decode|baseline_encode|baseline_decode|rate_search)\[")
+GATED = re.compile(
+    r"^test_(encode|decode|ctx_encode|ctx_decode|baseline_encode|baseline_decode|rate_search)\["
+)
 
 
 def _size(name: str) -> str | None:

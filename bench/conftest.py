@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from fedcodec.sample_updates import laplace
+from fedcodec.sample_updates import laplace, structured_matrix
 
 SIZES = {"1M": 1_000_000, "10M": 10_000_000}
 if os.environ.get("FEDCODEC_BENCH_SHORT"):
@@ -22,3 +22,10 @@ if os.environ.get("FEDCODEC_BENCH_SHORT"):
 def update(request: pytest.FixtureRequest) -> np.ndarray:
     """A Laplace-shaped float32 update (the shape of real updates' histograms)."""
     return laplace(SIZES[request.param], seed=0)
+
+
+@pytest.fixture(scope="session", params=list(SIZES))
+def matrix(request: pytest.FixtureRequest) -> np.ndarray:
+    """A float32 matrix update with row/column structure and zero columns (1000 rows)."""
+    n = SIZES[request.param]
+    return structured_matrix(1000, n // 1000, seed=0, zero_every=5)

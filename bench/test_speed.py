@@ -15,12 +15,19 @@ import fedcodec
 from fedcodec import RDQ, kernels
 
 CONFIGS = {
-    "ans-rdo": {"bits_per_param": 1.0},
-    "ans-uniform": {"bits_per_param": 1.0, "levels": "uniform"},
+    "ans-rdo": {"bits_per_param": 1.0, "coder": "ans"},
+    "ans-uniform": {"bits_per_param": 1.0, "levels": "uniform", "coder": "ans"},
     "rleg": {"bits_per_param": 1.0, "coder": "rleg"},
-    "ans-constriction": {"bits_per_param": 1.0, "ans_backend": "constriction"},
-    "ans-step": {"step_rms": 1.0, "levels": "uniform"},
+    "ans-constriction": {"bits_per_param": 1.0, "ans_backend": "constriction", "coder": "ans"},
+    "ans-step": {"step_rms": 1.0, "levels": "uniform", "coder": "ans"},
     "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
+    # the default coder on a flat vector: the best of ANS and run-length gamma
+    "default-flat": {"bits_per_param": 1.0},
+}
+#: The default (structure-aware) coder on a matrix with row/column structure.
+MATRIX_CONFIGS = {
+    "ctx-nmse": {"nmse": 0.05},
+    "ctx-bpp": {"bits_per_param": 1.0},
 }
 
 
@@ -78,6 +85,24 @@ def test_decode(benchmark, update: np.ndarray, name: str) -> None:  # type: igno
     out = np.empty_like(update)
     benchmark(codec.decode, payload, seed=1, out=out)
     benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
+
+
+@pytest.mark.parametrize("name", list(MATRIX_CONFIGS))
+def test_ctx_encode(benchmark, matrix: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
+    codec = RDQ(**MATRIX_CONFIGS[name])
+    codec.encode(matrix[:10], seed=1)  # compile
+    payload = benchmark(codec.encode, matrix, seed=1)
+    benchmark.extra_info.update(params=matrix.size, bits_per_param=8 * len(payload) / matrix.size)
+
+
+@pytest.mark.parametrize("name", list(MATRIX_CONFIGS))
+def test_ctx_decode(benchmark, matrix: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
+    codec = RDQ(**MATRIX_CONFIGS[name])
+    payload = codec.encode(matrix, seed=1)
+    codec.decode(payload, seed=1)
+    out = np.empty_like(matrix)
+    benchmark(codec.decode, payload, seed=1, out=out)
+    benchmark.extra_info.update(params=matrix.size, bits_per_param=8 * len(payload) / matrix.size)
 
 
 def test_rate_search(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]

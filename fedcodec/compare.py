@@ -24,8 +24,8 @@ DEFAULT_CODECS: list[dict[str, Any] | None] = [
     {"id": "rdq", "bits_per_param": 1.0},
     {"id": "rdq", "bits_per_param": 0.5},
     {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither"},
-    # the structure-aware coder (opt-in): the same rate, fewer bits' error
-    {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither", "coder": "ctx"},
+    # the memoryless coder the structure-aware default replaced: the same rate, more error
+    {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither", "coder": "ans"},
     {"id": "topk", "fraction": 0.05, "error_feedback": True},
     {"id": "qsgd", "num_levels": 4, "bucket_size": 512},
     {"id": "drive"},

@@ -28,14 +28,14 @@ if TYPE_CHECKING:
 
 CODER_ANS, CODER_RLEG, CODER_CTX = 0, 1, 2
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
-_SAMPLE = 1 << 14  # rate search runs on this many evenly spaced elements
+_SAMPLE = 1 << 16  # rate search runs on this many evenly spaced elements
 RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo"
 MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
 _BISECT_ITERS = 14
-_RATE_TOLERANCE = 1.01
+_RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
 _NMSE_AIM = 0.998  # nmse: a corrected step aims this fraction of the target error
-_NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the target  # bits_per_param: accept a full-message measurement within 1 %
+_NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the target
 _LN2_6 = math.log(2.0) / 6.0
 #: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
 STEP_MIN = 2.0**-149
@@ -200,42 +200,55 @@ class NMSE(RateMode):
 
     def refine(self, s: Solver, p: Point) -> Final:
         # only the error decides here: each trial step costs an error pass, and only the
-        # step finally kept is measured (coded or counted) on the whole message. Steps are
-        # corrected along the local slope of log(error) over log(step): from the subsample
-        # at first, then from the last two passes (below two where a dead zone is wide)
+        # step finally kept is measured (coded or counted) on the whole message. The
+        # search brackets the target: the largest feasible step so far and the smallest
+        # infeasible one; a trial step follows the local slope of log(error) over log(step)
+        # (from the subsample at first, then from measured pairs: below two where a dead
+        # zone is wide), aiming just under the target.
         goal = self.value * s.sumsq
-        aim = _NMSE_AIM * goal
         step_min = 2.0**s.log_step_min
         probe = s.evaluate(p.step * 1.05, p.offset, p.coder)
         slope = math.log(probe.sse / p.sse) / math.log(1.05) if probe.sse > 0 < p.sse else 2.0
+        ok: tuple[Point, float] | None = None  # feasible, largest step
+        over: tuple[Point, float] | None = None  # infeasible, smallest step
         point, sse = p, s.exact_sse(p)
-        prev: tuple[Point, float] | None = None
-
-        def corrected(limit_low: float, limit_high: float) -> Point:
-            nonlocal slope, prev
-            if prev is not None and prev[1] > 0 < sse and prev[0].step != point.step:
-                slope = math.log(sse / prev[1]) / math.log(point.step / prev[0].step)
-            a = min(max(slope if math.isfinite(slope) else 2.0, 0.3), 3.0)
-            factor = (aim / sse) ** (1.0 / a) if sse > 0 else limit_high
-            prev = (point, sse)
-            return s.evaluate(
-                point.step * min(max(factor, limit_low), limit_high), p.offset, p.coder
-            )
-
-        for _ in range(30):  # shrink until feasible (the sample may be optimistic)
-            if sse <= goal or point.step <= step_min:
-                break
-            point = corrected(0.5, 0.995)
+        last: tuple[Point, float] | None = None
+        grows = 0
+        for _ in range(30):
+            if sse <= goal:
+                if ok is None or point.step > ok[0].step:
+                    ok = (point, sse)
+            elif over is None or point.step < over[0].step:
+                over = (point, sse)
+            if ok is not None and (goal / ok[1] < _NMSE_GROW if ok[1] > 0 else False):
+                break  # close enough under the target
+            if ok is None and point.step <= step_min:
+                return s.measure(point, sse)  # the smallest step is all there is
+            if ok is not None:
+                if grows == 3:
+                    break
+                grows += 1
+            pair = (ok, over) if ok is not None and over is not None else (last, (point, sse))
+            a, b = pair
+            if a is not None and b is not None and a[1] > 0 < b[1] and a[0].step != b[0].step:
+                slope = math.log(b[1] / a[1]) / math.log(b[0].step / a[0].step)
+            alpha = min(max(slope if math.isfinite(slope) else 2.0, 0.3), 3.0)
+            base = ok if ok is not None else (point, sse)
+            target = math.log(_NMSE_AIM * goal / base[1]) / alpha if base[1] > 0 else math.log(2.0)
+            step = base[0].step * math.exp(min(max(target, math.log(0.5)), math.log(2.0)))
+            if ok is not None and over is not None:  # stay inside the bracket
+                step = min(max(step, ok[0].step * 1.0005), over[0].step * 0.9995)
+                if step <= ok[0].step:
+                    break
+            elif ok is None:
+                step = min(step, point.step * 0.995)
+            last = (point, sse)
+            point = s.evaluate(step, p.offset, p.coder)
             sse = s.exact_sse(point)
-        for _ in range(3):  # and grow while it stays feasible and the gain is worth a pass
-            if sse > 0 and goal / sse < _NMSE_GROW:
-                break
-            trial = corrected(1.0, 2.0)
-            trial_sse = s.exact_sse(trial)
-            if trial_sse > goal:
-                break
-            point, sse = trial, trial_sse
-        return s.measure(point, sse)
+        assert ok is not None or sse <= goal
+        if ok is None:
+            ok = (point, sse)
+        return s.measure(ok[0], ok[1])
 
 
 RATE_MODES: dict[str, type[RateMode]] = {
@@ -542,13 +555,26 @@ class Solver:
             todo = coders["auto"]  # vectors and 1-d tensors: the best of today's codes
         finals: list[Final] = []
         for c in todo:
-            if c != CODER_ANS and codec.coder == "ctx" and self.rate.coder_independent_step:
-                # their searches would repeat the memoryless coder's: one quantization of
-                # that coder's point, written with each of the others
+            if c != CODER_ANS and codec.coder == "ctx":
                 ans = finals[0]
-                rest = tuple(k for k in todo if k != CODER_ANS)
-                finals += self.measure_levels(ans.point, rest, ans.sse, ans.bits)
-                break
+                assert ans.ans is not None
+                floor = rleg_coder.lower_bound_bits(ans.ans.model.lo, ans.ans.counts[:-1])
+                if c == CODER_RLEG and floor + self.extra_bits(ans.point) >= ans.bits:
+                    continue  # the run-length code cannot win
+                if self.rate.coder_independent_step:
+                    # their searches would repeat the memoryless coder's: one quantization
+                    # of that coder's point, written with each of the others
+                    rest = tuple(k for k in todo if k != CODER_ANS)
+                    if floor + self.extra_bits(ans.point) >= ans.bits:
+                        rest = tuple(k for k in rest if k != CODER_RLEG)
+                    finals += self.measure_levels(ans.point, rest, ans.sse, ans.bits)
+                    break
+                if c == CODER_RLEG:
+                    # at the context coder's step (its error), is the run-length code even
+                    # shorter? If not, its own point for the target has a larger error
+                    ctx = finals[-1]
+                    if not self.measure_levels(ctx.point, (CODER_RLEG,), ctx.sse, ctx.bits):
+                        continue
             first = self.rate.search(self, offsets[0], c, None)
             candidates = [first] + [self.rate.search(self, off, c, first) for off in offsets[1:]]
             # each coder's best point is measured on the whole message: a strided

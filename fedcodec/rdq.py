@@ -106,7 +106,7 @@ class RDQ(Codec):
         rounding: str = "nearest",
         levels: str | None = None,
         rotate: bool = False,
-        coder: str = "ans",
+        coder: str = "ctx",
         ans_backend: str = "numba",
     ) -> None:
         rates = {

@@ -21,6 +21,26 @@ def student_t(n: int, *, df: float = 3.0, seed: int = 0, scale: float = 1e-3) ->
     return (scale * np.random.default_rng(seed).standard_t(df, size=n)).astype(np.float32)
 
 
+def structured_matrix(
+    rows: int, cols: int, *, seed: int = 0, zero_every: int = 0, scale: float = 1e-3
+) -> np.ndarray:
+    """A float32 ``rows × cols`` matrix update with row and column structure: Laplace
+    noise times a rank-1 scale (row scale × column scale, each ``|Student-t(3)|``), every
+    ``zero_every``-th column zero (inputs that never fired), like a dense layer's update
+    after a few local steps. Signs are random (no sign structure).
+
+    Examples
+    --------
+    >>> structured_matrix(4, 6, zero_every=3)[:, ::3].any()
+    np.False_
+    """
+    rng = np.random.default_rng(seed)
+    s = np.outer(np.abs(rng.standard_t(3, rows)), np.abs(rng.standard_t(3, cols)))
+    if zero_every:
+        s[:, ::zero_every] = 0.0
+    return (s * rng.laplace(size=(rows, cols)) * scale).astype(np.float32)
+
+
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits

@@ -23,6 +23,7 @@ from .frontier import label, machine_info, versions
 SCHEMA = "fedcodec.speed/1"
 DEFAULT_CODECS: list[dict[str, Any]] = [
     {"id": "rdq", "bits_per_param": 1.0},
+    {"id": "rdq", "bits_per_param": 1.0, "coder": "ans"},
     {"id": "rdq", "bits_per_param": 1.0, "coder": "rleg"},
     {"id": "rdq", "bits_per_param": 2.0, "rounding": "dither", "rotate": True},
     {"id": "topk", "fraction": 0.01},

@@ -18,7 +18,7 @@ tensor, row-major, each tensor a ``rows × cols`` matrix (a vector is one row):
   level times this row's sign relative to the columns, as last seen) and of the left
   neighbour's sign: an update made of a few outer products has predictable signs.
 
-The encoder kernel also runs "dry" (an empty ``cost`` array switches it): it then adds up
+The encoder kernel also runs "dry" (a non-empty ``cost`` array switches it): it then adds up
 each bit's ideal cost instead of writing, which the encoder uses to choose, per tensor,
 whether side information pays.
 """
@@ -68,6 +68,7 @@ CHUNK = 1 << 12
 #: Most decisions one level (or one row/column index, or a tensor header) adds: 1 + 14 + 31
 #: + 30 + 1; the buffer is flushed before the next level when fewer than this are free.
 MAX_PER_LEVEL = 96
+ZERO_COLUMN = -(1 << 40)
 
 
 @jit
@@ -184,11 +185,14 @@ def _ctx_encode(
     """Code int32 levels (``|q| <= 2**30``) of the ``rows × cols`` tensors (``tensors[t] =
     (rows, cols)``, sizes adding up to ``len(q)``) into ``out``; returns the bytes written,
     or ERR_CAPACITY if ``out`` is too small. With a non-empty ``cost``, writes nothing and
-    sets ``cost[0]`` to the ideal cost in bits (returns 0), and ``cost[1]``, if there is
-    one, to the part of it that is side information."""
+    sets ``cost[0]`` to the ideal cost in bits (returns 0); if ``cost`` has ``1 + 2T``
+    entries (T tensors), ``cost[1 + 2t]`` to tensor t's part of it and ``cost[2 + 2t]`` to
+    the side information's part of that."""
     dry = cost.shape[0] > 0
+    per_tensor = cost.shape[0] >= 1 + 2 * tensors.shape[0]
     cost[:] = 0.0
     side_from = 0.0
+    tensor_from = 0.0
     es = np.zeros(5, np.int64)
     es[1] = 0xFFFFFFFF
     es[3] = 1
@@ -201,16 +205,17 @@ def _ctx_encode(
         rows = tensors[t, 0]
         cols = tensors[t, 1]
         side = use_side[t]
-        if nd > room:
+        if nd > room or per_tensor:
             _flush(es, probs, dec, nd, out, cost, False)
             nd = 0
+            tensor_from = cost[0] if dry else 0.0
         dec[nd] = side  # a direct bit: (0 + 1 - 1) * 2 + bit
         nd += 1
         row_idx = np.zeros(rows if side else 0, np.uint8)
         col_idx = np.zeros(cols if side else 0, np.uint8)
         total_idx = 0
         if side:
-            if dry:  # the cost of the side information goes to cost[1] as well
+            if per_tensor:  # the cost of the side information, on its own
                 _flush(es, probs, dec, nd, out, cost, False)
                 nd = 0
                 side_from = cost[0]
@@ -241,38 +246,46 @@ def _ctx_encode(
                     dec[nd] = (SIDE0 + node + 1) * 2 + bit
                     nd += 1
                     node = 2 * node + bit
-            if dry:
+            if per_tensor:
                 _flush(es, probs, dec, nd, out, cost, False)
                 nd = 0
-                if cost.shape[0] > 1:
-                    cost[1] += cost[0] - side_from
+                cost[2 + 2 * t] = cost[0] - side_from
         # sign of each column's last non-zero level (one byte a column; vectors need none)
         col_last = np.zeros(cols if rows > 1 else 1, np.int8)
+        # each column's part of the context (see _bin); ZERO_COLUMN: not coded
+        col_part = np.zeros(cols, np.int64)
+        top = NUM_BINS
+        if side:
+            top = NUM_BINS - 1
+            for j in range(cols):
+                c = int(col_idx[j])
+                col_part[j] = c if c != 0 else ZERO_COLUMN
         for i in range(rows):
             lsign = 0  # sign of the left neighbour (0: zero)
             flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
             base = start + i * cols
-            if side and row_idx[i] == 0:
-                continue
+            row_part = NUM_BINS
+            if side:
+                if row_idx[i] == 0:
+                    continue
+                row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
             for j in range(cols):
-                if side:
-                    if col_idx[j] == 0:
-                        lsign = 0
-                        continue
-                    ctx = _bin(int(row_idx[i]), int(col_idx[j]), total_idx)
-                else:
-                    ctx = NUM_BINS
+                c = col_part[j]
+                if c < 0:
+                    lsign = 0
+                    continue
+                ctx = min(max(row_part + c, 0), top)
                 if nd > room:
                     _flush(es, probs, dec, nd, out, cost, False)
                     nd = 0
                 v = int(q[base + j])
-                left = 1 if lsign != 0 else 0
+                sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
                 if v == 0:
-                    dec[nd] = (SIG0 + 2 * ctx + left + 1) * 2
+                    dec[nd] = sig
                     nd += 1
                     lsign = 0
                     continue
-                dec[nd] = (SIG0 + 2 * ctx + left + 1) * 2 + 1
+                dec[nd] = sig + 1
                 nd += 1
                 m = abs(v) - 1
                 mag = MAG0 + ctx * MAG_UNARY + 1
@@ -295,14 +308,21 @@ def _ctx_encode(
                     for b in range(nb - 1, -1, -1):
                         dec[nd] = (w >> b) & 1
                         nd += 1
-                sign = -1 if v < 0 else 1
+                negative = v < 0
                 cl = int(col_last[j]) if rows > 1 else 0
-                sctx = _sign_context(cl, flip, lsign)
-                dec[nd] = (SIGN0 + sctx + 1) * 2 + (1 if sign < 0 else 0)
+                dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
                 nd += 1
-                flip = _after_sign(col_last, j, rows, cl, sign, flip)
+                sign = -1 if negative else 1
+                if cl != 0:
+                    flip = sign * cl
+                if rows > 1:
+                    col_last[j] = sign
                 lsign = sign
         start += rows * cols
+        if per_tensor:
+            _flush(es, probs, dec, nd, out, cost, False)
+            nd = 0
+            cost[1 + 2 * t] = cost[0] - tensor_from
     _flush(es, probs, dec, nd, out, cost, True)
     if dry:
         return 0

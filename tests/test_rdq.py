@@ -292,17 +292,20 @@ def test_encoding_is_deterministic_given_a_seed() -> None:
 
 # -- golden payloads -------------------------------------------------------------------
 FIXTURE_CASES = {
-    "rdq_ans_rdo": ({"bits_per_param": 1.0}, 0),
-    "rdq_ans_uniform": ({"bits_per_param": 1.5, "levels": "uniform"}, 0),
+    "rdq_ans_rdo": ({"bits_per_param": 1.0, "coder": "ans"}, 0),
+    "rdq_ans_uniform": ({"bits_per_param": 1.5, "levels": "uniform", "coder": "ans"}, 0),
     "rdq_rleg_nmse": ({"nmse": 0.05, "coder": "rleg"}, 0),
-    "rdq_dither_rotate": ({"bits_per_param": 2.0, "rounding": "dither", "rotate": True}, 7),
-    "rdq_stochastic_step": ({"step": 2e-3, "rounding": "stochastic"}, 3),
+    "rdq_dither_rotate": (
+        {"bits_per_param": 2.0, "rounding": "dither", "rotate": True, "coder": "ans"},
+        7,
+    ),
+    "rdq_stochastic_step": ({"step": 2e-3, "rounding": "stochastic", "coder": "ans"}, 3),
     "rdq_auto_lmbda": ({"lmbda": 0.02, "coder": "auto"}, 0),
     # long enough for four interleaved ANS streams; float16 in and out
-    "rdq_ans_segments_f16": ({"bits_per_param": 1.0}, 0),
-    "rdq_dither_segments_f16": ({"nmse": 0.05, "rounding": "dither"}, 11),
+    "rdq_ans_segments_f16": ({"bits_per_param": 1.0, "coder": "ans"}, 0),
+    "rdq_dither_segments_f16": ({"nmse": 0.05, "rounding": "dither", "coder": "ans"}, 11),
     # no rate search: the whole bitstream is pinned
-    "rdq_ans_step_segments_f16": ({"step": 0.05, "levels": "uniform"}, 0),
+    "rdq_ans_step_segments_f16": ({"step": 0.05, "levels": "uniform", "coder": "ans"}, 0),
     "rdq_rleg_step": ({"step": 2e-3, "levels": "uniform", "coder": "rleg"}, 0),
     # the context coder on a matrix with row/column structure (side information pays)
     "rdq_ctx_nmse": ({"nmse": 0.02, "coder": "ctx"}, 0),

@@ -14,6 +14,8 @@ the body is the stream. Byte for byte in ``docs/format.md``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import kernels
@@ -35,17 +37,6 @@ def tensors_array(tensors: tuple[tuple[int, int], ...]) -> np.ndarray:
     return np.array(kept, dtype=np.int64).reshape(-1, 2)
 
 
-def has_structure(tensors: np.ndarray) -> bool:
-    """Whether any tensor is a matrix large enough to send side information."""
-    return bool(
-        np.any(
-            (tensors[:, 0] >= 2)
-            & (tensors[:, 1] >= 2)
-            & (tensors.prod(axis=1) >= MIN_SIDE_ELEMENTS)
-        )
-    )
-
-
 def _check(q: np.ndarray, tensors: np.ndarray) -> None:
     """The kernels' contract: 1-d int32 levels, (rows, cols) >= 1 adding up to them."""
     if not (isinstance(q, np.ndarray) and q.dtype == np.int32 and q.ndim == 1):
@@ -56,34 +47,92 @@ def _check(q: np.ndarray, tensors: np.ndarray) -> None:
         raise ValueError(f"the tensors do not hold the {q.shape[0]} levels")
 
 
-def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
-    """Per tensor, 1 where side information lowers its exact (ideal adaptive) cost.
+@dataclass
+class Sample:
+    """A block of each tensor, for cost estimates: every k-th row (all columns), or for a
+    tensor with few rows a contiguous block of columns (all rows), so that neighbours stay
+    neighbours."""
 
-    A tensor of more than ``CHOICE_ELEMENTS`` levels is judged on every k-th of its rows:
-    the levels' cost and the rows' side information scale by k, the columns' do not."""
-    _check(q, tensors)
-    use = np.zeros(tensors.shape[0], dtype=np.int64)
+    index: np.ndarray | None  # positions in the flat levels; None: all of them
+    tensors: np.ndarray  # (T, 2) the sampled rows and columns
+    full: np.ndarray  # (T, 2) the tensors' own
+
+    def take(self, q: np.ndarray) -> np.ndarray:
+        return q if self.index is None else q[self.index]
+
+
+def sample(tensors: np.ndarray, budget: np.ndarray) -> Sample:
+    """About ``budget[t]`` elements of tensor t (all of it if it is smaller)."""
+    parts, shapes = [], []
+    whole = True
     start = 0
-    cost = np.zeros(2)
-    for t, (rows, cols) in enumerate(tensors):
-        size = int(rows * cols)
-        if rows >= 2 and cols >= 2 and size >= MIN_SIDE_ELEMENTS:
-            part = q[start : start + size]
-            one = tensors[t : t + 1]
-            stride = -(-size // CHOICE_ELEMENTS)
-            if stride > 1 and rows >= 2 * stride:  # decide on every stride-th row
-                part = np.ascontiguousarray(part.reshape(rows, cols)[::stride]).reshape(-1)
-                one = np.array([[part.size // cols, cols]], dtype=np.int64)
-            scale = rows / one[0, 0]
-            _ctx._ctx_encode(part, one, np.array([0], np.int64), _EMPTY_OUT, cost)
-            plain = cost[0] * scale
-            _ctx._ctx_encode(part, one, np.array([1], np.int64), _EMPTY_OUT, cost)
-            total, side = cost
-            per_index = side / (one[0, 0] + cols)  # the tensor RMS's 7 bits are noise here
-            with_side = (total - side) * scale + per_index * (rows + cols)
-            use[t] = int(with_side < plain)
+    for (rows, cols), b in zip(tensors.tolist(), budget.tolist(), strict=True):
+        size = rows * cols
+        stride = -(-size // max(int(b), 1))
+        if stride <= 1:
+            r, c, idx = rows, cols, np.arange(start, start + size)
+        elif rows >= 2 * stride:
+            keep = np.arange(0, rows, stride)
+            r, c = keep.size, cols
+            idx = (start + keep[:, None] * cols + np.arange(cols)).ravel()
+        else:
+            c = -(-cols // stride)
+            first = (cols - c) // 2
+            r = rows
+            idx = (start + np.arange(rows)[:, None] * cols + first + np.arange(c)).ravel()
+        whole = whole and (r, c) == (rows, cols)
+        parts.append(idx)
+        shapes.append((r, c))
         start += size
-    return use
+    index = None if whole else np.concatenate(parts).astype(np.int64)
+    return Sample(index, np.array(shapes, np.int64).reshape(-1, 2), tensors)
+
+
+def eligible(tensors: np.ndarray) -> np.ndarray:
+    """Per tensor, 1 where it may send side information (a large enough matrix)."""
+    rows, cols = tensors[:, 0], tensors[:, 1]
+    return ((rows >= 2) & (cols >= 2) & (rows * cols >= MIN_SIDE_ELEMENTS)).astype(np.int64)
+
+
+def has_structure(tensors: np.ndarray) -> bool:
+    """Whether any tensor is a matrix large enough to send side information."""
+    return bool(eligible(tensors).any())
+
+
+def costs(q: np.ndarray, s: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Estimated bits of each whole tensor without and with side information (inf where it
+    cannot send any), from the ideal adaptive costs of its sampled levels ``q``: the
+    levels' cost scales with the elements, the side information's with rows + columns."""
+    _check(q, s.tensors)
+    t = s.tensors.shape[0]
+    use = eligible(s.full) & eligible(s.tensors)
+    plain_cost = np.zeros(1 + 2 * t)
+    _ctx._ctx_encode(q, s.tensors, np.zeros(t, np.int64), _EMPTY_OUT, plain_cost)
+    scale = s.full.prod(axis=1) / s.tensors.prod(axis=1)
+    plain = plain_cost[1::2] * scale
+    side = np.full(t, np.inf)
+    if use.any():
+        side_cost = np.zeros(1 + 2 * t)
+        _ctx._ctx_encode(q, s.tensors, use, _EMPTY_OUT, side_cost)
+        levels, info = side_cost[1::2] - side_cost[2::2], side_cost[2::2]
+        per_index = info / s.tensors.sum(axis=1)  # the tensor RMS's 7 bits are noise here
+        side = np.where(use == 1, levels * scale + per_index * s.full.sum(axis=1), np.inf)
+    return plain, side
+
+
+def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
+    """Per tensor, 1 where side information lowers its estimated cost (on a sample of
+    ``CHOICE_ELEMENTS`` levels of each tensor, see :func:`costs`)."""
+    _check(q, tensors)
+    s = sample(tensors, np.full(tensors.shape[0], CHOICE_ELEMENTS))
+    plain, side = costs(s.take(q), s)
+    return (side < plain).astype(np.int64)
+
+
+def estimate_bits(q: np.ndarray, s: Sample) -> float:
+    """Estimated body bits of the whole message from the sampled levels ``q``."""
+    plain, side = costs(q, s)
+    return float(np.minimum(plain, side).sum())
 
 
 def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[bytes, bytes]:

@@ -30,6 +30,15 @@ def encode(q: np.ndarray, size_hint_bits: float, limit_bytes: int | None = None)
         cap = 17 * q.shape[0] + 64  # worst case: 127 bits per element
 
 
+def lower_bound_bits(lo: int, counts: np.ndarray) -> float:
+    """A lower bound on the body's bits from a histogram of the levels ``lo, lo + 1, ...``
+    (levels outside it left out): every non-zero level costs its magnitude's gamma code, a
+    sign bit and at least one bit of run length."""
+    levels = np.abs(np.arange(lo, lo + counts.shape[0], dtype=np.int64))
+    nonzero = levels > 0
+    return float((counts[nonzero] * (2.0 * np.floor(np.log2(levels[nonzero])) + 3.0)).sum())
+
+
 def decode(
     body: memoryview,
     out: np.ndarray,
