@@ -332,18 +332,20 @@ def _ctx_encode(
 
 
 # -- decoder -----------------------------------------------------------------------------------
+# The range decoder's state is (range, code, pos); reading past the end of the data gives
+# zero bytes and leaves pos > len(data), which the decoder reports as ERR_EXHAUSTED. The
+# levels' loop keeps the state in locals and decodes every adaptive bit of a level at one
+# place (a small state machine: significance, magnitude, sign); the rare parts (headers,
+# side information, escapes) use helpers on an array copy of the state.
 @inline_jit
 def _next_byte(data: np.ndarray, ds: np.ndarray) -> int:
-    """ds = [range, code, pos, overrun]; past the end, zeros (counted as an overrun)."""
+    """ds = [range, code, pos]."""
     pos = ds[2]
     ds[2] = pos + 1
-    if pos < data.shape[0]:
-        return int(data[pos])
-    ds[3] = 1
-    return 0
+    return int(data[pos]) if pos < data.shape[0] else 0
 
 
-@inline_jit
+@jit
 def _dec_bit(data: np.ndarray, ds: np.ndarray, probs: np.ndarray, i: int) -> int:
     p = probs[i]
     bound = (ds[0] >> PROB_BITS) * p
@@ -362,7 +364,7 @@ def _dec_bit(data: np.ndarray, ds: np.ndarray, probs: np.ndarray, i: int) -> int
     return bit
 
 
-@inline_jit
+@jit
 def _dec_direct(data: np.ndarray, ds: np.ndarray, nbits: int) -> int:
     value = 0
     for _ in range(nbits):
@@ -379,6 +381,18 @@ def _dec_direct(data: np.ndarray, ds: np.ndarray, nbits: int) -> int:
 
 
 @jit
+def _dec_escape(data: np.ndarray, ds: np.ndarray) -> int:
+    """The order-0 Exp-Golomb remainder of a magnitude (direct bits): ``w - 1``, or -1 for a
+    prefix longer than MAX_PREFIX."""
+    nb = 0
+    while _dec_direct(data, ds, 1):
+        nb += 1
+        if nb > MAX_PREFIX:
+            return -1
+    return ((1 << nb) | _dec_direct(data, ds, nb)) - 1
+
+
+@jit
 def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarray) -> int:
     """Inverse of :func:`_ctx_encode` into int32 ``q``; returns 0, ERR_INVALID (a first byte
     that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
@@ -390,9 +404,10 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
     below ``len(q)``; the caller (``fedcodec.coders.ctx``) proves that the tensors' sizes
     add up to ``len(q)`` and that each has ``rows, cols >= 1``.
     """
-    if data.shape[0] < 5 or data[0] != 0:
+    n_data = data.shape[0]
+    if n_data < 5 or data[0] != 0:
         return ERR_INVALID
-    ds = np.zeros(4, np.int64)
+    ds = np.zeros(3, np.int64)
     ds[0] = 0xFFFFFFFF
     ds[1] = (int(data[1]) << 24) | (int(data[2]) << 16) | (int(data[3]) << 8) | int(data[4])
     ds[2] = 5
@@ -405,9 +420,11 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
         cols = tensors[t, 1]
         side = _dec_direct(data, ds, 1)
         row_idx = np.zeros(rows if side else 0, np.uint8)
-        col_idx = np.zeros(cols if side else 0, np.uint8)
+        col_part = np.zeros(cols, np.int64)  # as in the encoder
+        top = NUM_BINS
         total_idx = 0
         if side:
+            top = NUM_BINS - 1
             total_idx = _dec_direct(data, ds, SIDE_BITS)
             for k in range(rows + cols):
                 node = 1
@@ -417,56 +434,86 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                 if k < rows:
                     row_idx[k] = v
                 else:
-                    col_idx[k - rows] = v
+                    col_part[k - rows] = v if v != 0 else ZERO_COLUMN
+            if ds[2] > n_data:
+                return ERR_EXHAUSTED
         col_last = np.zeros(cols if rows > 1 else 1, np.int8)
+        rng, code, pos = ds[0], ds[1], ds[2]
         for i in range(rows):
             lsign = 0
             flip = 0
             base = start + i * cols
-            if side and row_idx[i] == 0:
-                for j in range(cols):
-                    q[base + j] = 0
-                continue
-            for j in range(cols):
-                if side:
-                    if col_idx[j] == 0:
+            row_part = NUM_BINS
+            if side:
+                if row_idx[i] == 0:
+                    for j in range(cols):
                         q[base + j] = 0
-                        lsign = 0
-                        continue
-                    ctx = _bin(int(row_idx[i]), int(col_idx[j]), total_idx)
-                else:
-                    ctx = NUM_BINS
-                left = 1 if lsign != 0 else 0
-                nz = _dec_bit(data, ds, probs, SIG0 + 2 * ctx + left)
-                v = 0
-                if nz:
-                    m = 0
-                    while m < MAG_UNARY and _dec_bit(data, ds, probs, MAG0 + ctx * MAG_UNARY + m):
-                        m += 1
-                    if m == MAG_UNARY:
-                        nb = 0
-                        while _dec_direct(data, ds, 1):
-                            nb += 1
-                            if nb > MAX_PREFIX:
-                                return ERR_INVALID
-                        w = (1 << nb) | _dec_direct(data, ds, nb)
-                        m = MAG_UNARY + w - 1
-                    if m + 1 > max_abs:
-                        return ERR_INVALID
-                    cl = int(col_last[j]) if rows > 1 else 0
-                    sctx = _sign_context(cl, flip, lsign)
-                    sign = -1 if _dec_bit(data, ds, probs, SIGN0 + sctx) else 1
-                    v = sign * (m + 1)
-                    flip = _after_sign(col_last, j, rows, cl, sign, flip)
-                    lsign = sign
-                else:
+                    continue
+                row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
+            for j in range(cols):
+                c = col_part[j]
+                if c < 0:
+                    q[base + j] = 0
                     lsign = 0
+                    continue
+                ctx = min(max(row_part + c, 0), top)
+                mag = MAG0 + ctx * MAG_UNARY
+                i_prob = SIG0 + 2 * ctx + (lsign != 0)
+                stage = 0  # 0: significance, 1: magnitude (unary), 2: sign
+                m = 0
+                v = 0
+                while True:
+                    p = probs[i_prob]
+                    bound = (rng >> PROB_BITS) * p
+                    bit = 1 if code >= bound else 0
+                    mask = -bit  # without branches on the bit, as in the encoder
+                    code -= bound & mask
+                    rng = bound + ((rng - 2 * bound) & mask)
+                    probs[i_prob] = (
+                        p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+                    )
+                    while rng < TOP:
+                        rng <<= 8
+                        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
+                        pos += 1
+                    if stage == 0:
+                        if bit == 0:
+                            break
+                        stage = 1
+                        i_prob = mag
+                    elif stage == 1 and bit == 1 and m + 1 < MAG_UNARY:
+                        m += 1
+                        i_prob = mag + m
+                    elif stage == 1:
+                        if bit == 1:  # MAG_UNARY ones: the Exp-Golomb remainder follows
+                            ds[0], ds[1], ds[2] = rng, code, pos
+                            rest = _dec_escape(data, ds)
+                            if rest < 0:
+                                return ERR_INVALID
+                            rng, code, pos = ds[0], ds[1], ds[2]
+                            m = MAG_UNARY + rest
+                        if m + 1 > max_abs:
+                            return ERR_INVALID
+                        stage = 2
+                        cl = int(col_last[j]) if rows > 1 else 0
+                        i_prob = SIGN0 + _sign_context(cl, flip, lsign)
+                    else:
+                        sign = -1 if bit else 1
+                        v = sign * (m + 1)
+                        cl = int(col_last[j]) if rows > 1 else 0
+                        if cl != 0:
+                            flip = sign * cl
+                        if rows > 1:
+                            col_last[j] = sign
+                        break
+                lsign = 0 if v == 0 else (1 if v > 0 else -1)
                 q[base + j] = v
-                if ds[3]:
-                    return ERR_EXHAUSTED
+            if pos > n_data:
+                return ERR_EXHAUSTED
+        ds[0], ds[1], ds[2] = rng, code, pos
         start += rows * cols
-    if ds[3]:
+    if ds[2] > n_data:
         return ERR_EXHAUSTED
-    if ds[2] != data.shape[0]:
+    if ds[2] != n_data:
         return ERR_TRAILING
     return 0
