@@ -7,6 +7,7 @@ gate matrices with row/column scales) and a flat Laplace vector. Each coder enco
 in the same run (the ratio is what compares across machines).
 
     python bench/ctx_speed.py
+    python bench/ctx_speed.py --rate bits_per_param=1.0   # another rate mode
     python bench/ctx_speed.py --profile   # where one CNN-shaped encode spends its time
 """
 
@@ -55,29 +56,32 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--coders", nargs="+", default=["ans", "auto", "ctx"])
+    p.add_argument("--rate", default="nmse=0.05", help="rate mode=value (default nmse=0.05)")
     p.add_argument(
         "--profile", action="store_true", help="cProfile one CNN-shaped encode with coder=ctx"
     )
     args = p.parse_args()
+    mode, value = args.rate.split("=")
+    rate = {mode: float(value)}
     if args.profile:
         import cProfile
         import pstats
 
         vector, layout = fedcodec.flatten(updates()["cnn-shaped"])
-        codec = fedcodec.RDQ(nmse=0.05, coder="ctx")
+        codec = fedcodec.RDQ(**rate, coder="ctx")
         codec.encode_vector(vector, layout=layout)  # compiles the kernels
         with cProfile.Profile() as prof:
             codec.encode_vector(vector, layout=layout)
         pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
         return
-    print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}")
+    print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}, {args.rate}")
     print("update        params  coder  bits/param  encode M/s  decode M/s  enc ×copy  dec ×copy")
     for name, update in updates().items():
         vector, layout = fedcodec.flatten(update)
         n = vector.size
         copy = best(lambda v=vector: v.copy(), args.repeat)
         for coder in args.coders:
-            codec = fedcodec.RDQ(nmse=0.05, coder=coder)
+            codec = fedcodec.RDQ(**rate, coder=coder)
             payload = codec.encode_vector(vector, layout=layout)  # compiles the kernels
             enc = best(
                 lambda c=codec, v=vector, lay=layout: c.encode_vector(v, layout=lay), args.repeat
