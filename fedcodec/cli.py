@@ -137,6 +137,11 @@ def _add_frontier(sub: Any) -> None:
     src.add_argument("--from-run", help="a harness run directory (its updates.npz)")
     src.add_argument("--updates", help="an .npz file of updates (keys r<round>_c<client>)")
     src.add_argument("--task", help="run the harness now to get updates (e.g. digits)")
+    p.add_argument(
+        "--layout",
+        help="with --updates: the model's tensors as JSON ([[name, shape, dtype], ...]); a "
+        "run's layout.json is read by itself",
+    )
     p.add_argument("--rounds", type=int, default=5, help="with --task: rounds (all saved)")
     p.add_argument("--clients-per-round", type=int, default=5, help="with --task")
     p.add_argument(
@@ -156,12 +161,15 @@ def _frontier(args: argparse.Namespace) -> int:
     from . import frontier as fr
     from .plots import plot_frontier
 
+    if args.layout and not args.updates:
+        raise SystemExit("--layout goes with --updates (a run's layout.json is read by itself)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     specs = fr.parse_codecs(args.codecs)
     if args.from_run or args.updates:
         path = args.from_run or args.updates
         updates = fr.load_updates(path)
+        layout = fr.load_layout(args.layout or path) if args.layout or args.from_run else None
         source: dict[str, Any] = {"kind": "run" if args.from_run else "file", "path": str(path)}
     else:
         from .fl import TrainConfig, run
@@ -176,10 +184,17 @@ def _frontier(args: argparse.Namespace) -> int:
         )
         run(config, out / "run", progress=False)
         updates = fr.load_updates(out / "run")
+        layout = fr.load_layout(out / "run")
         source = {"kind": "task", "task": task, "rounds": args.rounds, "run": str(out / "run")}
     name = args.name or f"frontier-{source.get('task') or Path(source['path']).stem}"
     doc = fr.frontier(
-        updates, specs, seed=args.seed, name=name, source=source, bound=not args.no_bound
+        updates,
+        specs,
+        seed=args.seed,
+        name=name,
+        source={**source, "layout": layout is not None},
+        bound=not args.no_bound,
+        layout=layout,
     )
     _dump(out / "frontier.json", doc)
     _write_csv(out / "frontier.csv", doc["points"])

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from .codec import get_codec
+from .codec import _tensors, get_codec
+from .coders import ctx as ctx_coder
+from .layout import Layout, unflatten
 from .measure import measure
 from .rd_bound import RDBound
 
@@ -60,7 +62,13 @@ DEFAULT_CODECS = ("rdq", "topk", "qsgd", "drive", "eden", "threelc", "fp16")
 def expand(specs: Sequence[Mapping[str, Any] | str]) -> list[dict[str, Any]]:
     """Codec configs from specs: an id (its default sweep), or a config whose optional
     ``"sweep": {param: [values...]}`` gives one config per value (product over params)."""
-    out: list[dict[str, Any]] = []
+    return [config for config, _ in expand_series(specs)]
+
+
+def expand_series(specs: Sequence[Mapping[str, Any] | str]) -> list[tuple[dict[str, Any], str]]:
+    """:func:`expand`, each config with its series: the label of its spec without the
+    sweep (one curve per series)."""
+    out: list[tuple[dict[str, Any], str]] = []
     for spec in specs:
         if isinstance(spec, str):
             if spec not in DEFAULT_SWEEPS:
@@ -76,22 +84,27 @@ def expand(specs: Sequence[Mapping[str, Any] | str]) -> list[dict[str, Any]]:
         ):
             raise ValueError(f"sweep must map parameter names to non-empty lists, got {sweep!r}")
         names = list(sweep)
+        series = label({k: v for k, v in spec.items() if k not in names})
         for values in itertools.product(*(sweep[n] for n in names)):
             config = {**spec, **dict(zip(names, values, strict=True))}
             get_codec(config)  # fail early with the codec's own message
-            out.append(config)
+            out.append((config, series))
     return out
 
 
-def parse_codecs(text: str) -> list[dict[str, Any]]:
-    """``--codecs``: comma-separated ids (default sweeps) or a JSON list of specs."""
+def parse_codecs(text: str) -> list[dict[str, Any] | str]:
+    """``--codecs``: comma-separated ids (default sweeps) or a JSON list of specs; the specs,
+    checked (each config they expand to is built once)."""
     text = text.strip()
+    specs: list[dict[str, Any] | str]
     if text.startswith("["):
         specs = json.loads(text)
         if not isinstance(specs, list):
             raise ValueError("--codecs JSON must be a list of configs")
-        return expand(specs)
-    return expand([s.strip() for s in text.split(",") if s.strip()])
+    else:
+        specs = [s.strip() for s in text.split(",") if s.strip()]
+    expand(specs)
+    return specs
 
 
 def label(config: Mapping[str, Any]) -> str:
@@ -121,6 +134,17 @@ def load_updates(path: str | Path) -> dict[str, np.ndarray]:
     return updates
 
 
+def load_layout(path: str | Path) -> Layout | None:
+    """The layout of a harness run's updates (its ``layout.json``), or of a ``.json`` file;
+    None for a run without one."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "layout.json"
+        if not p.exists():
+            return None
+    return Layout.from_json(json.loads(p.read_text()))
+
+
 def _round_client(key: str) -> tuple[int | None, int | None]:
     m = _KEY.match(key)
     return (int(m.group(1)), int(m.group(2))) if m else (None, None)
@@ -135,9 +159,18 @@ def frontier(
     source: Mapping[str, Any] | None = None,
     bound: bool = True,
     consistency_codec: str = "rdq",
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
-    """Sweep ``specs`` over ``updates`` and return the ``fedcodec.frontier/1`` document."""
-    configs = expand(specs)
+    """Sweep ``specs`` over ``updates`` and return the ``fedcodec.frontier/1`` document.
+
+    With the model's ``layout`` (the flat updates' tensors), codecs see the updates as the
+    state dicts they are (RDQ's context coder codes tensor by tensor). Every RDQ point also
+    gets ``context_bits_per_param``: the empirical conditional entropy of its levels given
+    the context coder's contexts (:func:`fedcodec.coders.ctx.context_entropy_bits`), what
+    an ideal coder with those contexts would spend."""
+    expanded = expand_series(specs)
+    configs = [config for config, _ in expanded]
+    series_of = [series for _, series in expanded]
     keys = sorted(updates, key=lambda k: (_round_client(k)[0] or 0, _round_client(k)[1] or 0, k))
     points: list[dict[str, Any]] = []
     for ci, config in enumerate(configs):
@@ -145,23 +178,32 @@ def frontier(
         codec.decode(codec.encode(np.linspace(-1, 1, 64, dtype=np.float32), seed=1), seed=1)
         for ui, key in enumerate(keys):
             x = np.ascontiguousarray(updates[key], dtype=np.float32)
-            m = measure(codec, x, seed=seed * 1_000_003 + ui)
+            shaped = layout is not None and layout.size == x.size
+            update: Any = unflatten(x, layout) if shaped and layout is not None else x
+            s = seed * 1_000_003 + ui
+            t0 = time.perf_counter()
+            payload = codec.encode(update, seed=s)
+            encode_s = time.perf_counter() - t0
+            m = measure(codec, update, seed=s, payload=payload)
             r, c = _round_client(key)
-            points.append(
-                {
-                    "update": key,
-                    "round": r,
-                    "client": c,
-                    "config": ci,
-                    "codec": config["id"],
-                    "params": int(x.size),
-                    "bits": int(m["bits"]),
-                    "bits_per_param": m["bits_per_param"],
-                    "nmse": m["nmse"],
-                    "encode_s": m["encode_s"],
-                    "decode_s": m["decode_s"],
-                }
-            )
+            point = {
+                "update": key,
+                "round": r,
+                "client": c,
+                "config": ci,
+                "codec": config["id"],
+                "params": int(x.size),
+                "bits": int(m["bits"]),
+                "bits_per_param": m["bits_per_param"],
+                "nmse": m["nmse"],
+                "encode_s": encode_s,
+                "decode_s": m["decode_s"],
+            }
+            if config["id"] == "rdq":
+                point["context_bits_per_param"] = _context_bits(
+                    codec, payload, s, layout if shaped else None, x.size
+                )
+            points.append(point)
     rd = None
     if bound:
         pooled = np.concatenate([_normalized(updates[k]) for k in keys])
@@ -172,34 +214,43 @@ def frontier(
         bpp = float(np.mean([p["bits_per_param"] for p in pts]))
         nmse = float(np.mean([p["nmse"] for p in pts]))
         b = float(rd.bits_at(nmse)) if rd is not None and nmse > 0 else math.nan
-        curves.append(
-            {
-                "config": ci,
-                "codec": config["id"],
-                "label": label(config),
-                "bits_per_param": bpp,
-                "nmse": nmse,
-                "bound_bits_per_param": _num(b),
-                "ratio_to_bound": _num(bpp / b) if b > 0 else None,
-                "encode_mparams_per_s": _rate(pts, "encode_s"),
-                "decode_mparams_per_s": _rate(pts, "decode_s"),
-            }
-        )
+        curve = {
+            "config": ci,
+            "codec": config["id"],
+            "series": series_of[ci],
+            "label": label(config),
+            "bits_per_param": bpp,
+            "nmse": nmse,
+            "bound_bits_per_param": _num(b),
+            "ratio_to_bound": _num(bpp / b) if b > 0 else None,
+            "encode_mparams_per_s": _rate(pts, "encode_s"),
+            "decode_mparams_per_s": _rate(pts, "decode_s"),
+        }
+        if all("context_bits_per_param" in p for p in pts):
+            ctx_bpp = float(np.mean([p["context_bits_per_param"] for p in pts]))
+            curve["context_bits_per_param"] = ctx_bpp
+            curve["context_ratio_to_bound"] = _num(ctx_bpp / b) if b > 0 else None
+        curves.append(curve)
     table = []
-    for codec_id in dict.fromkeys(c["id"] for c in configs):
-        cs = sorted((c for c in curves if c["codec"] == codec_id), key=lambda c: c["nmse"])
+    for series in dict.fromkeys(series_of):
+        cs = sorted((c for c in curves if c["series"] == series), key=lambda c: c["nmse"])
+        with_ctx = all("context_bits_per_param" in c for c in cs)
         for target in TABLE_NMSE:
             v = _interp_bits(cs, target)
             b = float(rd.bits_at(target)) if rd is not None else math.nan
-            table.append(
-                {
-                    "codec": codec_id,
-                    "nmse": target,
-                    "bits_per_param": _num(v),
-                    "bound_bits_per_param": _num(b),
-                    "ratio_to_bound": _num(v / b) if b > 0 and not math.isnan(v) else None,
-                }
-            )
+            row = {
+                "codec": cs[0]["codec"],
+                "series": series,
+                "nmse": target,
+                "bits_per_param": _num(v),
+                "bound_bits_per_param": _num(b),
+                "ratio_to_bound": _num(v / b) if b > 0 and not math.isnan(v) else None,
+            }
+            if with_ctx:
+                v = _interp_bits(cs, target, "context_bits_per_param")
+                row["context_bits_per_param"] = _num(v)
+                row["context_ratio_to_bound"] = _num(v / b) if b > 0 and not math.isnan(v) else None
+            table.append(row)
     return {
         "schema": SCHEMA,
         "name": name,
@@ -279,9 +330,24 @@ def _normalized(x: np.ndarray) -> np.ndarray:
     return x / rms if rms > 0 else x[:0]
 
 
-def _interp_bits(curves: Sequence[Mapping[str, Any]], nmse: float) -> float:
-    """bits/param of a codec at ``nmse``, linear in log(NMSE) between its sweep points."""
-    pts = sorted((c["nmse"], c["bits_per_param"]) for c in curves if c["nmse"] > 0)
+def _context_bits(codec: Any, payload: bytes, seed: int, layout: Layout | None, n: int) -> float:
+    """bits/param of an ideal coder with the context coder's contexts on a payload's levels
+    (its own tensors; a rotated update is one vector)."""
+    lv = codec.decode_levels(payload, seed=seed)
+    tensors = lv.tensors
+    if tensors is None:
+        rotated = codec.rotate
+        shapes = _tensors(None if rotated else layout, (n,), n)
+        tensors = ctx_coder.tensors_array(shapes)
+    return ctx_coder.context_entropy_bits(lv.levels, tensors) / max(n, 1)
+
+
+def _interp_bits(
+    curves: Sequence[Mapping[str, Any]], nmse: float, key: str = "bits_per_param"
+) -> float:
+    """``key`` (bits/param) of a codec at ``nmse``, linear in log(NMSE) between its sweep
+    points."""
+    pts = sorted((c["nmse"], c[key]) for c in curves if c["nmse"] > 0)
     if not pts or not pts[0][0] <= nmse <= pts[-1][0]:
         return math.nan
     if len(pts) == 1:
@@ -339,17 +405,27 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
     head = "| codec | " + " | ".join(f"NMSE {t:g}: bits (× bound)" for t in targets) + " |"
     lines = [head, "|---|" + "---:|" * len(targets)]
     bound = {r["nmse"]: r["bound_bits_per_param"] for r in doc["table"]}
-    for codec_id in dict.fromkeys(r["codec"] for r in doc["table"]):
+    for series in dict.fromkeys(r.get("series", r["codec"]) for r in doc["table"]):
+        rows = [x for x in doc["table"] if x.get("series", x["codec"]) == series]
         cells = []
         for t in targets:
-            r = next(x for x in doc["table"] if x["codec"] == codec_id and x["nmse"] == t)
+            r = next(x for x in rows if x["nmse"] == t)
             if r["bits_per_param"] is None:
                 cells.append("-")
             elif r["ratio_to_bound"] is None:
                 cells.append(f"{r['bits_per_param']:.3f}")
             else:
                 cells.append(f"{r['bits_per_param']:.3f} ({r['ratio_to_bound']:.2f}×)")
-        lines.append(f"| {codec_id} | " + " | ".join(cells) + " |")
+        lines.append(f"| {series} | " + " | ".join(cells) + " |")
+        if all("context_bits_per_param" in x for x in rows):
+            cells = []
+            for t in targets:
+                r = next(x for x in rows if x["nmse"] == t)
+                v, ratio = r["context_bits_per_param"], r["context_ratio_to_bound"]
+                cells.append(
+                    "-" if v is None else f"{v:.3f}" + ("" if ratio is None else f" ({ratio:.2f}×)")
+                )
+            lines.append(f"| {series}: ideal coder, its contexts | " + " | ".join(cells) + " |")
     if doc.get("bound"):
         cells = ["-" if bound[t] is None else f"{bound[t]:.3f}" for t in targets]
         lines.append("| **bound** (Blahut–Arimoto) | " + " | ".join(cells) + " |")

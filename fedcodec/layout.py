@@ -34,10 +34,27 @@ class Layout:
         sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape, _ in self.entries]
         return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
+    def to_json(self) -> list[list[Any]]:
+        """``[[name, shape, dtype], ...]`` (what :meth:`from_json` reads)."""
+        return [[n, list(s), d] for n, s, d in self.entries]
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Layout:
+        """The layout of a :meth:`to_json` document; ``ValueError`` if it is not one."""
+        try:
+            entries = tuple(
+                (str(n), tuple(int(d) for d in s), str(np.dtype(t).name)) for n, s, t in doc
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a layout ([[name, shape, dtype], ...]): {exc}") from None
+        if any(d < 0 for _, s, _ in entries for d in s):
+            raise ValueError("a layout's shapes hold non-negative sizes")
+        return cls(entries)
+
     @property
     def fingerprint(self) -> int:
         """CRC32 of the layout's canonical JSON; never 0 (0 marks a plain array)."""
-        text = json.dumps([[n, list(s), d] for n, s, d in self.entries], separators=(",", ":"))
+        text = json.dumps(self.to_json(), separators=(",", ":"))
         return zlib.crc32(text.encode()) or 1
 
 

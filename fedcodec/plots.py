@@ -46,16 +46,24 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     plt = _pyplot()
     out = Path(out_dir)
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
-    for codec_id in dict.fromkeys(c["codec"] for c in doc["curves"]):
+    for series in dict.fromkeys(c.get("series", c["codec"]) for c in doc["curves"]):
         cs = sorted(
-            (c for c in doc["curves"] if c["codec"] == codec_id and c["nmse"] > 0),
+            (c for c in doc["curves"] if c.get("series", c["codec"]) == series and c["nmse"] > 0),
             key=lambda c: c["bits_per_param"],
         )
         cs = [c for c in cs if c["nmse"] >= NMSE_FLOOR]  # near-lossless points: off the plot
         if cs:
-            ax.plot(
-                [c["bits_per_param"] for c in cs], [c["nmse"] for c in cs], "o-", label=codec_id
+            (line,) = ax.plot(
+                [c["bits_per_param"] for c in cs], [c["nmse"] for c in cs], "o-", label=series
             )
+            if all("context_bits_per_param" in c for c in cs):
+                ax.plot(
+                    [c["context_bits_per_param"] for c in cs],
+                    [c["nmse"] for c in cs],
+                    ":",
+                    color=line.get_color(),
+                    label=f"{series}: ideal coder, its contexts",
+                )
     bound = doc.get("bound")
     if bound:
         ax.plot(bound["bits_per_param"], bound["nmse"], "k--", label="Shannon bound (memoryless)")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import secrets
 import struct
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from . import _rotated, kernels
+from . import _rotated, container, kernels
 from .codec import FLOAT32_MAX, Codec, register_codec
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
@@ -36,6 +37,7 @@ from .rate_control import (
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform")
+CODER_NAMES = ("ans", "rleg", "ctx")  # by coder id (flags bits 3-4)
 CODERS = ("ans", "rleg", "auto", "ctx")
 RATE_PARAMS = tuple(RATE_MODES)
 
@@ -204,9 +206,7 @@ class RDQ(Codec):
         return bytes(params + final.params), final.body
 
     # -- decoding ------------------------------------------------------------------------
-    def _decode(
-        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
-    ) -> None:
+    def _header(self, params: bytes, seed: int | None) -> _Header:
         r = Reader(params, "rdq parameters")
         flags = r.u8("flags")
         mode, rotate, coder, has_recon = (
@@ -239,17 +239,73 @@ class RDQ(Codec):
             t = np.frombuffer(r.take(k, "reconstruction table"), dtype=np.int8)
             recon = np.concatenate([[0.0], np.arange(1, k + 1) + t / 128.0])
         stream = _rng.stream_seed(seed if seed is not None else 0, _rng.STREAM_DITHER)
-        if coder == CODER_ANS:
+        return _Header(r, mode, bool(rotate), coder, step, recon, stream)
+
+    def _decode(
+        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
+    ) -> None:
+        h = self._header(params, seed)
+        r, mode, step, recon, stream = h.reader, h.mode, h.step, h.recon, h.stream
+        if h.coder == CODER_ANS:
             ans_coder.decode(r, body, out, mode, step, recon, stream, self.ans_backend)
-        elif coder == CODER_RLEG:
+        elif h.coder == CODER_RLEG:
             r.finish()
             rleg_coder.decode(body, out, mode, step, recon, stream)
         else:
             ctx_coder.decode(r, body, out, mode, step, recon, stream)
-        if rotate:
+        if h.rotate:
             assert seed is not None  # checked with the seed check above
             # levels are at most 2**30 (the decoders check), reconstructions within a step
             _rotated.rotate(out, seed, bound=(kernels.MAX_ABS_LEVEL + 2) * step, inverse=True)
+
+    def decode_levels(self, payload: bytes, *, seed: int | None = None) -> Levels:
+        """The integer levels a payload carries, for analysis (the frontier's context
+        entropy): flat int32 levels (of the rotated update if ``rotate=True``), the step,
+        and which coder wrote them.
+
+        Examples
+        --------
+        >>> import numpy as np, fedcodec
+        >>> x = np.linspace(-1.0, 1.0, 1000, dtype=np.float32)
+        >>> codec = fedcodec.RDQ(step=0.25, levels="uniform")
+        >>> lv = codec.decode_levels(codec.encode(x))
+        >>> int(lv.levels.min()), int(lv.levels.max()), lv.step
+        (-4, 4, 0.25)
+        """
+        env = container.unpack(payload)
+        if env.codec_id != self.codec_id:
+            raise DecodeError(f"payload was written by codec {env.codec_id!r}, not 'rdq'")
+        h = self._header(env.params, seed)
+        tensors = None
+        if h.coder == CODER_ANS:
+            q = ans_coder.decode_levels(h.reader, env.body, env.count, self.ans_backend)
+        elif h.coder == CODER_RLEG:
+            h.reader.finish()
+            q = rleg_coder.decode_levels(env.body, env.count)
+        else:
+            q, tensors = ctx_coder.decode_levels(h.reader, env.body, env.count)
+        return Levels(q, h.step, CODER_NAMES[h.coder], tensors)
+
+
+@dataclass
+class _Header:
+    reader: Reader
+    mode: int
+    rotate: bool
+    coder: int
+    step: float
+    recon: np.ndarray
+    stream: np.uint64
+
+
+@dataclass
+class Levels:
+    """What :meth:`RDQ.decode_levels` returns."""
+
+    levels: np.ndarray  # int32, flat
+    step: float
+    coder: str  # "ans", "rleg" or "ctx"
+    tensors: np.ndarray | None  # the context coder's (rows, cols) per tensor
 
 
 register_codec(RDQ)

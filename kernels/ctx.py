@@ -79,19 +79,25 @@ def _flush(
     nd: int,
     out: np.ndarray,
     cost: np.ndarray,
+    counts: np.ndarray,
     final: bool,
 ) -> None:
     """Code the first ``nd`` decisions of ``dec``; the coder's state is ``es = [low, range,
     cache, cache size, pos]``. With a non-empty ``cost``, adds their ideal cost in bits to
-    ``cost[0]`` instead. ``final`` also writes the coder's last bytes.
+    ``cost[0]`` instead, and with a non-empty ``counts`` (``2 * NUM_PROBS + 1``) counts
+    each decision: ``counts[2 * i + bit]`` for probability i, ``counts[-1]`` direct bits.
+    ``final`` also writes the coder's last bytes.
 
     The adaptive bit is coded without branches on its value (they would be mispredicted at
     the bit's entropy); the output is LZMA's ShiftLow: the cached byte plus carry, then the
     pending 0xFF bytes."""
     if cost.shape[0] > 0:
         c = cost[0]
+        counting = counts.shape[0] > 0
         for k in range(nd):
             d = dec[k]
+            if counting:
+                counts[d - 2 if d >= 2 else counts.shape[0] - 1] += 1
             i = (d >> 1) - 1
             if i < 0:
                 c += 1.0
@@ -180,14 +186,20 @@ def _bin(row: int, col: int, total: int) -> int:
 
 @jit
 def _ctx_encode(
-    q: np.ndarray, tensors: np.ndarray, use_side: np.ndarray, out: np.ndarray, cost: np.ndarray
+    q: np.ndarray,
+    tensors: np.ndarray,
+    use_side: np.ndarray,
+    out: np.ndarray,
+    cost: np.ndarray,
+    counts: np.ndarray,
 ) -> int:
     """Code int32 levels (``|q| <= 2**30``) of the ``rows × cols`` tensors (``tensors[t] =
     (rows, cols)``, sizes adding up to ``len(q)``) into ``out``; returns the bytes written,
     or ERR_CAPACITY if ``out`` is too small. With a non-empty ``cost``, writes nothing and
     sets ``cost[0]`` to the ideal cost in bits (returns 0); if ``cost`` has ``1 + 2T``
     entries (T tensors), ``cost[1 + 2t]`` to tensor t's part of it and ``cost[2 + 2t]`` to
-    the side information's part of that."""
+    the side information's part of that; a non-empty ``counts`` also counts the decisions
+    per context (see :func:`_flush`)."""
     dry = cost.shape[0] > 0
     per_tensor = cost.shape[0] >= 1 + 2 * tensors.shape[0]
     cost[:] = 0.0
@@ -206,7 +218,7 @@ def _ctx_encode(
         cols = tensors[t, 1]
         side = use_side[t]
         if nd > room or per_tensor:
-            _flush(es, probs, dec, nd, out, cost, False)
+            _flush(es, probs, dec, nd, out, cost, counts, False)
             nd = 0
             tensor_from = cost[0] if dry else 0.0
         dec[nd] = side  # a direct bit: (0 + 1 - 1) * 2 + bit
@@ -216,7 +228,7 @@ def _ctx_encode(
         total_idx = 0
         if side:
             if per_tensor:  # the cost of the side information, on its own
-                _flush(es, probs, dec, nd, out, cost, False)
+                _flush(es, probs, dec, nd, out, cost, counts, False)
                 nd = 0
                 side_from = cost[0]
             rsq = np.zeros(rows)
@@ -237,7 +249,7 @@ def _ctx_encode(
                 col_idx[j] = _side_index(csq[j], rows)
             for k in range(rows + cols):
                 if nd > room:
-                    _flush(es, probs, dec, nd, out, cost, False)
+                    _flush(es, probs, dec, nd, out, cost, counts, False)
                     nd = 0
                 v = int(row_idx[k]) if k < rows else int(col_idx[k - rows])
                 node = 1
@@ -247,7 +259,7 @@ def _ctx_encode(
                     nd += 1
                     node = 2 * node + bit
             if per_tensor:
-                _flush(es, probs, dec, nd, out, cost, False)
+                _flush(es, probs, dec, nd, out, cost, counts, False)
                 nd = 0
                 cost[2 + 2 * t] = cost[0] - side_from
         # sign of each column's last non-zero level (one byte a column; vectors need none)
@@ -276,7 +288,7 @@ def _ctx_encode(
                     continue
                 ctx = min(max(row_part + c, 0), top)
                 if nd > room:
-                    _flush(es, probs, dec, nd, out, cost, False)
+                    _flush(es, probs, dec, nd, out, cost, counts, False)
                     nd = 0
                 v = int(q[base + j])
                 sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
@@ -320,10 +332,10 @@ def _ctx_encode(
                 lsign = sign
         start += rows * cols
         if per_tensor:
-            _flush(es, probs, dec, nd, out, cost, False)
+            _flush(es, probs, dec, nd, out, cost, counts, False)
             nd = 0
             cost[1 + 2 * t] = cost[0] - tensor_from
-    _flush(es, probs, dec, nd, out, cost, True)
+    _flush(es, probs, dec, nd, out, cost, counts, True)
     if dry:
         return 0
     if es[4] > out.shape[0]:

@@ -226,3 +226,47 @@ def test_compare_quick_is_ci_sized(tmp_path: Path) -> None:
     assert doc["task"] == "digits" and doc["rounds"] == 10
     assert doc["base_config"]["clients_per_round"] == 5
     assert [len(r["metrics"]) for r in doc["runs"]] == [10, 10]
+
+
+def test_frontier_with_a_layout_codes_tensors_and_reports_context_entropy(tmp_path: Path) -> None:
+    """A run's layout.json reaches the codecs: RDQ's context coder sees the matrices (its
+    payload carries their shapes), and every RDQ point has the ideal context coder's bits,
+    which the memoryless ANS coder cannot approach on structured matrices."""
+    from fedcodec import Layout
+    from fedcodec.sample_updates import structured_matrix
+
+    layout = Layout((("w", (200, 150), "float32"), ("b", (200,), "float32")))
+    updates = {}
+    for k in range(2):
+        w = structured_matrix(200, 150, seed=k, zero_every=4)
+        updates[f"r1_c{k}"] = np.concatenate([w.ravel(), np.full(200, 1e-3, np.float32)])
+    np.savez(tmp_path / "updates.npz", **updates)  # type: ignore[arg-type]
+    (tmp_path / "layout.json").write_text(json.dumps(layout.to_json()))
+    codecs = json.dumps([{"id": "rdq", "nmse": 0.05}, {"id": "rdq", "nmse": 0.05, "coder": "ans"}])
+    argv = [
+        "frontier",
+        "--from-run",
+        str(tmp_path),
+        "--codecs",
+        codecs,
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "o" / "frontier.json").read_text())
+    jsonschema.validate(doc, schema("frontier"))
+    assert doc["source"]["layout"] is True
+    ctx, ans = doc["curves"]
+    assert ctx["series"] == "rdq(nmse=0.05)" and ans["series"] == "rdq(nmse=0.05, coder=ans)"
+    assert ctx["bits_per_param"] < 0.8 * ans["bits_per_param"]
+    for p in doc["points"]:
+        assert 0 < p["context_bits_per_param"] < ans["bits_per_param"]
+    # --layout with --updates reads the same file; without --updates it is refused
+    argv = ["frontier", "--updates", str(tmp_path / "updates.npz"), "--layout",
+            str(tmp_path / "layout.json"), "--codecs", codecs,
+            "--out", str(tmp_path / "o2")]  # fmt: skip
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "o2" / "frontier.json").read_text())
+    assert [p["bits"] for p in again["points"]] == [p["bits"] for p in doc["points"]]
+    with pytest.raises(SystemExit, match="--layout goes with --updates"):
+        main(["frontier", "--task", "digits", "--layout", str(tmp_path / "layout.json")])

@@ -17,6 +17,8 @@ import fedcodec
 from fedcodec import RDQ, container
 from fedcodec.coders import ctx as ctx_coder
 
+_NO_COUNTS = np.zeros(0, np.int64)
+
 
 class RefEncoder:
     """LZMA's range encoder, written plainly (Python ints)."""
@@ -156,14 +158,14 @@ def test_kernel_matches_the_reference_and_round_trips(
     tensors = np.array(shapes, np.int64)
     flags = np.array(use, np.int64)
     out = np.empty(8 * q.size + 64, np.uint8)
-    nbytes = K._ctx_encode(q, tensors, flags, out, np.zeros(0))
+    nbytes = K._ctx_encode(q, tensors, flags, out, np.zeros(0), _NO_COUNTS)
     body = out[:nbytes].tobytes()
     assert body == reference_encode(q, shapes, use)
     back = np.empty(q.size, np.int32)
     assert K._ctx_decode(out[:nbytes], tensors, 2**30, back) == 0
     np.testing.assert_array_equal(back, q)
     cost = np.zeros(1)
-    K._ctx_encode(q, tensors, flags, out, cost)
+    K._ctx_encode(q, tensors, flags, out, cost, _NO_COUNTS)
     assert abs(cost[0] / 8 - nbytes) <= 0.01 * nbytes + 6  # the dry run's ideal cost
 
 
@@ -172,7 +174,7 @@ def test_truncated_or_extended_streams_are_refused() -> None:
     tensors = np.array([[20, 25]], np.int64)
     body, _ = None, None
     out = np.empty(4000, np.uint8)
-    nbytes = K._ctx_encode(q, tensors, np.array([1], np.int64), out, np.zeros(0))
+    nbytes = K._ctx_encode(q, tensors, np.array([1], np.int64), out, np.zeros(0), _NO_COUNTS)
     back = np.empty(500, np.int32)
     for cut in range(nbytes):
         assert K._ctx_decode(out[:cut], tensors, 2**30, back) < 0
@@ -238,3 +240,33 @@ def test_shapes_in_the_parameters_are_checked() -> None:
         with pytest.raises(fedcodec.DecodeError):
             RDQ().decode(data)
     expect_decode_error(RDQ(), with_crc(payload[:-9] + b"\xff" + payload[-8:]))
+
+
+def test_context_entropy_of_a_known_source() -> None:
+    """Levels 0/±1, each non-zero with probability p, random signs, one vector: no side
+    information, one significance context per left-neighbour state, magnitude 1 costs
+    nothing, a sign one bit: the ideal static cost is about n·(h(p) + p) bits."""
+    rng = np.random.default_rng(3)
+    n, p = 200_000, 0.1
+    q = ((rng.random(n) < p) * rng.choice([-1, 1], n)).astype(np.int32)
+    bits = ctx_coder.context_entropy_bits(q, np.array([[1, n]], np.int64))
+    h = -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+    assert bits / n == pytest.approx(h + p, rel=0.01)
+    # the coder pays for adapting its probabilities (shift 5: they follow the last ~32
+    # decisions, noise on a stationary source): a little more
+    _, body = ctx_coder.encode(q, np.array([[1, n]], np.int64), 1e6)
+    assert bits < 8 * len(body) < 1.05 * bits
+
+
+@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx"])
+def test_decode_levels_returns_the_coded_integers(coder: str) -> None:
+    x = structured(30, 40, seed=4).ravel()
+    codec = RDQ(step=float(np.abs(x).max()) / 20, levels="uniform", coder=coder)
+    lv = codec.decode_levels(codec.encode(x.reshape(30, 40)))
+    expected = np.trunc(x.astype(np.float64) / lv.step + np.copysign(0.5, x)).astype(np.int32)
+    np.testing.assert_array_equal(lv.levels, expected)
+    assert lv.coder == coder
+    if coder == "ctx":
+        assert lv.tensors is not None and lv.tensors.tolist() == [[30, 40]]
+    with pytest.raises(fedcodec.DecodeError):
+        codec.decode_levels(fedcodec.get_codec({"id": "int8"}).encode(x))

@@ -268,18 +268,11 @@ def encode(fp: FullPass, backend: str = "numba") -> tuple[bytes, bytes]:
     return bytes(params), section + words.astype("<u4", copy=False).tobytes()
 
 
-def decode(
-    r: Reader,
-    body: memoryview,
-    out: np.ndarray,
-    mode: int,
-    step: float,
-    recon: np.ndarray,
-    stream: np.uint64,
-    backend: str = "numba",
-) -> None:
-    """Read the ANS parameters from ``r`` and decode the body into ``out``."""
-    n = out.shape[0]
+def _read(
+    r: Reader, body: memoryview, n: int, backend: str
+) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Read the ANS parameters from ``r`` and decode the body's ``n`` symbols; returns
+    (symbols, lo, m, escaped levels): level ``lo + s``, symbol ``m`` the next escape."""
     model_len = r.varint("model section length", len(body))
     n_escapes = r.varint("escape count", n)
     k = r.varint("segment count", _ans.MAX_SEGMENTS)
@@ -344,6 +337,32 @@ def decode(
             status = _ans._ans_decode4(words, word_counts, cdf, freq, lut, shift, symbols)
         if status < 0:
             raise DecodeError("rdq/ans: the stream does not end where a valid message ends")
+    return symbols, lo, m, escapes
+
+
+def decode(
+    r: Reader,
+    body: memoryview,
+    out: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
+    backend: str = "numba",
+) -> None:
+    """Read the ANS parameters from ``r`` and decode the body into ``out``."""
+    symbols, lo, m, escapes = _read(r, body, out.shape[0], backend)
     status = _quantize._dequantize_symbols(symbols, lo, m, escapes, mode, step, recon, stream, out)
     if status < 0:
         raise DecodeError("rdq/ans: escape symbols and escaped levels disagree")
+
+
+def decode_levels(r: Reader, body: memoryview, n: int, backend: str = "numba") -> np.ndarray:
+    """The body's ``n`` levels (int32), for analysis: :func:`decode` without the values."""
+    symbols, lo, m, escapes = _read(r, body, n, backend)
+    q = symbols.astype(np.int32) + np.int32(lo)
+    escaped = symbols == m
+    if int(escaped.sum()) != escapes.size or int(symbols.max(initial=0)) > m:
+        raise DecodeError("rdq/ans: escape symbols and escaped levels disagree")
+    q[escaped] = escapes
+    return q

@@ -29,6 +29,7 @@ MIN_SIDE_ELEMENTS = 64
 #: The choice of side information for a larger tensor is made on a subset of its rows.
 CHOICE_ELEMENTS = 1 << 16
 _EMPTY_OUT = np.empty(0, dtype=np.uint8)  # the dry runs write nothing
+_NO_COUNTS = np.empty(0, dtype=np.int64)
 
 
 def tensors_array(tensors: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -107,13 +108,13 @@ def costs(q: np.ndarray, s: Sample) -> tuple[np.ndarray, np.ndarray]:
     t = s.tensors.shape[0]
     use = eligible(s.full) & eligible(s.tensors)
     plain_cost = np.zeros(1 + 2 * t)
-    _ctx._ctx_encode(q, s.tensors, np.zeros(t, np.int64), _EMPTY_OUT, plain_cost)
+    _ctx._ctx_encode(q, s.tensors, np.zeros(t, np.int64), _EMPTY_OUT, plain_cost, _NO_COUNTS)
     scale = s.full.prod(axis=1) / s.tensors.prod(axis=1)
     plain = plain_cost[1::2] * scale
     side = np.full(t, np.inf)
     if use.any():
         side_cost = np.zeros(1 + 2 * t)
-        _ctx._ctx_encode(q, s.tensors, use, _EMPTY_OUT, side_cost)
+        _ctx._ctx_encode(q, s.tensors, use, _EMPTY_OUT, side_cost, _NO_COUNTS)
         levels, info = side_cost[1::2] - side_cost[2::2], side_cost[2::2]
         per_index = info / s.tensors.sum(axis=1)  # the tensor RMS's 7 bits are noise here
         side = np.where(use == 1, levels * scale + per_index * s.full.sum(axis=1), np.inf)
@@ -135,6 +136,34 @@ def estimate_bits(q: np.ndarray, s: Sample) -> float:
     return float(np.minimum(plain, side).sum())
 
 
+def context_entropy_bits(q: np.ndarray, tensors: np.ndarray) -> float:
+    """What an ideal static coder with this coder's contexts would spend on levels ``q``:
+    per tensor, the empirical conditional entropy of the coder's binary decisions given
+    their contexts (each context's bits at their frequencies in that tensor; side
+    information and headers included, direct bits at one bit each), with the side
+    information the encoder would choose. It leaves out the cost of learning or sending
+    the probabilities; the coder's adaptive probabilities, which follow the levels as they
+    drift along a tensor, can spend less.
+    """
+    use = choose_side(q, tensors)
+    counts = np.zeros(2 * _ctx.NUM_PROBS + 1, dtype=np.int64)
+    bits = 0.0
+    start = 0
+    for t in range(tensors.shape[0]):
+        size = int(tensors[t, 0] * tensors[t, 1])
+        counts[:] = 0
+        one = tensors[t : t + 1]
+        _ctx._ctx_encode(
+            q[start : start + size], one, use[t : t + 1], _EMPTY_OUT, np.zeros(1), counts
+        )
+        pairs = counts[:-1].reshape(-1, 2).astype(np.float64)
+        total = pairs.sum(axis=1, keepdims=True)
+        safe = np.where(pairs > 0, pairs, 1.0)
+        bits += float((pairs * np.log2(np.maximum(total, 1.0) / safe)).sum()) + float(counts[-1])
+        start += size
+    return bits
+
+
 def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[bytes, bytes]:
     """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body). The buffer
     is sized from ``size_hint_bits`` (an estimate); if that is short, a dry run gives the
@@ -143,11 +172,11 @@ def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[b
     cap = int(size_hint_bits * 1.25 / 8) + 4096
     while True:
         out = np.empty(cap, dtype=np.uint8)
-        nbytes = _ctx._ctx_encode(q, tensors, use, out, np.zeros(0))
+        nbytes = _ctx._ctx_encode(q, tensors, use, out, np.zeros(0), _NO_COUNTS)
         if nbytes >= 0:
             break
         cost = np.zeros(1)
-        _ctx._ctx_encode(q, tensors, use, _EMPTY_OUT, cost)
+        _ctx._ctx_encode(q, tensors, use, _EMPTY_OUT, cost, _NO_COUNTS)
         cap = int(cost[0] / 8 * 1.01) + 4096
     params = bytearray(put_varint(tensors.shape[0]))
     for rows, cols in tensors:
@@ -155,17 +184,9 @@ def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[b
     return bytes(params), out[:nbytes].tobytes()
 
 
-def decode(
-    r: Reader,
-    body: memoryview,
-    out: np.ndarray,
-    mode: int,
-    step: float,
-    recon: np.ndarray,
-    stream: np.uint64,
-) -> None:
-    """Read the tensor shapes from ``r`` and decode the body into float32 ``out``."""
-    n = out.shape[0]
+def decode_levels(r: Reader, body: memoryview, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
+    (int32 levels, the ``(T, 2)`` tensors)."""
     count = r.varint("tensor count", max(n, 1))
     tensors = np.empty((count, 2), dtype=np.int64)
     total = 0
@@ -187,4 +208,18 @@ def decode(
     )
     if status < 0:
         raise DecodeError(f"rdq/ctx: invalid context-coded body (status {status})")
+    return q, tensors
+
+
+def decode(
+    r: Reader,
+    body: memoryview,
+    out: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
+) -> None:
+    """Read the tensor shapes from ``r`` and decode the body into float32 ``out``."""
+    q, _ = decode_levels(r, body, out.shape[0])
     _quantize._dequantize(q, step, mode, recon, stream, out)

@@ -55,3 +55,12 @@ def decode(
     )
     if status < 0:
         raise DecodeError(f"rdq/rleg: invalid run-length gamma body (status {status})")
+
+
+def decode_levels(body: memoryview, n: int) -> np.ndarray:
+    """The body's ``n`` levels (int32), for analysis: :func:`decode` without the values."""
+    q = np.empty(n, dtype=np.int32)
+    status = _bits._rleg_decode(np.frombuffer(body, dtype=np.uint8), q, kernels.MAX_ABS_LEVEL)
+    if status < 0:
+        raise DecodeError(f"rdq/rleg: invalid run-length gamma body (status {status})")
+    return q

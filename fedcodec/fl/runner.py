@@ -7,7 +7,8 @@ Files under the output directory:
 - ``summary.json``: final and best accuracy, bits and rounds to the target accuracy;
 - ``checkpoint.npz``: the server state every ``checkpoint_every`` rounds and at the end;
 - ``updates.npz``: raw client updates of ``save_updates`` rounds (keys ``r<round>_c<client>``),
-  for ``fedcodec frontier``.
+  for ``fedcodec frontier``, and ``layout.json``: the model's tensors (names, shapes,
+  dtypes) the flat updates are made of (:meth:`fedcodec.Layout.from_json`).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class Experiment:
         else:
             state = self.process.init()
             metrics_path.write_text("")
-            for stale in ("checkpoint.npz", "summary.json", "updates.npz"):
+            for stale in ("checkpoint.npz", "summary.json", "updates.npz", "layout.json"):
                 (out / stale).unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(c.to_json(), indent=2) + "\n")
         save_rounds = _spread(c.rounds, c.save_updates)
@@ -227,6 +228,9 @@ class Experiment:
                 with np.load(p) as z:
                     merged.update({k: z[k] for k in z.files})
             np.savez(out / "updates.npz", **merged)  # type: ignore[arg-type]
+            # the model's tensors, so that analyses see the updates' structure
+            layout = self.trainer.layout.to_json()
+            (out / "layout.json").write_text(json.dumps(layout) + "\n")
         summary = self.summarize(_read_lines(metrics_path))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
