@@ -270,16 +270,22 @@ def frontier(
             if rd is not None
             else None
         ),
-        "consistency": consistency(points, configs, consistency_codec),
+        "consistency": consistency(points, configs, consistency_codec, series_of),
         "machine": machine_info(),
         "versions": versions(),
     }
 
 
 def consistency(
-    points: Sequence[Mapping[str, Any]], configs: Sequence[Mapping[str, Any]], codec_id: str
+    points: Sequence[Mapping[str, Any]],
+    configs: Sequence[Mapping[str, Any]],
+    codec_id: str,
+    series_of: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     """How much one codec's frontier varies across updates (clients and rounds).
+
+    The codec's first series is used (``series_of``: each config's series; by default
+    all of the codec's configs).
 
     Each update's own curve (bits/param against NMSE over the codec's sweep) is read at a
     grid of NMSE values inside every curve's range; ``spread`` is the mean over the grid of
@@ -287,6 +293,8 @@ def consistency(
     client and round has the same frontier.
     """
     idx = [i for i, c in enumerate(configs) if c["id"] == codec_id]
+    if series_of is not None and idx:
+        idx = [i for i in idx if series_of[i] == series_of[idx[0]]]
     if len(idx) < 2:
         return None
     by_update: dict[str, list[tuple[float, float]]] = {}
@@ -316,6 +324,7 @@ def consistency(
             within.append(float((rows.std(axis=0) / rows.mean(axis=0)).mean()))
     return {
         "codec": codec_id,
+        "configs": idx,
         "nmse_grid": grid.tolist(),
         "cv_per_nmse": cv.tolist(),
         "spread": float(cv.mean()),

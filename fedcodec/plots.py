@@ -77,7 +77,8 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 
     cons = doc.get("consistency")
     if cons:
-        idx = {i for i, c in enumerate(doc["configs"]) if c["id"] == cons["codec"]}
+        idx = set(cons.get("configs") or ())
+        idx = idx or {i for i, c in enumerate(doc["configs"]) if c["id"] == cons["codec"]}
         by_update: dict[str, list[tuple[float, float, int]]] = {}
         for p in doc["points"]:
             if p["config"] in idx and p["nmse"] > 0:
