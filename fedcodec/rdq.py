@@ -36,7 +36,7 @@ from .rate_control import (
 )
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
-LEVELS = ("rdo", "uniform")
+LEVELS = ("rdo", "uniform", "rdoq")
 CODER_NAMES = ("ans", "rleg", "ctx")  # by coder id (flags bits 3-4)
 CODERS = ("ans", "rleg", "auto", "ctx")
 RATE_PARAMS = tuple(RATE_MODES)
@@ -145,6 +145,11 @@ class RDQ(Codec):
             levels = "rdo" if rounding == "nearest" else "uniform"
         if levels not in LEVELS:
             raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
+        if levels == "rdoq" and (rounding != "nearest" or coder != "ctx"):
+            raise ValueError(
+                'levels="rdoq" chooses levels with the context coder\'s rates: it needs '
+                'rounding="nearest" and coder="ctx"'
+            )
         if levels == "rdo" and rounding != "nearest":
             raise ValueError(
                 'levels="rdo" needs rounding="nearest": stochastic and dither rounding stay '

@@ -343,6 +343,145 @@ def _ctx_encode(
     return int(es[4])
 
 
+# -- rate-distortion optimized levels ---------------------------------------------------------
+@inline_jit
+def _bit_cost(probs: np.ndarray, i: int, bit: int) -> float:
+    p = probs[i]
+    return BIT_COST[PROB_ONE - p] if bit else BIT_COST[p]
+
+
+@inline_jit
+def _adapt(probs: np.ndarray, i: int, bit: int) -> None:
+    p = probs[i]
+    probs[i] = p - (p >> MOVE_BITS) if bit else p + ((PROB_ONE - p) >> MOVE_BITS)
+
+
+@inline_jit
+def _level_bits(probs: np.ndarray, sig: int, mag: int, k: int) -> float:
+    """Bits of level magnitude ``k`` under the current probabilities (its sign at 1 bit)."""
+    if k == 0:
+        return _bit_cost(probs, sig, 0)
+    bits = _bit_cost(probs, sig, 1) + 1.0
+    m = k - 1
+    for j in range(min(m, MAG_UNARY)):
+        bits += _bit_cost(probs, mag + j, 1)
+    if m < MAG_UNARY:
+        return bits + _bit_cost(probs, mag + m, 0)
+    w = m - MAG_UNARY + 1
+    nb = 0
+    while (w >> nb) > 1:
+        nb += 1
+    return bits + 2 * nb + 1
+
+
+@jit
+def _ctx_rdoq(
+    x: np.ndarray,
+    inv_step: float,
+    lam: float,
+    tensors: np.ndarray,
+    use_side: np.ndarray,
+    q: np.ndarray,
+    stats: np.ndarray,
+) -> float:
+    """Levels of ``x / step`` chosen one by one, in coding order, to minimize squared error
+    (step units) + ``lam`` · their bits under the context coder's adaptive model as it
+    stands at that element (RDOQ): each element takes 0, floor(|v|) or floor(|v|) + 1.
+    The contexts' side information is that of plain rounding (the encoder later sends the
+    side information of the chosen levels). Writes int32 ``q``; ``stats[3k + (0, 1, 2)]``
+    receive the count, sum |v| and sum v² of the elements at level k (k <= len(stats)/3
+    - 1), from which the conditional-mean reconstruction follows. Returns the squared
+    error (step units) of reconstructing level k as k.
+
+    The caller proves ``|x| · inv_step + 1 <= 2**30`` and the tensors' sizes (as for
+    :func:`_ctx_encode`)."""
+    top_k = stats.shape[0] // 3 - 1
+    stats[:] = 0.0
+    probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
+    sse = 0.0
+    start = 0
+    for t in range(tensors.shape[0]):
+        rows = tensors[t, 0]
+        cols = tensors[t, 1]
+        side = use_side[t]
+        row_part = np.full(rows, NUM_BINS, np.int64)
+        col_part = np.zeros(cols, np.int64)
+        top = NUM_BINS
+        if side:
+            top = NUM_BINS - 1
+            rsq = np.zeros(rows)
+            csq = np.zeros(cols)
+            for i in range(rows):
+                base = start + i * cols
+                for j in range(cols):
+                    k = float(int(abs(float(x[base + j])) * inv_step + 0.5))
+                    rsq[i] += k * k
+                    csq[j] += k * k
+            total = _side_index(rsq.sum(), rows * cols)
+            for i in range(rows):
+                r = _side_index(rsq[i], cols)
+                row_part[i] = r - total - SIDE_OFFSET + BIN_OFFSET if r else ZERO_COLUMN
+            for j in range(cols):
+                c = _side_index(csq[j], rows)
+                col_part[j] = c if c else ZERO_COLUMN
+        col_last = np.zeros(cols if rows > 1 else 1, np.int8)
+        for i in range(rows):
+            lsign = 0
+            flip = 0
+            base = start + i * cols
+            rp = row_part[i]
+            for j in range(cols):
+                xv = float(x[base + j]) * inv_step
+                v = abs(xv)
+                c = col_part[j]
+                if rp == ZERO_COLUMN or c < 0:  # not coded: the level is 0
+                    q[base + j] = 0
+                    sse += v * v
+                    lsign = 0
+                    continue
+                ctx = min(max(rp + c, 0), top)
+                sig = SIG0 + 2 * ctx + (lsign != 0)
+                mag = MAG0 + ctx * MAG_UNARY
+                kf = int(v)
+                best = 0
+                best_cost = v * v + lam * _level_bits(probs, sig, mag, 0)
+                for k in range(max(kf, 1), kf + 2):
+                    d = v - k
+                    cost = d * d + lam * _level_bits(probs, sig, mag, k)
+                    if cost < best_cost:
+                        best_cost = cost
+                        best = k
+                d = v - best
+                sse += d * d
+                if best <= top_k:
+                    stats[3 * best] += 1.0
+                    stats[3 * best + 1] += v
+                    stats[3 * best + 2] += v * v
+                if best == 0:
+                    _adapt(probs, sig, 0)
+                    q[base + j] = 0
+                    lsign = 0
+                    continue
+                _adapt(probs, sig, 1)
+                m = best - 1
+                for k in range(min(m, MAG_UNARY)):
+                    _adapt(probs, mag + k, 1)
+                if m < MAG_UNARY:
+                    _adapt(probs, mag + m, 0)
+                negative = xv < 0.0
+                cl = int(col_last[j]) if rows > 1 else 0
+                _adapt(probs, SIGN0 + _sign_context(cl, flip, lsign), 1 if negative else 0)
+                sign = -1 if negative else 1
+                if cl != 0:
+                    flip = sign * cl
+                if rows > 1:
+                    col_last[j] = sign
+                lsign = sign
+                q[base + j] = sign * best
+        start += rows * cols
+    return sse
+
+
 # -- decoder -----------------------------------------------------------------------------------
 # The range decoder's state is (range, code, pos); reading past the end of the data gives
 # zero bytes and leaves pos > len(data), which the decoder reports as ERR_EXHAUSTED. The

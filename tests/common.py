@@ -159,6 +159,12 @@ def error_bound(config: dict[str, Any], x32: np.ndarray, payload: bytes) -> floa
         # |x - x̂| per element, in steps: nearest (any dead zone, reconstruction inside its
         # bin to 1/256) 1 + 1/256; stochastic 1; subtractive dither 1/2
         c = {"nearest": 1.0 + 1.0 / 256, "stochastic": 1.0, "dither": 0.5}[codec.rounding]
+        if codec.levels == "rdoq":
+            # a level of 0 wins over floor(v) >= 1 only if v² - (v - floor(v))² is below
+            # RDOQ_LAMBDA × the level's bits (at most ~215: 14 unary bits of <= 10 bits
+            # each, a 63-bit escape, sign and significance): v <= sqrt(1 + 0.06 · 215) < 4;
+            # otherwise within a step of its level, whose reconstruction is within a step
+            c = 4.0
         bound = math.sqrt(n) * c * step * (1 + 2.0**-20) + arith
         return bound + (rotation if codec.rotate else 0.0)
     if cid == "qsgd":  # |x - x̂| <= bucket norm / s, per element

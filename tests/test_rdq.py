@@ -310,6 +310,8 @@ FIXTURE_CASES = {
     # the context coder on a matrix with row/column structure (side information pays)
     "rdq_ctx_nmse": ({"nmse": 0.02, "coder": "ctx"}, 0),
     "rdq_ctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx"}, 5),
+    # levels chosen with the context coder's rates
+    "rdq_ctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq"}, 0),
 }
 
 
