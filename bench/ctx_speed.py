@@ -8,6 +8,7 @@ in the same run (the ratio is what compares across machines).
 
     python bench/ctx_speed.py
     python bench/ctx_speed.py --rate bits_per_param=1.0   # another rate mode
+    python bench/ctx_speed.py --rdoq   # and levels="rdoq" with the context coder
     python bench/ctx_speed.py --profile   # where one CNN-shaped encode spends its time
 """
 
@@ -57,6 +58,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--coders", nargs="+", default=["ans", "auto", "ctx"])
     p.add_argument("--rate", default="nmse=0.05", help="rate mode=value (default nmse=0.05)")
+    p.add_argument("--rdoq", action="store_true", help='also coder=ctx with levels="rdoq"')
     p.add_argument(
         "--profile", action="store_true", help="cProfile one CNN-shaped encode with coder=ctx"
     )
@@ -80,8 +82,11 @@ def main() -> None:
         vector, layout = fedcodec.flatten(update)
         n = vector.size
         copy = best(lambda v=vector: v.copy(), args.repeat)
-        for coder in args.coders:
-            codec = fedcodec.RDQ(**rate, coder=coder)
+        variants = [(c, {"coder": c}) for c in args.coders]
+        if args.rdoq:
+            variants.append(("rdoq", {"coder": "ctx", "levels": "rdoq"}))
+        for coder, config in variants:
+            codec = fedcodec.RDQ(**rate, **config)
             payload = codec.encode_vector(vector, layout=layout)  # compiles the kernels
             enc = best(
                 lambda c=codec, v=vector, lay=layout: c.encode_vector(v, layout=lay), args.repeat

@@ -2,19 +2,22 @@
 against an ideal context coder that sees the update's row/column structure.
 
 For each saved client update of a harness run (``fedcodec train ... --save-updates N``) and
-each target NMSE: the memoryless Shannon bound (``RDBound``), the payload of RDQ with the
-default ANS coder and with ``coder="auto"``, and an *estimate* (no bitstream) of a context
-coder on RDQ's own levels: per matrix (conv kernels as out-channels × rest), per-row and
+each target NMSE: the memoryless Shannon bound (``RDBound``); the payload of RDQ with the
+memoryless ANS coder and with ``coder="auto"`` (the update as one vector); the "KT
+estimate" (no bitstream; the groundwork of the structure-aware coder) of a context coder
+on the ANS coder's levels: per matrix (conv kernels as out-channels × rest), per-row and
 per-column RMS sent as side information (4 bits each, half-octave steps), each level coded
 by an ideal adaptive (Krichevsky–Trofimov) model in the context of its predicted scale
 (row RMS × column RMS / tensor RMS, half-octave bins; exact zero for a zero row or column)
 and of its left neighbour's significance, signs at 1 bit; vectors and 1-D tensors at their
-memoryless entropy plus a table. Figures are ratios to the bound, means over the updates.
+memoryless entropy plus a table; the ideal static coder with the default coder's own
+contexts on its levels (what ``fedcodec frontier`` reports); and the payloads of the
+default (structure-aware) coder and of ``levels="rdoq"``, both with the model's layout.
+Figures are ratios to the bound, means over the updates.
 
     python bench/structure_estimate.py --run runs/cnn   # a run with updates.npz
 
-This is the groundwork of the structure-aware coder (a measurement of what its contexts
-could reach, not a coder): see docs/benchmarks.md.
+See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 from scipy.special import gammaln
 
 import fedcodec
-from fedcodec import container
+from fedcodec import container, frontier
 from fedcodec.rd_bound import RDBound
 
 _ALPHABET = 18  # |level| 0..16 and an escape (Elias-gamma remainder)
@@ -94,7 +97,7 @@ def layout_of(run: Path) -> fedcodec.Layout:
 def estimate(x: np.ndarray, layout: fedcodec.Layout, nmse: float) -> dict[str, float]:
     n = x.size
     shapes = [shape for _, shape, _ in layout.entries]
-    payload = fedcodec.RDQ(nmse=nmse).encode(x)
+    payload = fedcodec.RDQ(nmse=nmse, coder="ans").encode(x)
     step = struct.unpack("<f", container.unpack(payload).params[1:5])[0]
     q = np.rint(fedcodec.decode(payload).astype(np.float64) / step).astype(np.int64)
     total, pos = 0.0, 0
@@ -107,12 +110,18 @@ def estimate(x: np.ndarray, layout: fedcodec.Layout, nmse: float) -> dict[str, f
         if 1 < rows < size:  # a matrix: its context model, if it pays
             bits = min(bits, context_bits(xs, qs, step, rows))
         total += bits
+    ctx = fedcodec.RDQ(nmse=nmse)  # the default coder
+    ctx_payload = ctx.encode_vector(x, layout=layout)
+    ideal = frontier._context_bits(ctx, ctx_payload, 0, layout, n)
+    rdoq = fedcodec.RDQ(nmse=nmse, levels="rdoq")
     return {
         "bound": float(RDBound.fit(x.astype(np.float64)).bits_at(nmse)),
         "ans": 8 * len(payload) / n,
         "auto": 8 * len(fedcodec.RDQ(nmse=nmse, coder="auto").encode(x)) / n,
         "context_estimate": total / n,
-        "ctx": 8 * len(fedcodec.RDQ(nmse=nmse, coder="ctx").encode_vector(x, layout=layout)) / n,
+        "ideal_ctx": ideal,
+        "ctx": 8 * len(ctx_payload) / n,
+        "rdoq": 8 * len(rdoq.encode_vector(x, layout=layout)) / n,
     }
 
 
@@ -126,14 +135,18 @@ def main() -> None:
     with np.load(args.run / "updates.npz") as z:
         updates = [z[k].astype(np.float32) for k in sorted(z.keys())[: args.max_updates]]
     print(f"{args.run}: {len(updates)} updates of {updates[0].size} params")
-    print("nmse   bound b/p   ans/bound   auto/bound   context-estimate/bound   ctx/bound")
+    print(
+        "nmse   bound b/p   ans/bound   auto/bound   KT-estimate/bound   ideal-ctx/bound"
+        "   ctx/bound   rdoq/bound"
+    )
     for t in args.nmse:
         rows = [estimate(x, layout, t) for x in updates]
         bound = np.mean([r["bound"] for r in rows])
         ratio = {k: np.mean([r[k] / r["bound"] for r in rows]) for k in rows[0] if k != "bound"}
         print(
             f"{t:<6} {bound:9.3f}   {ratio['ans']:9.2f}x  {ratio['auto']:10.2f}x"
-            f"   {ratio['context_estimate']:10.2f}x   {ratio['ctx']:10.2f}x"
+            f"   {ratio['context_estimate']:10.2f}x   {ratio['ideal_ctx']:10.2f}x"
+            f"   {ratio['ctx']:10.2f}x   {ratio['rdoq']:10.2f}x"
         )
 
 

@@ -43,7 +43,7 @@ RATE_PARAMS = tuple(RATE_MODES)
 
 
 class RDQ(Codec):
-    """Rate–distortion optimized quantization with an ANS or run-length gamma code.
+    """Rate–distortion optimized quantization with a structure-aware entropy code.
 
     Parameters
     ----------
@@ -56,19 +56,22 @@ class RDQ(Codec):
     rounding : {"nearest", "stochastic", "dither"}
         ``stochastic`` and ``dither`` are unbiased; ``dither`` is subtractive dither from
         the shared seed (error independent of the input).
-    levels : {"rdo", "uniform"}, optional
+    levels : {"rdo", "uniform", "rdoq"}, optional
         ``uniform``: x̂ = qΔ with plain rounding (the paper's quantizer). ``rdo`` (default
         for ``nearest``, only valid with it): rounding threshold (dead zone) and
         reconstruction points (conditional means, sent when they pay for themselves)
-        chosen to minimize D + λR for this message.
+        chosen to minimize D + λR for this message. ``rdoq`` (``nearest`` and ``ctx``
+        only): each level chosen with the context coder's adaptive rates (fewer bits at
+        the same error on real updates, a slower encode).
     rotate : bool
         Randomized Hadamard rotation from the shared seed before quantizing.
-    coder : {"ans", "rleg", "auto", "ctx"}
-        ``ans``: ANS with the message's own model (constriction-compatible stream);
-        ``rleg``: the paper's run-length Elias-gamma code (byte-identical with TFC);
-        ``auto``: whichever is smaller for this message; ``ctx``: context-adaptive coding
-        tensor by tensor with row/column scale side information where it pays, or one of
-        the others where smaller (slower to encode; ``docs/codecs/rdq.md``).
+    coder : {"ctx", "ans", "rleg", "auto"}
+        ``ctx`` (default): context-adaptive coding tensor by tensor with row/column scale
+        side information where it pays, or ANS or run-length gamma where smaller (an
+        update without matrices gets the best of those two); ``ans``: ANS with the
+        message's own model (constriction-compatible stream, the fastest); ``rleg``: the
+        paper's run-length Elias-gamma code (byte-identical with TFC); ``auto``: the
+        smaller of ``ans`` and ``rleg`` (``docs/codecs/rdq.md``).
     ans_backend : {"numba", "constriction"}
         Who runs the ANS coder; both produce and read identical bytes.
 
@@ -94,7 +97,7 @@ class RDQ(Codec):
     codec_id: ClassVar[str] = "rdq"
     takes_tensors: ClassVar[bool] = True
     description: ClassVar[str] = (
-        "rate-distortion optimized scalar quantization + ANS or run-length gamma code"
+        "rate-distortion optimized scalar quantization + context-adaptive, ANS or run-length code"
     )
 
     def __init__(

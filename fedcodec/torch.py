@@ -137,6 +137,17 @@ class DDPHookState:
         return derive_seed(self.seed, self.step, rank, UPLINK, bucket)
 
 
+def _bucket_layout(bucket: Any, n: int) -> Layout | None:
+    """The shapes of a DDP gradient bucket's parameters, in the order of its flat buffer;
+    None where they do not describe it."""
+    try:
+        params = list(bucket.parameters())
+    except (AttributeError, RuntimeError):  # an older torch, or a bucket without them
+        return None
+    layout = Layout(tuple((f"p{k}", tuple(p.shape), "float32") for k, p in enumerate(params)))
+    return layout if layout.size == n else None
+
+
 def ddp_hook(
     codec: Codec, *, error_feedback: bool = False, seed: int = 0, group: Any = None
 ) -> tuple[DDPHookState, Any]:
@@ -171,10 +182,12 @@ def ddp_hook(
         world = dist.get_world_size(st.group)
         rank = dist.get_rank(st.group)
         x = grad.detach().to("cpu", torch.float32).numpy().reshape(-1).copy()
+        layout = _bucket_layout(bucket, x.size)  # its tensors: the context coder sees them
+        s = st.seed_for(index, rank)
         if st.feedback is not None:  # one residual per bucket
-            payload = st.feedback.encode_vector(x, key=index, seed=st.seed_for(index, rank))
+            payload = st.feedback.encode_vector(x, key=index, layout=layout, seed=s)
         else:
-            payload = st.codec.encode_vector(x, seed=st.seed_for(index, rank))
+            payload = st.codec.encode_vector(x, layout=layout, seed=s)
         size_list = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
         dist.all_gather(size_list, torch.tensor([len(payload)], dtype=torch.int64), group=st.group)
         sizes_t = torch.cat(size_list)

@@ -140,3 +140,32 @@ def test_ddp_hook_trains_two_gloo_processes(
     assert r0["log"] == r1["log"]  # the same sizes logged on both ranks
     bits_per_param = 8 * r0["bytes_sent"] / (r0["steps"] * r0["numel"])
     assert bits_per_param < max_bits  # vs 32 for plain all-reduce
+
+
+def test_ddp_bucket_layout_follows_the_bucket_parameters() -> None:
+    """The hook hands the codec its bucket's tensors (the context coder then codes the
+    weight matrices with their row/column structure), and nothing it cannot vouch for."""
+    from fedcodec.torch import _bucket_layout
+
+    class Bucket:
+        def __init__(self, params: list[torch.Tensor]) -> None:
+            self._params = params
+
+        def parameters(self) -> list[torch.Tensor]:
+            return self._params
+
+    w, b = torch.zeros(8, 5), torch.zeros(8)
+    layout = _bucket_layout(Bucket([w, b]), 48)
+    assert layout is not None and [e[1] for e in layout.entries] == [(8, 5), (8,)]
+    assert _bucket_layout(Bucket([w, b]), 50) is None  # sizes that do not add up
+    assert _bucket_layout(object(), 48) is None  # a bucket without parameters()
+    # with its layout, a bucket's weight matrix is context-coded as a matrix
+    from fedcodec.sample_updates import structured_matrix
+
+    big = _bucket_layout(Bucket([torch.zeros(60, 40), torch.zeros(60)]), 2460)
+    assert big is not None
+    x = np.concatenate([structured_matrix(60, 40, zero_every=3).ravel(), np.zeros(60, np.float32)])
+    codec = fedcodec.RDQ(nmse=0.05)
+    levels = codec.decode_levels(codec.encode_vector(x, layout=big))
+    assert levels.coder == "ctx" and levels.tensors is not None
+    assert levels.tensors.tolist() == [[60, 40], [1, 60]]
