@@ -288,33 +288,32 @@ class NMSE(RateMode):
 
 def _rdoq_for_error(s: Solver, f: Final, goal: float) -> Final:
     """The context coder's RDOQ payload at the largest step (of a few secant trials on
-    log error over log step) whose error is at most ``goal``; ``f`` if none is."""
-    step, sse = f.point.step * 0.85, 0.0
+    log error over log step) whose error is at most ``goal``; ``f`` if none is. The trials
+    share one buffer of levels (the best is recomputed if a later trial overwrote it)."""
+    q = np.empty(s.n, dtype=np.int32)
+    step = f.point.step * 0.85
     trials: list[tuple[float, float]] = []
-    best: tuple[float, tuple[np.ndarray, np.ndarray | None, float]] | None = None
+    best: tuple[float, np.ndarray | None, float] | None = None  # step, recon, error
     for _ in range(4):
-        levels = s.rdoq_levels(step)
-        sse = levels[2]
+        recon, sse = s.rdoq_levels(step, q)
         trials.append((step, sse))
         if sse <= goal and (best is None or step > best[0]):
-            best = (step, levels)
+            best = (step, recon, sse)
             if goal / max(sse, 1e-300) < _NMSE_GROW:
                 break
-        if (
-            len(trials) >= 2
-            and trials[-1][1] > 0 < trials[-2][1]
-            and trials[-1][0] != trials[-2][0]
-        ):
+        slope = 1.5
+        if len(trials) >= 2:
             (s0, e0), (s1, e1) = trials[-2], trials[-1]
-            slope = math.log(e1 / e0) / math.log(s1 / s0)
-        else:
-            slope = 1.5
+            if e0 > 0 < e1 and s0 != s1:
+                slope = math.log(e1 / e0) / math.log(s1 / s0)
         slope = min(max(slope, 0.3), 3.0)
         factor = (_NMSE_AIM * goal / sse) ** (1.0 / slope) if sse > 0 else 2.0
         step *= min(max(factor, 0.5), 2.0)
     if best is None:
         return f
-    step, (q, recon, sse) = best
+    step, recon, sse = best
+    if trials[-1][0] != step:  # the buffer holds a later trial's levels
+        recon, sse = s.rdoq_levels(step, q)
     return s.final_levels(step, q, recon, sse)
 
 
@@ -659,21 +658,21 @@ class Solver:
         return min(finals, key=self.objective)
 
     # -- levels chosen with the context coder's rates (levels="rdoq") ----------------------
-    def rdoq_levels(self, step: float) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """RDOQ levels at ``step``: (int32 levels, reconstruction table or None, squared
-        error)."""
+    def rdoq_levels(self, step: float, q: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """RDOQ levels at ``step`` into int32 ``q``: (reconstruction table or None,
+        squared error)."""
         step = float(np.float32(min(max(step, self.kernel_step_min), self.step_cap)))
-        q = np.empty(self.n, dtype=np.int32)
         stats = np.zeros(3 * (MAX_RECON + 1))
         use = ctx_coder.eligible(self.tensors)
         sse_uniform = _ctx._ctx_rdoq(self.x, 1.0 / step, RDOQ_LAMBDA, self.tensors, use, q, stats)
         counts, sum_abs, sum_sq = stats[0::3], stats[1::3], stats[2::3]
         recon, sse = self.reconstruction(counts, sum_abs, sum_sq, sse_uniform, step, scale=1.0)
-        return q, recon, sse * step * step
+        return recon, sse * step * step
 
     def measure_rdoq(self, step: float) -> Final:
         """The context coder's payload for RDOQ levels at ``step``."""
-        q, recon, sse = self.rdoq_levels(step)
+        q = np.empty(self.n, dtype=np.int32)
+        recon, sse = self.rdoq_levels(step, q)
         return self.final_levels(step, q, recon, sse)
 
     def final_levels(

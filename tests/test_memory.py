@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 from fedcodec import RDQ
-from fedcodec.sample_updates import laplace
+from fedcodec.sample_updates import laplace, structured_matrix
 
 CONFIGS = [
     {"bits_per_param": 1.0},
@@ -45,10 +45,18 @@ def test_peak_memory_is_a_small_multiple_of_the_update(config: dict) -> None:
     assert dec_peak <= 2.0 * x.nbytes
 
 
-@pytest.mark.parametrize("config", [{"bits_per_param": 1.0}, {"nmse": 0.05, "rounding": "dither"}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"bits_per_param": 1.0},
+        {"nmse": 0.05, "rounding": "dither"},
+        {"nmse": 0.05, "levels": "rdoq"},
+        {"bits_per_param": 1.0, "levels": "rdoq"},
+    ],
+)
 @pytest.mark.parametrize("shape", [(1_000_000,), (1000, 1000)])
 def test_peak_memory_of_the_context_coder(config: dict, shape: tuple[int, ...]) -> None:
-    x = laplace(1_000_000, seed=0).reshape(shape)
+    x = structured_matrix(1000, 1000, seed=0, zero_every=5).reshape(shape)
     codec = RDQ(coder="ctx", **config)
     codec.decode(codec.encode(x, seed=1), seed=1)  # compile first
     enc_peak, payload = peak_bytes(codec.encode, x, seed=1)
