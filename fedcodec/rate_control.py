@@ -41,6 +41,9 @@ _BISECT_ITERS = 14
 _RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
 _NMSE_AIM = 0.998  # nmse: a corrected step aims this fraction of the target error
 _NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the target
+#: coder="ctx": run-length gamma within this factor of the best at the memoryless coder's
+#: step also gets its own step search (as under "auto")
+_RLEG_CLOSE = 1.03
 _LN2_6 = math.log(2.0) / 6.0
 #: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
 STEP_MIN = 2.0**-149
@@ -570,12 +573,18 @@ class Solver:
         return _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
 
     def measure_levels(
-        self, p: Point, coders: tuple[int, ...], sse: float | None = None, beat: float = math.inf
+        self,
+        p: Point,
+        coders: tuple[int, ...],
+        sse: float | None = None,
+        beat: float = math.inf,
+        slack: float = 1.0,
     ) -> list[Final]:
         """Quantize once at ``p`` and write the levels with each of ``coders`` (run-length
         gamma, context): their length is the measurement. ``sse``, when known (the ANS
         coder's measurement of the same point), saves the error pass. The run-length code
-        gives up once it is longer than ``beat`` bits or a coder before it (it is left out)."""
+        gives up once it is longer than ``slack`` times ``beat`` bits or a coder before it
+        (it is left out)."""
         inv = 1.0 / p.step
         recon = _NO_RECON if p.recon is None else p.recon
         q = np.empty(self.n, dtype=np.int32)
@@ -591,7 +600,7 @@ class Solver:
         for coder in coders:
             point = replace(p, coder=coder)
             if coder == CODER_RLEG:
-                limit = None if math.isinf(beat) else max(int((beat - extra) / 8.0), 0)
+                limit = None if math.isinf(beat) else max(int((slack * beat - extra) / 8.0), 0)
                 body = rleg_coder.encode(q, p.bits, limit)
                 if body is not None:
                     finals.append(Final(point, 8.0 * len(body) + extra, sse, None, body))
@@ -629,33 +638,45 @@ class Solver:
                 ans = finals[0]
                 assert ans.ans is not None
                 floor = rleg_coder.lower_bound_bits(ans.ans.model.lo, ans.ans.counts[:-1])
-                if c == CODER_RLEG and floor + self.extra_bits(ans.point) >= ans.bits:
-                    continue  # the run-length code cannot win
+                hopeless = floor + self.extra_bits(ans.point) >= ans.bits
                 if self.rate.coder_independent_step:
                     # their searches would repeat the memoryless coder's: one quantization
                     # of that coder's point, written with each of the others
                     rest = tuple(k for k in todo if k != CODER_ANS)
-                    if floor + self.extra_bits(ans.point) >= ans.bits:
+                    if hopeless:  # the run-length code cannot win
                         rest = tuple(k for k in rest if k != CODER_RLEG)
-                    finals += self.measure_levels(ans.point, rest, ans.sse, ans.bits)
+                    shared = self.measure_levels(
+                        ans.point, rest, ans.sse, ans.bits, slack=_RLEG_CLOSE
+                    )
+                    finals += shared
+                    if any(f.point.coder == CODER_RLEG for f in shared):
+                        # run-length gamma is close to the best at that step: its own step
+                        # may win, as under "auto" (zero runs a subsample cannot see)
+                        finals.append(self.search_and_refine(CODER_RLEG, offsets))
                     break
                 if c == CODER_RLEG:
+                    if hopeless:
+                        continue
                     # at the context coder's step (its error), is the run-length code even
                     # shorter? If not, its own point for the target has a larger error
                     ctx = finals[-1]
                     if not self.measure_levels(ctx.point, (CODER_RLEG,), ctx.sse, ctx.bits):
                         continue
-            first = self.rate.search(self, offsets[0], c, None)
-            candidates = [first] + [self.rate.search(self, off, c, first) for off in offsets[1:]]
-            # each coder's best point is measured on the whole message: a strided
-            # subsample cannot see zero runs, which is what the run-length code exploits
-            best = min(candidates, key=self.objective)
-            finals.append(self.rate.refine(self, best))
+            finals.append(self.search_and_refine(c, offsets))
         if codec.levels == "rdoq" and ctx_coder.has_structure(self.tensors):
             measured = [f for f in finals if f.point.coder == CODER_CTX]
             if measured:
                 finals.append(self.rate.rdoq(self, measured[0]))
         return min(finals, key=self.objective)
+
+    def search_and_refine(self, coder: int, offsets: tuple[float, ...]) -> Final:
+        """The coder's best point on the subsample over the rounding offsets, measured on
+        the whole message and refined for the rate mode."""
+        first = self.rate.search(self, offsets[0], coder, None)
+        candidates = [first] + [self.rate.search(self, off, coder, first) for off in offsets[1:]]
+        # each coder's best point is measured on the whole message: a strided subsample
+        # cannot see zero runs, which is what the run-length code exploits
+        return self.rate.refine(self, min(candidates, key=self.objective))
 
     # -- levels chosen with the context coder's rates (levels="rdoq") ----------------------
     def rdoq_levels(self, step: float, q: np.ndarray) -> tuple[np.ndarray | None, float]:

@@ -385,3 +385,19 @@ def test_rdoq_spends_fewer_bits_at_the_same_error() -> None:
         RDQ(nmse=0.05, levels="rdoq", coder="ans")
     with pytest.raises(ValueError, match='levels="rdoq"'):
         RDQ(nmse=0.05, levels="rdoq", rounding="dither")
+
+
+@pytest.mark.parametrize("kind", ["laplace", "frozen", "sparse"])
+@pytest.mark.parametrize("rate", [{"nmse": 0.01}, {"nmse": 0.2}, {"lmbda": 0.02}])
+def test_the_default_is_never_worse_than_auto_on_vectors(kind: str, rate: dict) -> None:
+    """A vector has no matrix to exploit: the default coder must still match "auto"
+    (including where run-length gamma's own step wins: a frozen 80 % of the update)."""
+    rng = np.random.default_rng(1)
+    x = rng.laplace(size=200_000).astype(np.float32)
+    if kind == "frozen":
+        x[:160_000] = 0.0
+    elif kind == "sparse":
+        x *= rng.random(x.size) < 0.02
+    default = len(RDQ(**rate).encode(x))
+    auto = len(RDQ(**rate, coder="auto").encode(x))
+    assert default <= auto
