@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 CODER_ANS, CODER_RLEG, CODER_CTX = 0, 1, 2
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
-_SAMPLE = 1 << 16  # rate search runs on this many evenly spaced elements
+#: the rate search runs on this many evenly spaced elements: 2**14, up to 2**16 for
+#: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole
+#: message, and the corrections cost more than the search there
+_SAMPLE_MIN, _SAMPLE_MAX = 1 << 14, 1 << 16
 RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo" (and "rdoq")
 #: levels="rdoq": squared error (in steps²) one bit is worth when choosing levels; of 0.06,
 #: 0.1, 0.15 and 0.22, 0.06 gave the fewest bits at matched NMSE on real CNN and LSTM
@@ -333,7 +336,7 @@ RATE_MODES: dict[str, type[RateMode]] = {
 class Solver:
     """Per-message rate control: search on a subsample, then measure on the whole message.
 
-    A subsample evaluation is one pass of the statistics kernel over up to ``_SAMPLE``
+    A subsample evaluation is one pass of the statistics kernel over up to ``_SAMPLE_MAX``
     evenly spaced elements: a histogram of the levels predicts the ANS size (model
     included), the same pass counts the run-length gamma bits, and per-level sums give the
     squared error for any reconstruction points. The chosen point is then measured exactly
@@ -361,8 +364,9 @@ class Solver:
         self.stream = stream
         self.mode = codec._mode
         n = self.n
-        if n > 2 * _SAMPLE:
-            self.sample_index = ((np.arange(_SAMPLE) + 0.5) * (n / _SAMPLE)).astype(np.int64)
+        k = min(_SAMPLE_MAX, max(_SAMPLE_MIN, n >> 6))
+        if n > 2 * k:
+            self.sample_index = ((np.arange(k) + 0.5) * (n / k)).astype(np.int64)
             self.sample = x[self.sample_index]
         else:
             self.sample_index = np.empty(0, dtype=np.int64)
