@@ -20,7 +20,7 @@ CONFIGS = {
     "rleg": {"bits_per_param": 1.0, "coder": "rleg"},
     "ans-constriction": {"bits_per_param": 1.0, "ans_backend": "constriction", "coder": "ans"},
     "ans-step": {"step_rms": 1.0, "levels": "uniform", "coder": "ans"},
-    "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True},
+    "dither-rotate": {"bits_per_param": 1.0, "rounding": "dither", "rotate": True, "coder": "ans"},
     # the default coder on a flat vector: the best of ANS and run-length gamma
     "default-flat": {"bits_per_param": 1.0},
 }
@@ -106,12 +106,13 @@ def test_ctx_decode(benchmark, matrix: np.ndarray, name: str) -> None:  # type: 
 
 
 def test_rate_search(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    """RDQ's rate control alone: subsample search and the exact full-message pass."""
+    """RDQ's rate control alone (the ANS coder's: subsample search and the exact
+    full-message pass)."""
     from fedcodec.kernels import max_abs_and_sumsq
 
     from fedcodec.rate_control import Solver
 
-    codec = RDQ(bits_per_param=1.0)
+    codec = RDQ(bits_per_param=1.0, coder="ans")
     max_abs, sumsq, _ = max_abs_and_sumsq(update)
     stream = rng.stream_seed(0, rng.STREAM_DITHER)
     Solver(codec, update, max_abs, sumsq, stream).solve()
