@@ -649,6 +649,11 @@ class Solver:
                     rest = tuple(k for k in todo if k != CODER_ANS)
                     if hopeless:  # the run-length code cannot win
                         rest = tuple(k for k in rest if k != CODER_RLEG)
+                    if not rest:
+                        break
+                    # the others' levels replace the ANS symbols in memory (counted
+                    # again below if ANS wins)
+                    finals[0] = replace(ans, ans=None)
                     shared = self.measure_levels(
                         ans.point, rest, ans.sse, ans.bits, slack=_RLEG_CLOSE
                     )
@@ -671,7 +676,10 @@ class Solver:
             measured = [f for f in finals if f.point.coder == CODER_CTX]
             if measured:
                 finals.append(self.rate.rdoq(self, measured[0]))
-        return min(finals, key=self.objective)
+        best = min(finals, key=self.objective)
+        if best.point.coder == CODER_ANS and best.ans is None:
+            best = self.measure(best.point, best.sse)  # its symbols, dropped above
+        return best
 
     def search_and_refine(self, coder: int, offsets: tuple[float, ...]) -> Final:
         """The coder's best point on the subsample over the rounding offsets, measured on
