@@ -34,10 +34,10 @@ _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escap
 #: message, and the corrections cost more than the search there
 _SAMPLE_MIN, _SAMPLE_MAX = 1 << 14, 1 << 16
 RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo" (and "rdoq")
-#: levels="rdoq": squared error (in steps²) one bit is worth when choosing levels; of 0.06,
-#: 0.1, 0.15 and 0.22, 0.06 gave the fewest bits at matched NMSE on real CNN and LSTM
-#: updates (bench/rdoq_gain.py)
-RDOQ_LAMBDA = 0.06
+#: levels="rdoq": squared error (in steps²) one bit is worth when choosing levels: about
+#: the high-rate slope (ln 2 / 6 ≈ 0.116); 0.06, 0.1, 0.15 and 0.22 came within 1 % of each
+#: other on real CNN and LSTM updates, 0.1 the best (bench/rdoq_gain.py)
+RDOQ_LAMBDA = 0.1
 MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
 _BISECT_ITERS = 14
@@ -47,6 +47,7 @@ _NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the t
 #: coder="ctx": run-length gamma within this factor of the best at the memoryless coder's
 #: step also gets its own step search (as under "auto")
 _RLEG_CLOSE = 1.03
+_RDOQ_TRIALS = 6  # levels="rdoq" with nmse: RDOQ passes at most
 _LN2_6 = math.log(2.0) / 6.0
 #: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
 STEP_MIN = 2.0**-149
@@ -293,20 +294,27 @@ class NMSE(RateMode):
 
 
 def _rdoq_for_error(s: Solver, f: Final, goal: float) -> Final:
-    """The context coder's RDOQ payload at the largest step (of a few secant trials on
-    log error over log step) whose error is at most ``goal``; ``f`` if none is. The trials
+    """The context coder's RDOQ payload at the largest step (of a few trials) whose error
+    is at most ``goal``; ``f`` if none is. Trials start at the context coder's step (the
+    refitted reconstruction points about make up for RDOQ's extra error there), follow the
+    secant of log error over log step and stay inside the bracket of the largest feasible
+    and smallest infeasible step (RDOQ's error is not quite monotone in the step). They
     share one buffer of levels (the best is recomputed if a later trial overwrote it)."""
     q = np.empty(s.n, dtype=np.int32)
-    step = f.point.step * 0.85
+    step = f.point.step
     trials: list[tuple[float, float]] = []
     best: tuple[float, np.ndarray | None, float] | None = None  # step, recon, error
-    for _ in range(4):
+    over = math.inf  # the smallest infeasible step
+    for _ in range(_RDOQ_TRIALS):
         recon, sse = s.rdoq_levels(step, q)
         trials.append((step, sse))
-        if sse <= goal and (best is None or step > best[0]):
-            best = (step, recon, sse)
+        if sse <= goal:
+            if best is None or step > best[0]:
+                best = (step, recon, sse)
             if goal / max(sse, 1e-300) < _NMSE_GROW:
                 break
+        else:
+            over = min(over, step)
         slope = 1.5
         if len(trials) >= 2:
             (s0, e0), (s1, e1) = trials[-2], trials[-1]
@@ -315,6 +323,11 @@ def _rdoq_for_error(s: Solver, f: Final, goal: float) -> Final:
         slope = min(max(slope, 0.3), 3.0)
         factor = (_NMSE_AIM * goal / sse) ** (1.0 / slope) if sse > 0 else 2.0
         step *= min(max(factor, 0.5), 2.0)
+        low = best[0] if best is not None else 0.0
+        if not low < step < over:  # bisect the bracket instead
+            step = math.sqrt(low * over) if low > 0 and math.isfinite(over) else step
+            if not low < step < over:
+                break
     if best is None:
         return f
     step, recon, sse = best
