@@ -69,40 +69,40 @@ def test_memory_copy(benchmark, update: np.ndarray) -> None:  # type: ignore[no-
     benchmark.extra_info["params"] = update.size
 
 
+def bench_encode(benchmark, x: np.ndarray, config: dict) -> None:  # type: ignore[no-untyped-def]
+    codec = RDQ(**config)
+    codec.encode(x[:10], seed=1)  # compile
+    payload = benchmark(codec.encode, x, seed=1)
+    benchmark.extra_info.update(params=x.size, bits_per_param=8 * len(payload) / x.size)
+
+
+def bench_decode(benchmark, x: np.ndarray, config: dict) -> None:  # type: ignore[no-untyped-def]
+    codec = RDQ(**config)
+    payload = codec.encode(x, seed=1)
+    codec.decode(payload, seed=1)
+    out = np.empty_like(x)
+    benchmark(codec.decode, payload, seed=1, out=out)
+    benchmark.extra_info.update(params=x.size, bits_per_param=8 * len(payload) / x.size)
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_encode(benchmark, update: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
-    codec = RDQ(**CONFIGS[name])
-    codec.encode(update[:1000], seed=1)  # compile
-    payload = benchmark(codec.encode, update, seed=1)
-    benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
+    bench_encode(benchmark, update, CONFIGS[name])
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_decode(benchmark, update: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
-    codec = RDQ(**CONFIGS[name])
-    payload = codec.encode(update, seed=1)
-    codec.decode(payload, seed=1)
-    out = np.empty_like(update)
-    benchmark(codec.decode, payload, seed=1, out=out)
-    benchmark.extra_info.update(params=update.size, bits_per_param=8 * len(payload) / update.size)
+    bench_decode(benchmark, update, CONFIGS[name])
 
 
 @pytest.mark.parametrize("name", list(MATRIX_CONFIGS))
 def test_ctx_encode(benchmark, matrix: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
-    codec = RDQ(**MATRIX_CONFIGS[name])
-    codec.encode(matrix[:10], seed=1)  # compile
-    payload = benchmark(codec.encode, matrix, seed=1)
-    benchmark.extra_info.update(params=matrix.size, bits_per_param=8 * len(payload) / matrix.size)
+    bench_encode(benchmark, matrix, MATRIX_CONFIGS[name])
 
 
 @pytest.mark.parametrize("name", list(MATRIX_CONFIGS))
 def test_ctx_decode(benchmark, matrix: np.ndarray, name: str) -> None:  # type: ignore[no-untyped-def]
-    codec = RDQ(**MATRIX_CONFIGS[name])
-    payload = codec.encode(matrix, seed=1)
-    codec.decode(payload, seed=1)
-    out = np.empty_like(matrix)
-    benchmark(codec.decode, payload, seed=1, out=out)
-    benchmark.extra_info.update(params=matrix.size, bits_per_param=8 * len(payload) / matrix.size)
+    bench_decode(benchmark, matrix, MATRIX_CONFIGS[name])
 
 
 def test_rate_search(benchmark, update: np.ndarray) -> None:  # type: ignore[no-untyped-def]

@@ -325,10 +325,7 @@ def _ctx_encode(
                 dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
                 nd += 1
                 sign = -1 if negative else 1
-                if cl != 0:
-                    flip = sign * cl
-                if rows > 1:
-                    col_last[j] = sign
+                flip = _after_sign(col_last, j, rows, cl, sign, flip)
                 lsign = sign
         start += rows * cols
         if per_tensor:
@@ -472,10 +469,7 @@ def _ctx_rdoq(
                 cl = int(col_last[j]) if rows > 1 else 0
                 _adapt(probs, SIGN0 + _sign_context(cl, flip, lsign), 1 if negative else 0)
                 sign = -1 if negative else 1
-                if cl != 0:
-                    flip = sign * cl
-                if rows > 1:
-                    col_last[j] = sign
+                flip = _after_sign(col_last, j, rows, cl, sign, flip)
                 lsign = sign
                 q[base + j] = sign * best
         start += rows * cols
@@ -652,10 +646,7 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                         sign = -1 if bit else 1
                         v = sign * (m + 1)
                         cl = int(col_last[j]) if rows > 1 else 0
-                        if cl != 0:
-                            flip = sign * cl
-                        if rows > 1:
-                            col_last[j] = sign
+                        flip = _after_sign(col_last, j, rows, cl, sign, flip)
                         break
                 lsign = 0 if v == 0 else (1 if v > 0 else -1)
                 q[base + j] = v
