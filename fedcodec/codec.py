@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -70,6 +71,83 @@ def _zero_ranges(edges: np.ndarray, seg_max: np.ndarray) -> tuple[tuple[int, int
     return tuple(ranges)
 
 
+def plan_frames(
+    tensors: tuple[tuple[int, int], ...], n: int, frame_elements: int
+) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
+    """Cut an update of ``n`` elements made of ``tensors`` into frames of at most
+    ``frame_elements``: (start, stop, the frame's tensors). Frames end at tensor boundaries
+    where they can; a larger tensor is cut by rows (a row longer than a frame into
+    pieces of one row)."""
+    frames: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
+    cur: list[tuple[int, int]] = []
+    start = pos = 0
+
+    def close() -> None:
+        nonlocal start, cur
+        if pos > start:
+            frames.append((start, pos, tuple(cur)))
+        start, cur = pos, []
+
+    for rows, cols in tensors:
+        size = rows * cols
+        if size == 0:
+            continue
+        if size <= frame_elements:
+            if pos + size - start > frame_elements:
+                close()
+            cur.append((rows, cols))
+            pos += size
+            continue
+        close()
+        if cols <= frame_elements:
+            per = frame_elements // cols
+            for r in range(0, rows, per):
+                block = min(per, rows - r)
+                cur.append((block, cols))
+                pos += block * cols
+                close()
+        else:
+            for _ in range(rows):
+                for c in range(0, cols, frame_elements):
+                    piece = min(frame_elements, cols - c)
+                    cur.append((1, piece))
+                    pos += piece
+                    close()
+    close()
+    if not frames and n:
+        frames.append((0, n, ((1, n),)))
+    return frames
+
+
+def frame_seed(seed: int | None, start: int) -> int | None:
+    """The seed a codec that codes frames independently uses for the frame at ``start``."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), 0xF4A3E, int(start)])
+               .generate_state(1, np.uint32)[0])  # fmt: skip
+
+
+def default_threads() -> int:
+    """All usable cores."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _map(fn: Any, items: list[Any], threads: int | None) -> list[Any]:
+    """``[fn(item) ...]`` on ``threads`` threads (the kernels release the GIL)."""
+    threads = default_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if threads == 1 or len(items) < 2:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 class Codec(ABC):
     """Base class of every fedcodec codec.
 
@@ -121,20 +199,35 @@ class Codec(ABC):
         return f"{type(self).__name__}({args})"
 
     # -- public encode / decode ----------------------------------------------------------
-    def encode(self, update: Any, *, seed: int | None = None) -> bytes:
+    def encode(
+        self,
+        update: Any,
+        *,
+        seed: int | None = None,
+        frame_elements: int | None = None,
+        threads: int | None = None,
+    ) -> bytes:
         """Compress ``update`` (array, torch tensor or mapping name → tensor) to bytes.
 
         ``seed`` is the randomness both sides share (e.g. derived from round and client);
         each codec's docstring says whether it needs one. An all-zero update, and every
-        all-zero tensor of a mapping, decodes to exactly zero.
+        all-zero tensor of a mapping, decodes to exactly zero. An update of more than
+        ``frame_elements`` (default ``fedcodec.container.FRAME_ELEMENTS``, 2**24) elements
+        becomes a framed payload (a sequence of self-contained frames, coded on
+        ``threads`` threads, default all cores; the bytes do not depend on ``threads``).
         """
         if isinstance(update, Mapping):
             vector, layout = flatten(update)
-            return self.encode_vector(vector, layout=layout, seed=seed)
+            return self.encode_vector(
+                vector, layout=layout, seed=seed, frame_elements=frame_elements, threads=threads
+            )
         arr = as_numpy(update)
         with np.errstate(over="ignore"):  # float64 beyond float32's range: reported below
             vector = np.ascontiguousarray(arr.reshape(-1), dtype=np.float32)
-        return self.encode_vector(vector, dtype=arr.dtype, shape=tuple(arr.shape), seed=seed)
+        return self.encode_vector(
+            vector, dtype=arr.dtype, shape=tuple(arr.shape), seed=seed,
+            frame_elements=frame_elements, threads=threads,
+        )  # fmt: skip
 
     def encode_vector(
         self,
@@ -145,6 +238,8 @@ class Codec(ABC):
         dtype: np.dtype | None = None,
         shape: tuple[int, ...] | None = None,
         seed: int | None = None,
+        frame_elements: int | None = None,
+        threads: int | None = None,
     ) -> bytes:
         """Compress a flat contiguous float32 ``vector`` without copying it.
 
@@ -160,10 +255,10 @@ class Codec(ABC):
         dtype = np.dtype(np.float32) if dtype is None else np.dtype(dtype)
         shape = (vector.size,) if shape is None else shape
         fingerprint = layout_fingerprint
-        if vector.size > container.MAX_ELEMENTS:
+        frame_elements = container.FRAME_ELEMENTS if frame_elements is None else frame_elements
+        if not 1 <= frame_elements <= container.MAX_ELEMENTS:
             raise ValueError(
-                f"update has {vector.size} elements; payloads hold at most "
-                f"{container.MAX_ELEMENTS}: split it into several updates"
+                f"frame_elements must be in [1, {container.MAX_ELEMENTS}], got {frame_elements}"
             )
         if layout is not None:
             if layout.size != vector.size:
@@ -183,19 +278,27 @@ class Codec(ABC):
                 "Inf: fedcodec codes float32): fix the training step, or scale the update "
                 "down, before encoding"
             )
-        if self.takes_tensors:
-            params, body = self._encode(
-                vector,
-                seed=seed,
-                max_abs=max_abs,
-                sumsq=sumsq,
-                tensors=_tensors(layout, shape, vector.size),  # type: ignore[call-arg]
-            )
+        tensors = _tensors(layout, shape, vector.size)
+        if vector.size > frame_elements:
+            payload = self._encode_framed(
+                vector, tensors, frame_elements, threads,
+                seed=seed, max_abs=max_abs, sumsq=sumsq, dtype=dtype, shape=shape,
+                fingerprint=fingerprint, zero_ranges=zero_ranges,
+            )  # fmt: skip
         else:
-            params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
-        payload = container.pack(
-            self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges
-        )
+            if self.takes_tensors:
+                params, body = self._encode(
+                    vector,
+                    seed=seed,
+                    max_abs=max_abs,
+                    sumsq=sumsq,
+                    tensors=tensors,  # type: ignore[call-arg]
+                )
+            else:
+                params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
+            payload = container.pack(
+                self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges
+            )
         if max_abs > VERIFY_ABOVE:
             # near float32's limits a reconstruction can overflow: prove this one decodes
             try:
@@ -208,22 +311,150 @@ class Codec(ABC):
                 ) from None
         return payload
 
+    def _encode_framed(
+        self,
+        vector: np.ndarray,
+        tensors: tuple[tuple[int, int], ...],
+        frame_elements: int,
+        threads: int | None,
+        *,
+        seed: int | None,
+        max_abs: float,
+        sumsq: float,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        fingerprint: int,
+        zero_ranges: tuple[tuple[int, int], ...],
+    ) -> bytes:
+        """A framed payload (container version 2): frames of at most ``frame_elements``."""
+        frames = plan_frames(tensors, vector.size, frame_elements)
+        shared, coded = self._encode_frames(
+            vector, frames, seed=seed, max_abs=max_abs, sumsq=sumsq, threads=threads
+        )
+        shared_crc = zlib.crc32(shared, zlib.crc32(self.codec_id.encode()))
+        uid = container.update_id(shared_crc, vector.size, fingerprint, coded[0][1])
+        out = []
+        for index, ((start, stop, _), (params, body)) in enumerate(zip(frames, coded, strict=True)):
+            zeros = tuple(
+                (max(a, start) - start, min(b, stop) - start)
+                for a, b in zero_ranges
+                if a < stop and b > start
+            )
+            out.append(
+                container.pack_frame(
+                    self.codec_id,
+                    dtype,
+                    shape,
+                    fingerprint,
+                    uid,
+                    shared_crc,
+                    frame_elements,
+                    len(frames),
+                    index,
+                    start,
+                    stop - start,
+                    params,
+                    body,
+                    zeros,
+                )
+            )
+        return b"".join(out)
+
+    def _encode_frames(
+        self,
+        x: np.ndarray,
+        frames: list[tuple[int, int, tuple[tuple[int, int], ...]]],
+        *,
+        seed: int | None,
+        max_abs: float,
+        sumsq: float,
+        threads: int | None,
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """(the decode parameters every frame shares, (parameters, body) of each frame).
+        By default each frame is coded on its own (with :func:`frame_seed`)."""
+
+        def one(frame: tuple[int, int, tuple[tuple[int, int], ...]]) -> tuple[bytes, bytes]:
+            start, stop, tensors = frame
+            part = x[start:stop]
+            part_max, part_sumsq, _ = max_abs_and_sumsq(part)
+            opts: dict[str, Any] = {"seed": frame_seed(seed, start)}
+            if self.takes_tensors:
+                opts["tensors"] = tensors
+            return self._encode(part, max_abs=part_max, sumsq=part_sumsq, **opts)
+
+        return b"", _map(one, frames, threads)
+
+    def _decode_frame(
+        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
+    ) -> None:
+        """Decode the frame at element ``start`` into ``out`` (its slice)."""
+        self._decode(params, body, out, seed=frame_seed(seed, start))
+
+    def _shared_params(self, params: bytes) -> bytes:
+        """The part of a frame's parameters every frame shares (see _encode_frames)."""
+        return b""
+
+    def _finish_frames(self, params: bytes, out: np.ndarray, *, seed: int | None) -> None:  # noqa: B027
+        """After every frame is decoded into ``out`` (the first frame's parameters)."""
+
     def decode(
         self,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | list[bytes],
         *,
         seed: int | None = None,
         out: np.ndarray | None = None,
         layout: Layout | None = None,
+        max_elements: int | None = None,
+        threads: int | None = None,
     ) -> np.ndarray:
         """Decompress a payload to an array of the original shape and dtype.
 
         For an update that was a mapping, pass its ``layout`` (from :func:`fedcodec.flatten`)
         to have the payload checked against it, and :func:`fedcodec.unflatten` the result.
         ``out`` (same shape, any float dtype) receives the result. Every defect of the
-        payload raises :class:`fedcodec.DecodeError`.
+        payload raises :class:`fedcodec.DecodeError`. A framed payload (or a list of its
+        frames) is decoded on ``threads`` threads; it may declare at most ``max_elements``
+        elements (default ``fedcodec.container.MAX_FRAMED_ELEMENTS``), checked before
+        anything is allocated.
         """
-        return self._decode_envelope(container.unpack(payload), seed=seed, out=out, layout=layout)
+        if container.is_framed(payload):
+            bound = container.MAX_FRAMED_ELEMENTS if max_elements is None else max_elements
+            frames = container.unpack_frames(payload, bound)
+            return self._decode_frames(frames, seed=seed, out=out, layout=layout, threads=threads)
+        env = container.unpack(payload)  # type: ignore[arg-type]
+        if max_elements is not None and env.count > max_elements:
+            raise DecodeError(f"payload holds {env.count} elements, more than {max_elements}")
+        return self._decode_envelope(env, seed=seed, out=out, layout=layout)
+
+    def _decode_frames(
+        self,
+        frames: list[container.Frame],
+        *,
+        seed: int | None,
+        out: np.ndarray | None = None,
+        layout: Layout | None = None,
+        threads: int | None = None,
+    ) -> np.ndarray:
+        first = frames[0]
+        shared = zlib.crc32(
+            self._shared_params(first.env.params), zlib.crc32(self.codec_id.encode())
+        )
+        for f in frames:
+            mine = zlib.crc32(self._shared_params(f.env.params), zlib.crc32(self.codec_id.encode()))
+            if mine != f.shared or f.shared != shared:
+                raise DecodeError(f"frame {f.index}: its decode parameters are not the update's")
+
+        def body(flat: np.ndarray) -> None:
+            def one(f: container.Frame) -> None:
+                part = flat[f.start : f.start + f.length]
+                self._decode_frame(f.env.params, f.env.body, part, seed=seed, start=f.start)
+                for a, b in f.env.zero_ranges:
+                    part[a:b] = 0.0
+
+            _map(one, frames, threads)
+            self._finish_frames(first.env.params, flat, seed=seed)
+
+        return self._decode_into(first.env, body, out=out, layout=layout)
 
     def _decode_envelope(
         self,
@@ -234,6 +465,24 @@ class Codec(ABC):
         layout: Layout | None = None,
     ) -> np.ndarray:
         """:meth:`decode` after the container is parsed and its checksum verified."""
+
+        def body(flat: np.ndarray) -> None:
+            self._decode(env.params, env.body, flat, seed=seed)
+            for start, stop in env.zero_ranges:
+                flat[start:stop] = 0.0
+
+        return self._decode_into(env, body, out=out, layout=layout)
+
+    def _decode_into(
+        self,
+        env: container.Envelope,
+        body: Any,
+        *,
+        out: np.ndarray | None = None,
+        layout: Layout | None = None,
+    ) -> np.ndarray:
+        """Check ``env`` against the caller's codec, layout and ``out``, run ``body(flat)``
+        (which decodes into the float32 vector ``flat``) and return the result."""
         if env.codec_id != self.codec_id:
             raise DecodeError(
                 f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
@@ -254,7 +503,7 @@ class Codec(ABC):
         try:
             # a forged scale can overflow float32: that is the payload's fault, found below
             with np.errstate(over="ignore", invalid="ignore"):
-                self._decode(env.params, env.body, flat, seed=seed)
+                body(flat)
         except DecodeError:
             raise
         except IndexError as exc:
@@ -263,8 +512,6 @@ class Codec(ABC):
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
         except (ValueError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
-        for start, stop in env.zero_ranges:
-            flat[start:stop] = 0.0
         if not max_abs_and_sumsq(flat)[2]:
             raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
@@ -345,13 +592,30 @@ def get_codec(config: Mapping[str, Any]) -> Codec:
     return cls.from_config(config)
 
 
-def decode(payload: bytes | bytearray | memoryview, *, seed: int | None = None) -> np.ndarray:
-    """Decode any payload with the codec it names (decoding needs no configuration)."""
-    env = container.unpack(payload)
-    cls = _REGISTRY.get(env.codec_id)
+def decode(
+    payload: bytes | bytearray | memoryview | list[bytes],
+    *,
+    seed: int | None = None,
+    max_elements: int | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Decode any payload (or a framed payload's frames) with the codec it names
+    (decoding needs no configuration)."""
+    if container.is_framed(payload):
+        bound = container.MAX_FRAMED_ELEMENTS if max_elements is None else max_elements
+        frames = container.unpack_frames(payload, bound)
+        codec_id = frames[0].env.codec_id
+    else:
+        env = container.unpack(payload)  # type: ignore[arg-type]
+        codec_id = env.codec_id
+    cls = _REGISTRY.get(codec_id)
     if cls is None:
         _load_entry_points()
-        cls = _REGISTRY.get(env.codec_id)
+        cls = _REGISTRY.get(codec_id)
     if cls is None:
-        raise DecodeError(f"payload names unknown codec {env.codec_id!r}")
+        raise DecodeError(f"payload names unknown codec {codec_id!r}")
+    if container.is_framed(payload):
+        return cls()._decode_frames(frames, seed=seed, threads=threads)
+    if max_elements is not None and env.count > max_elements:
+        raise DecodeError(f"payload holds {env.count} elements, more than {max_elements}")
     return cls()._decode_envelope(env, seed=seed)

@@ -27,6 +27,7 @@ are always ``8 * len(payload)``.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -242,3 +243,235 @@ def unpack(payload: bytes | bytearray | memoryview) -> Envelope:
         body,
         tuple(zero_ranges),
     )
+
+
+# -- version 2: an update as a sequence of frames --------------------------------------------
+#: Version of a framed payload (an update of more than one frame).
+FRAMED_VERSION = 2
+#: Default frame size in elements (64 MiB of float32 per frame).
+FRAME_ELEMENTS = 1 << 24
+#: Largest element count a framed update may declare unless the caller allows more
+#: (2**32 float32 values = 16 GiB decoded).
+MAX_FRAMED_ELEMENTS = 1 << 32
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One parsed frame of a framed payload (``docs/format.md``, version 2)."""
+
+    env: Envelope  # count: the whole update's; zero_ranges: relative to ``start``
+    update_id: int
+    shared: int  # CRC32 of the decode parameters every frame shares
+    frame_elements: int
+    frame_count: int
+    index: int
+    start: int
+    length: int
+
+
+def pack_frame(
+    codec_id: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    layout_fingerprint: int,
+    update_id: int,
+    shared: int,
+    frame_elements: int,
+    frame_count: int,
+    index: int,
+    start: int,
+    length: int,
+    params: bytes,
+    body: bytes | bytearray | memoryview,
+    zero_ranges: tuple[tuple[int, int], ...] = (),
+) -> bytes:
+    """One frame of a framed payload; ``zero_ranges`` relative to the frame's start."""
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    cid = codec_id.encode("ascii")
+    zeros = _zero_list(zero_ranges, length)
+    dtype_byte = DTYPE_CODES[np.dtype(dtype)] | (ZERO_RANGES_FLAG if zeros else 0)
+    head = b"".join(
+        [
+            MAGIC,
+            bytes([FRAMED_VERSION, len(cid)]),
+            cid,
+            bytes([dtype_byte, len(shape)]),
+            *(put_varint(d) for d in shape),
+            put_varint(count),
+            struct.pack("<IQI", layout_fingerprint & 0xFFFFFFFF, update_id, shared),
+            put_varint(frame_elements),
+            put_varint(frame_count),
+            put_varint(index),
+            put_varint(start),
+            put_varint(length),
+            zeros,
+            put_varint(len(params)),
+            params,
+            put_varint(len(body)),
+        ]
+    )
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return b"".join([head, bytes(body), struct.pack("<I", crc)])
+
+
+def _zero_list(zero_ranges: tuple[tuple[int, int], ...], count: int) -> bytes:
+    if not zero_ranges:
+        return b""
+    pieces = [put_varint(len(zero_ranges))]
+    end = 0
+    for start, stop in zero_ranges:
+        if not end <= start < stop <= count:
+            raise ValueError(f"zero ranges must be ascending and disjoint, got {zero_ranges}")
+        pieces += [put_varint(start - end), put_varint(stop - start)]
+        end = stop
+    return b"".join(pieces)
+
+
+def is_framed(payload: object) -> bool:
+    """Whether ``payload`` is a framed payload (version 2) or a list of frames."""
+    if isinstance(payload, (list, tuple)):
+        return True
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        data = memoryview(payload).cast("B")
+        return len(data) > 4 and bytes(data[:4]) == MAGIC and data[4] == FRAMED_VERSION
+    return False
+
+
+def _read_frame(data: memoryview, max_elements: int) -> tuple[Frame, int]:
+    """Parse the frame at the start of ``data``; returns it and its length in bytes."""
+    r = Reader(data, "frame")
+    if bytes(r.take(4, "magic")) != MAGIC:
+        raise DecodeError("bad magic: not a fedcodec frame")
+    version = r.u8("version")
+    if version != FRAMED_VERSION:
+        raise DecodeError(f"frame version {version}: a framed payload holds version-2 frames")
+    id_len = r.u8("codec id length")
+    if not 1 <= id_len <= MAX_ID_LEN:
+        raise DecodeError(f"codec id length {id_len} is out of range")
+    try:
+        codec_id = bytes(r.take(id_len, "codec id")).decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError("codec id is not ASCII") from None
+    dtype_code = r.u8("dtype")
+    has_zeros = bool(dtype_code & ZERO_RANGES_FLAG)
+    dtype_code &= ~ZERO_RANGES_FLAG
+    if dtype_code not in CODE_DTYPES:
+        raise DecodeError(f"unknown dtype code {dtype_code}")
+    ndim = r.u8("ndim")
+    if ndim > MAX_NDIM:
+        raise DecodeError(f"ndim {ndim} exceeds {MAX_NDIM}")
+    shape = tuple(r.varint("shape", max_elements) for _ in range(ndim))
+    count = r.varint("element count", max_elements)  # refused before anything is allocated
+    expected = 1
+    for d in shape:
+        expected *= d
+    if expected != count:
+        raise DecodeError(f"element count {count} disagrees with shape {shape}")
+    fingerprint, update_id, shared = r.unpack("<IQI", "frame identity")
+    frame_elements = r.varint("frame size", MAX_ELEMENTS)
+    if frame_elements < 1:
+        raise DecodeError("frame size 0")
+    frame_count = r.varint("frame count", max(count, 1))
+    index = r.varint("frame index", max(frame_count - 1, 0))
+    start = r.varint("frame start", count)
+    length = r.varint("frame length", min(frame_elements, count - start))
+    if length < 1:
+        raise DecodeError("a frame with no elements")
+    zero_ranges: list[tuple[int, int]] = []
+    if has_zeros:
+        num = r.varint("zero-range count", r.remaining() // 2)
+        if num == 0:
+            raise DecodeError("the zero-range flag is set but the list is empty")
+        end = 0
+        for _ in range(num):
+            lo = end + r.varint("zero-range gap", length - end)
+            hi = lo + r.varint("zero-range length", length - lo)
+            if hi == lo:
+                raise DecodeError("a zero range is empty")
+            zero_ranges.append((lo, hi))
+            end = hi
+    params = bytes(r.take(r.varint("params length", len(data)), "codec parameters"))
+    body = r.take(r.varint("body length", len(data)), "body")
+    size = r.pos + 4
+    (stored_crc,) = struct.unpack("<I", r.take(4, "CRC32"))
+    if zlib.crc32(data[: size - 4]) != stored_crc:
+        raise DecodeError(f"CRC32 mismatch in frame {index}: corrupted or truncated")
+    env = Envelope(
+        codec_id, CODE_DTYPES[dtype_code], shape, count, fingerprint, params, body,
+        tuple(zero_ranges),
+    )  # fmt: skip
+    frame = Frame(env, update_id, shared, frame_elements, frame_count, index, start, length)
+    return frame, size
+
+
+def unpack_frames(
+    payload: bytes | bytearray | memoryview | list | tuple, max_elements: int = MAX_FRAMED_ELEMENTS
+) -> list[Frame]:
+    """Parse and check a framed payload (the frames concatenated, or a list of frames):
+    every frame verified, in order, all of one update, together covering it exactly. Any
+    defect (a missing, duplicated, reordered or foreign frame, a forged header) raises
+    :class:`DecodeError`; a count above ``max_elements`` is refused before allocation."""
+    if isinstance(payload, (list, tuple)):
+        pieces = []
+        for p in payload:
+            if not isinstance(p, (bytes, bytearray, memoryview)):
+                raise DecodeError(f"a frame must be bytes, got {type(p).__name__}")
+            pieces.append(memoryview(p).cast("B"))
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
+        pieces = [memoryview(payload).cast("B")]
+    else:
+        raise DecodeError(f"a payload must be bytes, got {type(payload).__name__}")
+    frames: list[Frame] = []
+    for data in pieces:
+        pos = 0
+        while pos < len(data):
+            frame, size = _read_frame(data[pos:], max_elements)
+            frames.append(frame)
+            pos += size
+            if len(frames) > frames[0].frame_count:
+                raise DecodeError(f"more than the {frames[0].frame_count} frames announced")
+    if not frames:
+        raise DecodeError("no frames")
+    first = frames[0]
+    if len(frames) != first.frame_count:
+        raise DecodeError(f"{len(frames)} frames of the {first.frame_count} announced")
+    start = 0
+    for i, f in enumerate(frames):
+        e, e0 = f.env, first.env
+        same = (
+            e.codec_id == e0.codec_id
+            and e.dtype == e0.dtype
+            and e.shape == e0.shape
+            and e.count == e0.count
+            and e.layout_fingerprint == e0.layout_fingerprint
+            and f.update_id == first.update_id
+            and f.shared == first.shared
+            and f.frame_elements == first.frame_elements
+            and f.frame_count == first.frame_count
+        )
+        if not same:
+            raise DecodeError(f"frame {f.index} belongs to another update")
+        if f.index != i:
+            raise DecodeError(f"frame {f.index} where frame {i} belongs (missing or reordered)")
+        if f.start != start:
+            raise DecodeError(f"frame {i} starts at {f.start}, not at {start}")
+        start += f.length
+    if start != first.env.count:
+        raise DecodeError(f"the frames cover {start} of the {first.env.count} elements")
+    if update_id_of(first) != first.update_id:
+        raise DecodeError("the update id does not match the first frame")
+    return frames
+
+
+def update_id(
+    shared: int, count: int, layout_fingerprint: int, first_body: bytes | memoryview
+) -> int:
+    """The update id every frame carries: derived from the shared decode parameters, the
+    element count, the layout and the first frame's body (reproducible for one encoding)."""
+    z = struct.pack("<IQII", shared, count, layout_fingerprint & 0xFFFFFFFF, zlib.crc32(first_body))
+    return int.from_bytes(hashlib.blake2b(z, digest_size=8).digest(), "little")
+
+
+def update_id_of(first: Frame) -> int:
+    e = first.env
+    return update_id(first.shared, e.count, e.layout_fingerprint, e.body)

@@ -366,10 +366,14 @@ class Solver:
         sumsq: float,
         stream: np.uint64,
         tensors: tuple[tuple[int, int], ...] = (),
+        rdoq: bool = True,
+        rate_value: float | None = None,
     ) -> None:
         self.codec = codec
+        self.allow_rdoq = rdoq  # levels="rdoq" (its levels depend on the whole message)
         self.tensors = ctx_coder.tensors_array(tensors or ((1, x.size),))
-        self.rate = RATE_MODES[codec._rate_mode](codec._rate_value)
+        value = codec._rate_value if rate_value is None else rate_value
+        self.rate = RATE_MODES[codec._rate_mode](value)
         self.x = x
         self.n = x.size
         self.max_abs = max_abs
@@ -685,7 +689,7 @@ class Solver:
                     if not self.measure_levels(ctx.point, (CODER_RLEG,), ctx.sse, ctx.bits):
                         continue
             finals.append(self.search_and_refine(c, offsets))
-        if codec.levels == "rdoq" and ctx_coder.has_structure(self.tensors):
+        if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):
             measured = [f for f in finals if f.point.coder == CODER_CTX]
             if measured:
                 finals.append(self.rate.rdoq(self, measured[0]))
@@ -693,6 +697,27 @@ class Solver:
         if best.point.coder == CODER_ANS and best.ans is None:
             best = self.measure(best.point, best.sse)  # its symbols, dropped above
         return best
+
+    def code_point(self, point: Point, coder: str) -> Final:
+        """The levels of ``point`` (a step, rounding offset and reconstruction chosen for a
+        whole update: a frame of it quantizes exactly as the whole would), written with
+        the smallest of the coders ``coder`` allows."""
+        todo = {
+            "ans": (CODER_ANS,),
+            "rleg": (CODER_RLEG,),
+            "auto": (CODER_ANS, CODER_RLEG),
+            "ctx": (CODER_ANS, CODER_CTX, CODER_RLEG),
+        }[coder]
+        if coder == "ctx" and not ctx_coder.has_structure(self.tensors):
+            todo = (CODER_ANS, CODER_RLEG)
+        finals: list[Final] = []
+        if CODER_ANS in todo:
+            finals.append(self.measure(replace(point, coder=CODER_ANS), point.sse))
+        rest = tuple(c for c in todo if c != CODER_ANS)
+        if rest:
+            beat = finals[0].bits if finals else math.inf
+            finals += self.measure_levels(point, rest, point.sse, beat)
+        return min(finals, key=lambda f: f.bits)
 
     def search_and_refine(self, coder: int, offsets: tuple[float, ...]) -> Final:
         """The coder's best point on the subsample over the rounding offsets, measured on

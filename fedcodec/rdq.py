@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _rotated, container, kernels
-from .codec import FLOAT32_MAX, Codec, register_codec
+from .codec import FLOAT32_MAX, Codec, _map, register_codec
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
@@ -32,12 +32,16 @@ from .rate_control import (
     MAX_RECON,
     RATE_MODES,
     STEP_MIN,
+    Final,
+    Point,
     Solver,
 )
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform", "rdoq")
 CODER_NAMES = ("ans", "rleg", "ctx")  # by coder id (flags bits 3-4)
+_FRAME_HEADER = 48  # about a frame's container bytes, for the rate target's correction
+_FRAMED_RATE_TOLERANCE = 0.01
 CODERS = ("ans", "rleg", "auto", "ctx")
 RATE_PARAMS = tuple(RATE_MODES)
 
@@ -173,15 +177,10 @@ class RDQ(Codec):
         self._rate_value = value
 
     # -- encoding ------------------------------------------------------------------------
-    def _encode(
-        self,
-        x: np.ndarray,
-        *,
-        seed: int | None,
-        max_abs: float,
-        sumsq: float,
-        tensors: tuple[tuple[int, int], ...] = (),
-    ) -> tuple[bytes, bytes]:
+    def _prepare(
+        self, x: np.ndarray, seed: int | None, max_abs: float, tensors: tuple[tuple[int, int], ...]
+    ) -> tuple[int, np.uint64, np.ndarray, float, tuple[tuple[int, int], ...]]:
+        """(seed, dither stream, the vector to quantize, its max |x|, its tensors)."""
         needs_seed = self.rotate or self.rounding == "dither"
         if needs_seed and seed is None:
             raise ValueError(
@@ -196,25 +195,89 @@ class RDQ(Codec):
             work = _rotated.rotated(x, seed, max_abs)
             max_abs = kernels.max_abs_and_sumsq(work)[0]
             tensors = ()
-        final = Solver(self, work, max_abs, sumsq, stream, tensors).solve()
-        point = final.point
+        return seed, stream, work, max_abs, tensors
 
-        flags = (
-            self._mode | (self.rotate << 2) | (point.coder << 3) | ((point.recon is not None) << 5)
-        )
+    def _header_bytes(self, point: Point, seed: int, coder: int) -> bytearray:
+        """flags, step, seed check, reconstruction table (coder-specific bytes follow)."""
+        flags = self._mode | (self.rotate << 2) | (coder << 3) | ((point.recon is not None) << 5)
         params = bytearray(struct.pack("<Bf", flags, point.step))
-        if needs_seed:
+        if self.rotate or self.rounding == "dither":
             params += struct.pack("<I", _rng.seed_check(seed))
         if point.recon is not None:
             t = np.rint((point.recon[1:] - np.arange(1, point.recon.size)) * 128.0)
             params += bytes([point.recon.size - 1]) + t.astype(np.int8).tobytes()
+        return params
+
+    def _write(self, final: Final, seed: int) -> tuple[bytes, bytes]:
+        params = self._header_bytes(final.point, seed, final.point.coder)
         if final.ans is not None:
             ans_params, body = ans_coder.encode(final.ans, self.ans_backend)
             return bytes(params + ans_params), body
         return bytes(params + final.params), final.body
 
+    def _encode(
+        self,
+        x: np.ndarray,
+        *,
+        seed: int | None,
+        max_abs: float,
+        sumsq: float,
+        tensors: tuple[tuple[int, int], ...] = (),
+    ) -> tuple[bytes, bytes]:
+        seed, stream, work, max_abs, tensors = self._prepare(x, seed, max_abs, tensors)
+        final = Solver(self, work, max_abs, sumsq, stream, tensors).solve()
+        return self._write(final, seed)
+
+    def _encode_frames(
+        self,
+        x: np.ndarray,
+        frames: list[tuple[int, int, tuple[tuple[int, int], ...]]],
+        *,
+        seed: int | None,
+        max_abs: float,
+        sumsq: float,
+        threads: int | None,
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """One rate control for the whole update (its step, rounding offset and
+        reconstruction points are every frame's, so every frame quantizes exactly as the
+        whole update would: the rate mode's guarantee holds for the whole); each frame
+        then writes its levels with the coder that codes them smallest."""
+        tensors = tuple(t for _, _, ts in frames for t in ts)
+        seed, stream, work, max_abs, tensors = self._prepare(x, seed, max_abs, tensors)
+        value = self._rate_value
+        for _ in range(3):
+            solver = Solver(
+                self, work, max_abs, sumsq, stream, tensors, rdoq=False, rate_value=value
+            )
+            point = solver.solve().point
+            shared = bytes(self._header_bytes(point, seed, CODER_ANS))
+
+            def one(
+                frame: tuple[int, int, tuple[tuple[int, int], ...]], point: Point = point
+            ) -> tuple[bytes, bytes]:
+                start, stop, frame_tensors = frame
+                part = work[start:stop]
+                part_max, part_sumsq, _ = kernels.max_abs_and_sumsq(part)
+                if self.rotate:
+                    frame_tensors = ((1, stop - start),)
+                stream_f = _rng.shifted(stream, start)
+                sub = Solver(self, part, part_max, part_sumsq, stream_f, frame_tensors)
+                return self._write(sub.code_point(point, self.coder), seed)
+
+            coded = _map(one, frames, threads)
+            if self._rate_mode != "bits_per_param":
+                break
+            # a rate target holds for the whole payload: frames cost their headers and
+            # their coders' models, so the target is corrected by what they cost
+            bits = sum(8.0 * (len(p) + len(b)) + 8.0 * _FRAME_HEADER for p, b in coded)
+            goal = self._rate_value * x.size
+            if abs(bits - goal) <= _FRAMED_RATE_TOLERANCE * goal:
+                break
+            value *= goal / bits
+        return shared, coded
+
     # -- decoding ------------------------------------------------------------------------
-    def _header(self, params: bytes, seed: int | None) -> _Header:
+    def _header(self, params: bytes, seed: int | None, check_seed: bool = True) -> _Header:
         r = Reader(params, "rdq parameters")
         flags = r.u8("flags")
         mode, rotate, coder, has_recon = (
@@ -230,12 +293,12 @@ class RDQ(Codec):
             raise DecodeError(f"rdq: invalid step {step}")
         if rotate or mode == kernels.DITHER:
             (check,) = r.unpack("<I", "seed check")
-            if seed is None:
+            if check_seed and seed is None:
                 raise DecodeError(
                     "rdq: this payload was encoded with a shared seed (rotation or dither); "
                     "pass the same seed to decode"
                 )
-            if _rng.seed_check(seed) != check:
+            if check_seed and _rng.seed_check(seed) != check:
                 raise DecodeError(
                     "rdq: the seed does not match the one the payload was encoded with"
                 )
@@ -250,10 +313,20 @@ class RDQ(Codec):
         return _Header(r, mode, bool(rotate), coder, step, recon, stream)
 
     def _decode(
-        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
+        self,
+        params: bytes,
+        body: memoryview,
+        out: np.ndarray,
+        *,
+        seed: int | None,
+        start: int = 0,
+        rotate: bool = True,
     ) -> None:
+        """Decode into ``out``; a frame at element ``start`` of a framed update draws its
+        dither from there, and its rotation is undone for the whole update."""
         h = self._header(params, seed)
-        r, mode, step, recon, stream = h.reader, h.mode, h.step, h.recon, h.stream
+        r, mode, step, recon = h.reader, h.mode, h.step, h.recon
+        stream = _rng.shifted(h.stream, start)
         if h.coder == CODER_ANS:
             ans_coder.decode(r, body, out, mode, step, recon, stream, self.ans_backend)
         elif h.coder == CODER_RLEG:
@@ -261,10 +334,26 @@ class RDQ(Codec):
             rleg_coder.decode(body, out, mode, step, recon, stream)
         else:
             ctx_coder.decode(r, body, out, mode, step, recon, stream)
-        if h.rotate:
+        if h.rotate and rotate:
             assert seed is not None  # checked with the seed check above
             # levels are at most 2**30 (the decoders check), reconstructions within a step
             _rotated.rotate(out, seed, bound=(kernels.MAX_ABS_LEVEL + 2) * step, inverse=True)
+
+    def _shared_params(self, params: bytes) -> bytes:
+        h = self._header(params, None, check_seed=False)
+        return bytes([params[0] & ~(3 << 3)]) + params[1 : h.reader.pos]
+
+    def _decode_frame(
+        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
+    ) -> None:
+        self._decode(params, body, out, seed=seed, start=start, rotate=False)
+
+    def _finish_frames(self, params: bytes, out: np.ndarray, *, seed: int | None) -> None:
+        h = self._header(params, seed)
+        if h.rotate:
+            assert seed is not None  # checked with the seed check
+            bound = (kernels.MAX_ABS_LEVEL + 2) * h.step
+            _rotated.rotate(out, seed, bound=bound, inverse=True)
 
     def decode_levels(self, payload: bytes, *, seed: int | None = None) -> Levels:
         """The integer levels a payload carries, for analysis (the frontier's context

@@ -74,3 +74,9 @@ def uniform(seed: int, stream: int, count: int, start: int = 0) -> np.ndarray:
 def seed_check(seed: int) -> int:
     """A 32-bit fingerprint of a seed, stored in payloads so a wrong seed is detected."""
     return int(_hash64(stream_seed(seed, STREAM_CHECK), 0) >> np.uint64(32))
+
+
+def shifted(stream: np.uint64, start: int) -> np.uint64:
+    """The stream whose number ``j`` is number ``start + j`` of ``stream``: a frame that
+    starts at element ``start`` draws exactly what the whole update would there."""
+    return np.uint64((int(stream) + int(start) * int(_GOLDEN)) & MASK64)

@@ -1,0 +1,209 @@
+"""Framed payloads (container version 2): an update of more frames than one, small frame
+sizes so that the multi-frame logic runs in the default suite."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fedcodec
+from fedcodec import RDQ, container
+from fedcodec.codec import BUILTIN_CODECS, plan_frames
+from fedcodec.sample_updates import structured_matrix
+
+FRAME = 4000
+
+
+def update() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "w1": structured_matrix(60, 150, seed=1, zero_every=4),  # 9000: cut by rows
+        "b1": (rng.laplace(size=60) * 1e-3).astype(np.float32),
+        "w2": structured_matrix(30, 40, seed=2),
+        "zero": np.zeros(500, np.float32),
+        "w3": structured_matrix(5, 9000, seed=3),  # rows longer than a frame
+    }
+
+
+def nmse(x: np.ndarray, y: np.ndarray) -> float:
+    x64 = x.astype(np.float64).reshape(-1)
+    return float(np.sum((x64 - y.reshape(-1)) ** 2) / np.sum(x64 * x64))
+
+
+def test_plan_frames_cuts_at_tensors_then_rows() -> None:
+    tensors = ((60, 150), (1, 60), (30, 40), (1, 500), (5, 9000))
+    n = sum(r * c for r, c in tensors)
+    frames = plan_frames(tensors, n, FRAME)
+    assert frames[0][0] == 0 and frames[-1][1] == n
+    for (_, b, _), (c, _, _) in itertools.pairwise(frames):
+        assert b == c  # contiguous
+    for a, b, ts in frames:
+        assert 0 < b - a <= FRAME and sum(r * c for r, c in ts) == b - a
+    # w1 (9000) is cut into blocks of whole rows, the small tensors share frames
+    assert [ts for _, _, ts in frames[:3]] == [((26, 150),), ((26, 150),), ((8, 150),)]
+    assert ((1, 60), (30, 40), (1, 500)) in [ts for _, _, ts in frames]
+    assert all(ts == ((1, 4000),) or ts[0][1] <= 4000 for _, _, ts in frames[4:])
+
+
+@pytest.mark.parametrize("codec_id", sorted(BUILTIN_CODECS))
+def test_every_codec_round_trips_in_frames(codec_id: str) -> None:
+    codec = fedcodec.get_codec({"id": codec_id})
+    u = update()
+    payload = codec.encode(u, seed=9, frame_elements=FRAME)
+    assert container.is_framed(payload)
+    frames = container.unpack_frames(payload)
+    assert len(frames) > 10
+    x, layout = fedcodec.flatten(u)
+    y = fedcodec.decode(payload, seed=9)
+    assert y.shape == x.shape and np.isfinite(y).all()
+    assert np.all(y[layout.edges[3] : layout.edges[4]] == 0.0)  # the all-zero tensor
+    # the same bytes whatever the thread count; a list of frames decodes the same
+    assert codec.encode(u, seed=9, frame_elements=FRAME, threads=1) == payload
+    raw = split(payload)
+    assert len(raw) == len(frames)
+    np.testing.assert_array_equal(codec.decode(raw, seed=9, threads=1), y)
+
+
+def split(payload: bytes) -> list[bytes]:
+    """The frames of a framed payload as separate byte strings."""
+    out, pos = [], 0
+    data = memoryview(payload)
+    while pos < len(data):
+        _, size = container._read_frame(data[pos:], container.MAX_FRAMED_ELEMENTS)
+        out.append(bytes(data[pos : pos + size]))
+        pos += size
+    return out
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"nmse": 0.05},
+        {"nmse": 0.05, "rounding": "dither"},
+        {"step_rms": 0.7, "rounding": "stochastic"},
+        {"nmse": 0.02, "rotate": True, "rounding": "dither"},
+        {"nmse": 0.05, "coder": "ans"},
+        {"lmbda": 0.01, "coder": "rleg"},
+    ],
+)
+def test_rdq_frames_quantize_as_the_whole_update(config: dict) -> None:
+    """One rate control for the whole update: with the same tensors, every frame's levels
+    are the whole update's (same step, rounding, reconstruction and dither), so the error
+    is the single payload's exactly and the rate mode's guarantee holds."""
+    x = structured_matrix(120, 100, seed=4, zero_every=3)
+    codec = RDQ(**config)
+    single = codec.encode(x, seed=3)
+    framed = codec.encode(x, seed=3, frame_elements=12_000)  # one frame: the same tensors
+    assert not container.is_framed(framed) and framed == single
+    framed = codec.encode(x.reshape(-1), seed=3, frame_elements=2_000)
+    flat_single = codec.encode(x.reshape(-1), seed=3)
+    e_framed = nmse(x, fedcodec.decode(framed, seed=3))
+    assert e_framed == pytest.approx(nmse(x, fedcodec.decode(flat_single, seed=3)), rel=1e-9)
+    if "nmse" in config:
+        assert e_framed <= config["nmse"]
+
+
+def test_bits_per_param_holds_over_frames() -> None:
+    x = structured_matrix(400, 500, seed=5, zero_every=4)
+    payload = RDQ(bits_per_param=1.0).encode(x, frame_elements=40_000)
+    assert len(container.unpack_frames(payload)) == 5
+    assert abs(8 * len(payload) / x.size - 1.0) < 0.03
+
+
+def forged(frame: bytes, offset: int, value: bytes) -> bytes:
+    """``frame`` with bytes replaced at ``offset`` and its CRC32 made valid again."""
+    data = bytearray(frame)
+    data[offset : offset + len(value)] = value
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    return bytes(data)
+
+
+def test_missing_duplicated_reordered_and_foreign_frames_are_refused() -> None:
+    codec = RDQ(nmse=0.05)
+    u = update()
+    frames = split(codec.encode(u, frame_elements=FRAME))
+    other = split(codec.encode({k: v * 1.5 for k, v in u.items()}, frame_elements=FRAME))
+    cases = {
+        "missing": frames[:3] + frames[4:],
+        "duplicated": [*frames[:3], frames[2], *frames[3:]],
+        "reordered": [frames[1], frames[0], *frames[2:]],
+        "foreign": [*frames[:3], other[3], *frames[4:]],
+        "truncated": frames[:-1],
+        "extra": [*frames, frames[-1]],
+    }
+    for name, pieces in cases.items():
+        with pytest.raises(fedcodec.DecodeError):
+            codec.decode(pieces)
+        with pytest.raises(fedcodec.DecodeError):
+            fedcodec.decode(b"".join(pieces))
+        assert name
+    with pytest.raises(fedcodec.DecodeError, match="CRC32"):
+        bad = bytearray(frames[2])
+        bad[-10] ^= 1
+        codec.decode([*frames[:2], bytes(bad), *frames[3:]])
+
+
+def test_forged_headers_with_valid_checksums_are_refused() -> None:
+    codec = RDQ(nmse=0.05)
+    u = update()
+    frames = split(codec.encode(u, frame_elements=FRAME))
+    first = container._read_frame(memoryview(frames[0]), container.MAX_FRAMED_ELEMENTS)[0]
+    # the update id is tied to the first frame's body: another body is another update
+    body_at = len(frames[0]) - 4 - len(first.env.body)
+    changed = forged(frames[0], body_at, bytes([frames[0][body_at] ^ 0xFF]))
+    with pytest.raises(fedcodec.DecodeError):
+        codec.decode([changed, *frames[1:]])
+    # a count beyond what the caller allows is refused before anything is allocated
+    x, _ = fedcodec.flatten(u)
+    with pytest.raises(fedcodec.DecodeError, match="exceeds the bound"):
+        codec.decode(frames, max_elements=x.size - 1)
+    # another frame's decode parameters (a different step) in an otherwise valid frame
+    params_at = frames[1].index(first.env.params[:5]) if first.env.params[:5] in frames[1] else -1
+    if params_at > 0:
+        step = struct.unpack("<f", frames[1][params_at + 1 : params_at + 5])[0]
+        changed = forged(frames[1], params_at + 1, struct.pack("<f", step * 2))
+        with pytest.raises(fedcodec.DecodeError):
+            codec.decode([frames[0], changed, *frames[2:]])
+
+
+def test_small_updates_stay_single_payloads() -> None:
+    x = np.random.default_rng(0).laplace(size=1000).astype(np.float32)
+    payload = RDQ().encode(x)
+    assert not container.is_framed(payload) and payload[4] == container.FORMAT_VERSION
+    with pytest.raises(ValueError, match="frame_elements"):
+        RDQ().encode(x, frame_elements=0)
+    with pytest.raises(ValueError, match="threads"):
+        RDQ().encode(x, frame_elements=100, threads=0)
+
+
+_FRAMES = None
+
+
+def framed_payload() -> list[bytes]:
+    global _FRAMES
+    if _FRAMES is None:
+        _FRAMES = split(RDQ(nmse=0.05).encode(update(), frame_elements=FRAME))
+    return _FRAMES
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_forged_frames_raise_decode_error_or_decode(data: st.DataObject) -> None:
+    """Any byte of any frame changed, its CRC32 made valid again: the decoder refuses
+    it with DecodeError or decodes an update of the declared size, nothing else."""
+    frames = list(framed_payload())
+    i = data.draw(st.integers(0, len(frames) - 1))
+    pos = data.draw(st.integers(4, len(frames[i]) - 5))
+    value = data.draw(st.integers(0, 255))
+    frames[i] = forged(frames[i], pos, bytes([value]))
+    try:
+        y = fedcodec.decode(frames, max_elements=1 << 20)
+    except fedcodec.DecodeError:
+        return
+    assert y.size == sum(v.size for v in update().values())
