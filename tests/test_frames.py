@@ -207,3 +207,56 @@ def test_forged_frames_raise_decode_error_or_decode(data: st.DataObject) -> None
     except fedcodec.DecodeError:
         return
     assert y.size == sum(v.size for v in update().values())
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def test_frames_follow_docs_format_byte_for_byte() -> None:
+    """A plain reading of docs/format.md's version-2 table, field by field."""
+    import hashlib
+
+    x = structured_matrix(60, 150, seed=1)
+    frames = split(RDQ(nmse=0.05, rounding="dither").encode(x, seed=4, frame_elements=FRAME))
+    starts = []
+    for k, f in enumerate(frames):
+        assert f[:4] == b"FEDC" and f[4] == 2 and f[5] == 3 and f[6:9] == b"rdq"
+        assert f[9] == 2 and f[10] == 2  # float32, 2 dimensions
+        pos = 11
+        rows, pos = _varint(f, pos)
+        cols, pos = _varint(f, pos)
+        count, pos = _varint(f, pos)
+        assert (rows, cols, count) == (60, 150, 9000)
+        layout, uid, shared = struct.unpack("<IQI", f[pos : pos + 16])
+        pos += 16
+        size, pos = _varint(f, pos)
+        total, pos = _varint(f, pos)
+        index, pos = _varint(f, pos)
+        start, pos = _varint(f, pos)
+        length, pos = _varint(f, pos)
+        assert (size, total, index) == (FRAME, len(frames), k) and 0 < length <= FRAME
+        starts.append((start, length))
+        plen, pos = _varint(f, pos)
+        params = f[pos : pos + plen]
+        pos += plen
+        blen, pos = _varint(f, pos)
+        body = f[pos : pos + blen]
+        pos += blen
+        assert pos + 4 == len(f)
+        assert struct.unpack("<I", f[-4:])[0] == zlib.crc32(f[:-4])
+        # shared: the codec id, then flags without coder bits, step, seed check (dither)
+        assert shared == zlib.crc32(bytes([params[0] & ~0x18]) + params[1:9], zlib.crc32(b"rdq"))
+        if k == 0:
+            z = struct.pack("<IQII", shared, count, layout, zlib.crc32(body))
+            assert uid == int.from_bytes(hashlib.blake2b(z, digest_size=8).digest(), "little")
+    assert starts[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(starts))
+    assert sum(n for _, n in starts) == 9000
