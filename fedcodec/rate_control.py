@@ -368,8 +368,10 @@ class Solver:
         tensors: tuple[tuple[int, int], ...] = (),
         rdoq: bool = True,
         rate_value: float | None = None,
+        step_only: bool = False,
     ) -> None:
         self.codec = codec
+        self.step_only = step_only  # solve() need not measure the coders it will not write
         self.allow_rdoq = rdoq  # levels="rdoq" (its levels depend on the whole message)
         self.tensors = ctx_coder.tensors_array(tensors or ((1, x.size),))
         value = codec._rate_value if rate_value is None else rate_value
@@ -653,6 +655,10 @@ class Solver:
         todo = coders[codec.coder]
         if codec.coder == "ctx" and not ctx_coder.has_structure(self.tensors):
             todo = coders["auto"]  # vectors and 1-d tensors: the best of today's codes
+        if self.step_only and self.rate.coder_independent_step and CODER_ANS in todo:
+            # the caller codes the point itself (a framed update's frames): the memoryless
+            # coder's search gives the step every coder would code
+            todo = [CODER_ANS]
         finals: list[Final] = []
         for c in todo:
             if c != CODER_ANS and codec.coder == "ctx":

@@ -247,8 +247,9 @@ class RDQ(Codec):
         value = self._rate_value
         for _ in range(3):
             solver = Solver(
-                self, work, max_abs, sumsq, stream, tensors, rdoq=False, rate_value=value
-            )
+                self, work, max_abs, sumsq, stream, tensors,
+                rdoq=False, rate_value=value, step_only=True,
+            )  # fmt: skip
             point = solver.solve().point
             shared = bytes(self._header_bytes(point, seed, CODER_ANS))
 
