@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import kernels
-from .codec import FLOAT32_MAX
+from .codec import FLOAT32_MAX, _map
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
 from .kernels import ctx as _ctx
 from .kernels import quant as _quantize
+from .kernels import rng as _rng
 
 if TYPE_CHECKING:
     from .rdq import RDQ
@@ -33,6 +34,8 @@ _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escap
 #: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole
 #: message, and the corrections cost more than the search there
 _SAMPLE_MIN, _SAMPLE_MAX = 1 << 14, 1 << 16
+#: passes over a message of more elements run in chunks of this many (on threads)
+_PAR_CHUNK = 1 << 22
 RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo" (and "rdoq")
 #: levels="rdoq": squared error (in steps²) one bit is worth when choosing levels: about
 #: the high-rate slope (ln 2 / 6 ≈ 0.116); 0.06, 0.1, 0.15 and 0.22 came within 1 % of each
@@ -369,9 +372,11 @@ class Solver:
         rdoq: bool = True,
         rate_value: float | None = None,
         step_only: bool = False,
+        threads: int | None = 1,
     ) -> None:
         self.codec = codec
         self.step_only = step_only  # solve() need not measure the coders it will not write
+        self.threads = threads  # for the passes over the whole message
         self.allow_rdoq = rdoq  # levels="rdoq" (its levels depend on the whole message)
         self.tensors = ctx_coder.tensors_array(tensors or ((1, x.size),))
         value = codec._rate_value if rate_value is None else rate_value
@@ -565,18 +570,31 @@ class Solver:
 
     # -- exact measurement on the whole message ------------------------------------------
     def exact_sse(self, p: Point) -> float:
-        """The squared error of ``p`` on the whole message (one pass, nothing coded)."""
+        """The squared error of ``p`` on the whole message (one pass, nothing coded; in
+        chunks of ``_PAR_CHUNK`` elements on ``threads`` threads, summed in order: the
+        same number for any thread count)."""
         inv = 1.0 / p.step
-        if self.mode == kernels.NEAREST:
-            recon = _NO_RECON if p.recon is None else p.recon
-            return float(_quantize._sse_nearest(self.x, inv, p.offset, recon)) * p.step * p.step
-        q = np.empty(self.n, dtype=np.int32)
-        return float(_quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)) * (
-            p.step * p.step
-        )
+        recon = _NO_RECON if p.recon is None else p.recon
+
+        def part(bounds: tuple[int, int]) -> float:
+            a, b = bounds
+            xs = self.x[a:b]
+            if self.mode == kernels.NEAREST:
+                return float(_quantize._sse_nearest(xs, inv, p.offset, recon))
+            q = np.empty(b - a, dtype=np.int32)
+            stream = _rng.shifted(self.stream, a)
+            return float(_quantize._quantize(xs, inv, self.mode, p.offset, stream, q))
+
+        if self.n <= _PAR_CHUNK:
+            return part((0, self.n)) * p.step * p.step
+        chunks = [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
+        return sum(_map(part, chunks, self.threads)) * p.step * p.step
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
+        if self.step_only and self.rate.coder_independent_step:
+            # only the step is wanted (the caller codes it): nothing to count
+            return Final(p, p.bits, p.sse if sse is None else sse, None)
         if p.coder != CODER_ANS:
             (final,) = self.measure_levels(p, (p.coder,), sse)
             return final

@@ -248,7 +248,7 @@ class RDQ(Codec):
         for _ in range(3):
             solver = Solver(
                 self, work, max_abs, sumsq, stream, tensors,
-                rdoq=False, rate_value=value, step_only=True,
+                rdoq=False, rate_value=value, step_only=True, threads=threads,
             )  # fmt: skip
             point = solver.solve().point
             shared = bytes(self._header_bytes(point, seed, CODER_ANS))

@@ -260,3 +260,19 @@ def test_frames_follow_docs_format_byte_for_byte() -> None:
     assert starts[0][0] == 0
     assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(starts))
     assert sum(n for _, n in starts) == 9000
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "dither"])
+def test_chunked_passes_give_the_same_bytes_for_any_thread_count(
+    monkeypatch: pytest.MonkeyPatch, rounding: str
+) -> None:
+    """The whole update's error passes run in fixed chunks on threads and are summed in
+    order: the payload does not depend on the thread count."""
+    from fedcodec import rate_control
+
+    monkeypatch.setattr(rate_control, "_PAR_CHUNK", 1500)
+    x = structured_matrix(100, 120, seed=6, zero_every=5)
+    codec = RDQ(nmse=0.03, rounding=rounding)
+    payloads = {t: codec.encode(x, seed=2, frame_elements=FRAME, threads=t) for t in (1, 2, 3)}
+    assert payloads[1] == payloads[2] == payloads[3]
+    assert nmse(x, fedcodec.decode(payloads[2], seed=2, threads=2)) <= 0.03
