@@ -592,7 +592,7 @@ class Solver:
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
-        if self.step_only and self.rate.coder_independent_step:
+        if self.step_only:
             # only the step is wanted (the caller codes it): nothing to count
             return Final(p, p.bits, p.sse if sse is None else sse, None)
         if p.coder != CODER_ANS:
@@ -673,9 +673,9 @@ class Solver:
         todo = coders[codec.coder]
         if codec.coder == "ctx" and not ctx_coder.has_structure(self.tensors):
             todo = coders["auto"]  # vectors and 1-d tensors: the best of today's codes
-        if self.step_only and self.rate.coder_independent_step and CODER_ANS in todo:
-            # the caller codes the point itself (a framed update's frames): the memoryless
-            # coder's search gives the step every coder would code
+        if self.step_only:
+            # the caller codes the point itself (a framed update's frames, which correct a
+            # rate target by their exact sizes): the memoryless coder's search gives it
             todo = [CODER_ANS]
         finals: list[Final] = []
         for c in todo:

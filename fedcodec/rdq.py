@@ -42,6 +42,7 @@ LEVELS = ("rdo", "uniform", "rdoq")
 CODER_NAMES = ("ans", "rleg", "ctx")  # by coder id (flags bits 3-4)
 _FRAME_HEADER = 48  # about a frame's container bytes, for the rate target's correction
 _FRAMED_RATE_TOLERANCE = 0.01
+_FRAMED_RATE_PASSES = 5
 CODERS = ("ans", "rleg", "auto", "ctx")
 RATE_PARAMS = tuple(RATE_MODES)
 
@@ -245,7 +246,7 @@ class RDQ(Codec):
         tensors = tuple(t for _, _, ts in frames for t in ts)
         seed, stream, work, max_abs, tensors = self._prepare(x, seed, max_abs, tensors)
         value = self._rate_value
-        for _ in range(3):
+        for _ in range(_FRAMED_RATE_PASSES):
             solver = Solver(
                 self, work, max_abs, sumsq, stream, tensors,
                 rdoq=False, rate_value=value, step_only=True, threads=threads,
@@ -268,13 +269,15 @@ class RDQ(Codec):
             coded = _map(one, frames, threads)
             if self._rate_mode != "bits_per_param":
                 break
-            # a rate target holds for the whole payload: frames cost their headers and
-            # their coders' models, so the target is corrected by what they cost
+            # a rate target holds for the whole payload: the step was searched on the
+            # memoryless coder's estimate, the frames' exact sizes (their coders, models
+            # and headers) correct the target until the payload meets it; each pass codes
+            # the frames again, a frame at a time (memory stays bounded)
             bits = sum(8.0 * (len(p) + len(b)) + 8.0 * _FRAME_HEADER for p, b in coded)
             goal = self._rate_value * x.size
             if abs(bits - goal) <= _FRAMED_RATE_TOLERANCE * goal:
                 break
-            value *= goal / bits
+            value *= (goal / bits) ** 1.15  # a little beyond the ratio: bits lag the target
         return shared, coded
 
     # -- decoding ------------------------------------------------------------------------
