@@ -475,3 +475,18 @@ def update_id(
 def update_id_of(first: Frame) -> int:
     e = first.env
     return update_id(first.shared, e.count, e.layout_fingerprint, e.body)
+
+
+def split_frames(payload: bytes | bytearray | memoryview) -> list[bytes]:
+    """The frames of a framed payload, each as its own bytes (for a transport that carries
+    them one by one); a version-1 payload is one piece. Frames are checked one by one
+    (their CRC32); :func:`unpack_frames` checks that they make one update."""
+    data = memoryview(payload).cast("B")
+    if not is_framed(data):
+        return [bytes(data)]
+    out, pos = [], 0
+    while pos < len(data):
+        _, size = _read_frame(data[pos:], MAX_FRAMED_ELEMENTS)
+        out.append(bytes(data[pos : pos + size]))
+        pos += size
+    return out

@@ -54,10 +54,11 @@ class ErrorFeedback:
         layout: Layout | None = None,
         shape: tuple[int, ...] | None = None,
         seed: int | None = None,
+        threads: int | None = None,
     ) -> bytes:
         """:meth:`encode` for a flat float32 ``vector`` that the caller built (the Flower
-        mod, the DDP hook): the residual is added to ``vector`` in place; ``layout`` and
-        ``shape`` as in :meth:`fedcodec.Codec.encode_vector`."""
+        mod, the DDP hook): the residual is added to ``vector`` in place; ``layout``,
+        ``shape`` and ``threads`` as in :meth:`fedcodec.Codec.encode_vector`."""
         residual = self.residuals.get(key)
         if residual is not None:
             if residual.shape != vector.shape:
@@ -65,8 +66,11 @@ class ErrorFeedback:
                     f"client {key!r} sent {residual.size} elements before and {vector.size} now"
                 )
             vector += residual
-        payload = self.codec.encode_vector(vector, layout=layout, shape=shape, seed=seed)
-        decoded = self.codec.decode(payload, seed=seed, layout=layout).reshape(-1)
+        payload = self.codec.encode_vector(
+            vector, layout=layout, shape=shape, seed=seed, threads=threads
+        )
+        decoded = self.codec.decode(payload, seed=seed, layout=layout, threads=threads)
+        decoded = decoded.reshape(-1)
         self.residuals[key] = vector - decoded.astype(np.float32, copy=False)
         return payload
 

@@ -39,6 +39,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fedcodec.flower needs Flower: pip install 'fedcodec[flower]'") from exc
 
+from . import container
 from .codec import Codec, get_codec
 from .error_feedback import ErrorFeedback
 from .errors import DecodeError
@@ -99,6 +100,36 @@ def _server_round(msg: Message) -> int:
     raise ValueError("the train message carries no 'server-round' in its ConfigRecord")
 
 
+def pack_payload(payload: bytes) -> ArrayRecord:
+    """A payload as the reply's ArrayRecord: one uint8 Array, or for a framed payload one
+    per frame (keys ``fedcodec``, or ``fedcodec-0``, ``fedcodec-1``, ...)."""
+    frames = container.split_frames(payload)
+
+    def array(data: bytes) -> Array:
+        return Array(dtype="uint8", shape=(len(data),), stype=STYPE, data=data)
+
+    if len(frames) == 1:
+        return ArrayRecord({ARRAY_KEY: array(frames[0])})
+    return ArrayRecord(OrderedDict((f"{ARRAY_KEY}-{i}", array(f)) for i, f in enumerate(frames)))
+
+
+def unpack_payload(record: ArrayRecord) -> bytes | list[bytes]:
+    """Inverse of :func:`pack_payload`; DecodeError for a record that is not one."""
+    keys = list(record.keys())
+    if keys == [ARRAY_KEY]:
+        names = keys
+    else:
+        names = [f"{ARRAY_KEY}-{i}" for i in range(len(keys))]
+        if keys != names or not keys:
+            raise DecodeError(
+                "the reply carries no fedcodec payload: is fedcodec_mod on the client?"
+            )
+    if any(record[k].stype != STYPE for k in names):
+        raise DecodeError("the reply's arrays are not fedcodec payloads")
+    data = [bytes(record[k].data) for k in names]
+    return data[0] if keys == [ARRAY_KEY] else data
+
+
 def fedcodec_mod(
     codec: Codec | Mapping[str, Any],
     *,
@@ -106,8 +137,13 @@ def fedcodec_mod(
     seed: int = 0,
     arrayrecord_key: str = "arrays",
     client_key: Callable[[Any], int] = client_key_of,
+    threads: int = 1,
 ) -> Callable[[Message, Any, Any], Message]:
     """A client mod compressing the update in the reply to every TRAIN message.
+
+    A large update's framed payload travels as one Array per frame (Flower then chunks
+    each Array for its own transport); ``threads`` codes it (default 1: the client's
+    training owns the cores).
 
     With ``error_feedback`` (:class:`fedcodec.ErrorFeedback`), the residual (what the codec
     dropped) is kept in the node's ``context.state`` and added to its next update.
@@ -143,15 +179,16 @@ def fedcodec_mod(
         key = client_key(ctxt)
         s = derive_seed(seed, server_round, key, UPLINK)
         if not error_feedback:
-            payload = inner.encode_vector(update, layout=layout, seed=s)
+            payload = inner.encode_vector(update, layout=layout, seed=s, threads=threads)
         else:  # the residual lives in the node's state between rounds (and processes)
             feedback = ErrorFeedback(inner)
             if RESIDUAL_KEY in ctxt.state.array_records:
                 feedback.residuals[key] = ctxt.state.array_records[RESIDUAL_KEY]["r"].numpy()
-            payload = feedback.encode_vector(update, key=key, layout=layout, seed=s)
+            payload = feedback.encode_vector(
+                update, key=key, layout=layout, seed=s, threads=threads
+            )
             ctxt.state[RESIDUAL_KEY] = ArrayRecord({"r": Array(feedback.residuals.pop(key))})
-        packed = Array(dtype="uint8", shape=(len(payload),), stype=STYPE, data=payload)
-        out.content[arrayrecord_key] = ArrayRecord({ARRAY_KEY: packed})
+        out.content[arrayrecord_key] = pack_payload(payload)
         if not out.content.metric_records:
             out.content["metrics"] = MetricRecord()
         for metrics in out.content.metric_records.values():
@@ -179,8 +216,10 @@ class FedcodecStrategy(Strategy):
         *,
         seed: int = 0,
         arrayrecord_key: str = "arrays",
+        threads: int | None = None,
     ) -> None:
         super().__init__()
+        self.threads = threads  # decoding a framed payload (default: all cores)
         self.strategy = strategy
         self.codec = _codec(codec)
         self.seed = seed
@@ -208,13 +247,13 @@ class FedcodecStrategy(Strategy):
         base = sent.to_numpy_ndarrays()
         layout = _layout(keys, base)
         record = reply.content.array_records.get(self.arrayrecord_key)
-        if record is None or list(record.keys()) != [ARRAY_KEY] or record[ARRAY_KEY].stype != STYPE:
+        if record is None:
             raise DecodeError(
                 "the reply carries no fedcodec payload: is fedcodec_mod on the client?"
             )
-        payload = record[ARRAY_KEY].data
+        payload = unpack_payload(record)
         s = derive_seed(self.seed, server_round, reply_client_key(reply), UPLINK)
-        update = self.codec.decode(payload, seed=s, layout=layout)
+        update = self.codec.decode(payload, seed=s, layout=layout, threads=self.threads)
         weights, pos = [], 0
         for b in base:
             w = (b.astype(np.float32) + update[pos : pos + b.size].reshape(b.shape)).astype(b.dtype)
@@ -223,7 +262,7 @@ class FedcodecStrategy(Strategy):
         reply.content[self.arrayrecord_key] = ArrayRecord(
             OrderedDict(zip(keys, weights, strict=True))
         )
-        return len(payload)
+        return sum(len(p) for p in payload) if isinstance(payload, list) else len(payload)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

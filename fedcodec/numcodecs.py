@@ -34,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import codec as _codec
+from .container import MAX_ELEMENTS
 
 PREFIX = "fedcodec."
 
@@ -69,7 +70,9 @@ class FedcodecCodec(_NumcodecsCodec):
                 f"{self.codec_id} compresses float arrays, got dtype {arr.dtype}: "
                 "store model updates as float16/32/64"
             )
-        return self._inner.encode(arr, seed=self._seed_for_call())
+        # one frame per chunk (a store's chunks are its units; up to 2**28 elements)
+        frame = min(max(arr.size, 1), MAX_ELEMENTS)
+        return self._inner.encode(arr, seed=self._seed_for_call(), frame_elements=frame)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         payload = ensure_contiguous_ndarray(buf).view(np.uint8).tobytes()

@@ -276,3 +276,25 @@ def test_chunked_passes_give_the_same_bytes_for_any_thread_count(
     payloads = {t: codec.encode(x, seed=2, frame_elements=FRAME, threads=t) for t in (1, 2, 3)}
     assert payloads[1] == payloads[2] == payloads[3]
     assert nmse(x, fedcodec.decode(payloads[2], seed=2, threads=2)) <= 0.03
+
+
+def test_flower_records_carry_one_array_per_frame() -> None:
+    pytest.importorskip("flwr", reason="pip install 'fedcodec[flower]'")
+    from flwr.app import Array, ArrayRecord
+
+    from fedcodec.flower import pack_payload, unpack_payload
+
+    u = update()
+    framed = RDQ(nmse=0.05).encode(u, seed=1, frame_elements=FRAME)
+    record = pack_payload(framed)
+    assert list(record.keys()) == [f"fedcodec-{i}" for i in range(len(split(framed)))]
+    pieces = unpack_payload(record)
+    assert isinstance(pieces, list) and b"".join(pieces) == framed
+    np.testing.assert_array_equal(fedcodec.decode(pieces, seed=1), fedcodec.decode(framed, seed=1))
+    single = RDQ(nmse=0.05).encode(u, seed=1)
+    assert unpack_payload(pack_payload(single)) == single
+    with pytest.raises(fedcodec.DecodeError):
+        unpack_payload(ArrayRecord({"weights": Array(np.zeros(3, np.float32))}))
+    shuffled = ArrayRecord({"fedcodec-1": record["fedcodec-1"], "fedcodec-0": record["fedcodec-0"]})
+    with pytest.raises(fedcodec.DecodeError):
+        unpack_payload(shuffled)

@@ -153,9 +153,10 @@ class FederatedProcess:
         else:
             seed = derive_seed(self.seed, round_, -1, DOWNLINK)
             change = np.ascontiguousarray(target - state.broadcast[self.idx], np.float32)
-            payload = self.downlink.encode_vector(change, layout=self.layout, seed=seed)
+            # one thread: the harness runs next to torch's own threads
+            payload = self.downlink.encode_vector(change, layout=self.layout, seed=seed, threads=1)
             state.broadcast[self.idx] += self.downlink.decode(
-                payload, seed=seed, layout=self.layout
+                payload, seed=seed, layout=self.layout, threads=1
             )
         return 8 * len(payload) * num_receivers
 
@@ -194,17 +195,23 @@ class FederatedProcess:
                 # the codec sees the model's tensors (self.layout), not one flat vector
                 if self.error_feedback is not None:
                     payload = self.error_feedback.encode_vector(
-                        delta.copy(), key=k, layout=self.layout, seed=seed
+                        delta.copy(), key=k, layout=self.layout, seed=seed, threads=1
                     )
                 else:
-                    payload = self.uplink.encode_vector(delta, layout=self.layout, seed=seed)
+                    payload = self.uplink.encode_vector(
+                        delta, layout=self.layout, seed=seed, threads=1
+                    )
                 if self.transport is not None:
                     stage = "transport"
                     payload = self.transport(round_, k, payload)
                 up_bits += 8 * len(payload)
                 stage = "decode"
                 decoded = self.uplink.decode(
-                    payload, seed=seed, out=np.empty(delta.shape, np.float32), layout=self.layout
+                    payload,
+                    seed=seed,
+                    out=np.empty(delta.shape, np.float32),
+                    layout=self.layout,
+                    threads=1,
                 )
             except Exception as exc:
                 # what the link does to a payload (a fault injected through the transport, a
