@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -229,6 +230,74 @@ class Codec(ABC):
             frame_elements=frame_elements, threads=threads,
         )  # fmt: skip
 
+    def encode_frames(
+        self,
+        update: Any,
+        *,
+        seed: int | None = None,
+        frame_elements: int | None = None,
+        threads: int | None = None,
+    ) -> Iterator[bytes]:
+        """:meth:`encode`, frame by frame: the frames of a framed payload (a transport can
+        send each as it comes), or the one payload of a small update. Their concatenation
+        is :meth:`encode`'s payload.
+
+        Examples
+        --------
+        >>> import numpy as np, fedcodec
+        >>> x = np.random.default_rng(0).laplace(size=10_000).astype(np.float32)
+        >>> codec = fedcodec.RDQ(nmse=0.05)
+        >>> frames = list(codec.encode_frames(x, frame_elements=4096))
+        >>> len(frames), b"".join(frames) == codec.encode(x, frame_elements=4096)
+        (3, True)
+        >>> y = codec.decode_frames(iter(frames))
+        >>> float(np.sum((x - y) ** 2) / np.sum(x**2)) <= 0.05
+        True
+        """
+        payload = self.encode(update, seed=seed, frame_elements=frame_elements, threads=threads)
+        yield from container.split_frames(payload)
+
+    def decode_frames(
+        self,
+        frames: Iterable[bytes | bytearray | memoryview],
+        *,
+        seed: int | None = None,
+        out: np.ndarray | None = None,
+        layout: Layout | None = None,
+        max_elements: int | None = None,
+    ) -> np.ndarray:
+        """Decode frames as they arrive (any iterable: each checked as it comes, decoded
+        into its slice of the result, then let go). A single version-1 payload is decoded
+        as by :meth:`decode`."""
+        it = iter(frames)
+        head = next(it, None)
+        if head is None:
+            raise DecodeError("no frames")
+        if not container.is_framed(head):
+            if next(it, None) is not None:
+                raise DecodeError("a version-1 payload is the whole update: no frames follow")
+            return self.decode(head, seed=seed, out=out, layout=layout, max_elements=max_elements)
+        bound = container.MAX_FRAMED_ELEMENTS if max_elements is None else max_elements
+        stream = container.iter_frames(itertools.chain([head], it), bound)
+        first = next(stream)
+        self._check_shared(first)
+
+        def body(flat: np.ndarray) -> None:
+            for f in itertools.chain([first], stream):
+                self._check_shared(f)
+                part = flat[f.start : f.start + f.length]
+                self._decode_frame(f.env.params, f.env.body, part, seed=seed, start=f.start)
+                for a, b in f.env.zero_ranges:
+                    part[a:b] = 0.0
+            self._finish_frames(first.env.params, flat, seed=seed)
+
+        return self._decode_into(first.env, body, out=out, layout=layout)
+
+    def _check_shared(self, f: container.Frame) -> None:
+        mine = zlib.crc32(self._shared_params(f.env.params), zlib.crc32(self.codec_id.encode()))
+        if mine != f.shared:
+            raise DecodeError(f"frame {f.index}: its decode parameters are not the update's")
+
     def encode_vector(
         self,
         vector: np.ndarray,
@@ -317,6 +386,17 @@ class Codec(ABC):
         tensors: tuple[tuple[int, int], ...],
         frame_elements: int,
         threads: int | None,
+        **opts: Any,
+    ) -> bytes:
+        """A framed payload (container version 2): frames of at most ``frame_elements``."""
+        return b"".join(self._frames(vector, tensors, frame_elements, threads, **opts))
+
+    def _frames(
+        self,
+        vector: np.ndarray,
+        tensors: tuple[tuple[int, int], ...],
+        frame_elements: int,
+        threads: int | None,
         *,
         seed: int | None,
         max_abs: float,
@@ -325,40 +405,25 @@ class Codec(ABC):
         shape: tuple[int, ...],
         fingerprint: int,
         zero_ranges: tuple[tuple[int, int], ...],
-    ) -> bytes:
-        """A framed payload (container version 2): frames of at most ``frame_elements``."""
+    ) -> Iterator[bytes]:
+        """The frames of a framed payload, one at a time."""
         frames = plan_frames(tensors, vector.size, frame_elements)
         shared, coded = self._encode_frames(
             vector, frames, seed=seed, max_abs=max_abs, sumsq=sumsq, threads=threads
         )
         shared_crc = zlib.crc32(shared, zlib.crc32(self.codec_id.encode()))
         uid = container.update_id(shared_crc, vector.size, fingerprint, coded[0][1])
-        out = []
         for index, ((start, stop, _), (params, body)) in enumerate(zip(frames, coded, strict=True)):
             zeros = tuple(
                 (max(a, start) - start, min(b, stop) - start)
                 for a, b in zero_ranges
                 if a < stop and b > start
             )
-            out.append(
-                container.pack_frame(
-                    self.codec_id,
-                    dtype,
-                    shape,
-                    fingerprint,
-                    uid,
-                    shared_crc,
-                    frame_elements,
-                    len(frames),
-                    index,
-                    start,
-                    stop - start,
-                    params,
-                    body,
-                    zeros,
-                )
-            )
-        return b"".join(out)
+            coded[index] = (b"", b"")  # what is yielded is the caller's
+            yield container.pack_frame(
+                self.codec_id, dtype, shape, fingerprint, uid, shared_crc, frame_elements,
+                len(frames), index, start, stop - start, params, body, zeros,
+            )  # fmt: skip
 
     def _encode_frames(
         self,
@@ -436,13 +501,8 @@ class Codec(ABC):
         threads: int | None = None,
     ) -> np.ndarray:
         first = frames[0]
-        shared = zlib.crc32(
-            self._shared_params(first.env.params), zlib.crc32(self.codec_id.encode())
-        )
         for f in frames:
-            mine = zlib.crc32(self._shared_params(f.env.params), zlib.crc32(self.codec_id.encode()))
-            if mine != f.shared or f.shared != shared:
-                raise DecodeError(f"frame {f.index}: its decode parameters are not the update's")
+            self._check_shared(f)
 
         def body(flat: np.ndarray) -> None:
             def one(f: container.Frame) -> None:

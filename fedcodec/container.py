@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -404,39 +405,23 @@ def _read_frame(data: memoryview, max_elements: int) -> tuple[Frame, int]:
     return frame, size
 
 
-def unpack_frames(
-    payload: bytes | bytearray | memoryview | list | tuple, max_elements: int = MAX_FRAMED_ELEMENTS
-) -> list[Frame]:
-    """Parse and check a framed payload (the frames concatenated, or a list of frames):
-    every frame verified, in order, all of one update, together covering it exactly. Any
-    defect (a missing, duplicated, reordered or foreign frame, a forged header) raises
-    :class:`DecodeError`; a count above ``max_elements`` is refused before allocation."""
-    if isinstance(payload, (list, tuple)):
-        pieces = []
-        for p in payload:
-            if not isinstance(p, (bytes, bytearray, memoryview)):
-                raise DecodeError(f"a frame must be bytes, got {type(p).__name__}")
-            pieces.append(memoryview(p).cast("B"))
-    elif isinstance(payload, (bytes, bytearray, memoryview)):
-        pieces = [memoryview(payload).cast("B")]
-    else:
-        raise DecodeError(f"a payload must be bytes, got {type(payload).__name__}")
-    frames: list[Frame] = []
-    for data in pieces:
-        pos = 0
-        while pos < len(data):
-            frame, size = _read_frame(data[pos:], max_elements)
-            frames.append(frame)
-            pos += size
-            if len(frames) > frames[0].frame_count:
-                raise DecodeError(f"more than the {frames[0].frame_count} frames announced")
-    if not frames:
-        raise DecodeError("no frames")
-    first = frames[0]
-    if len(frames) != first.frame_count:
-        raise DecodeError(f"{len(frames)} frames of the {first.frame_count} announced")
-    start = 0
-    for i, f in enumerate(frames):
+class FrameChecker:
+    """Checks frames one at a time as they arrive (streaming decode): each must be the
+    next of the first frame's update. :meth:`finish` checks that none is missing."""
+
+    def __init__(self) -> None:
+        self.first: Frame | None = None
+        self.next_index = 0
+        self.next_start = 0
+
+    def feed(self, f: Frame) -> None:
+        if self.first is None:
+            if update_id_of(f) != f.update_id or f.index != 0:
+                raise DecodeError(
+                    "the first frame is not frame 0 of its update (missing or reordered)"
+                )
+            self.first = f
+        first = self.first
         e, e0 = f.env, first.env
         same = (
             e.codec_id == e0.codec_id
@@ -451,16 +436,59 @@ def unpack_frames(
         )
         if not same:
             raise DecodeError(f"frame {f.index} belongs to another update")
-        if f.index != i:
-            raise DecodeError(f"frame {f.index} where frame {i} belongs (missing or reordered)")
-        if f.start != start:
-            raise DecodeError(f"frame {i} starts at {f.start}, not at {start}")
-        start += f.length
-    if start != first.env.count:
-        raise DecodeError(f"the frames cover {start} of the {first.env.count} elements")
-    if update_id_of(first) != first.update_id:
-        raise DecodeError("the update id does not match the first frame")
-    return frames
+        if f.index != self.next_index:
+            raise DecodeError(
+                f"frame {f.index} where frame {self.next_index} belongs (missing or reordered)"
+            )
+        if self.next_index >= first.frame_count:
+            raise DecodeError(f"more than the {first.frame_count} frames announced")
+        if f.start != self.next_start:
+            raise DecodeError(f"frame {f.index} starts at {f.start}, not at {self.next_start}")
+        self.next_index += 1
+        self.next_start += f.length
+
+    def finish(self) -> None:
+        if self.first is None:
+            raise DecodeError("no frames")
+        if self.next_index != self.first.frame_count:
+            raise DecodeError(f"{self.next_index} frames of the {self.first.frame_count} announced")
+        if self.next_start != self.first.env.count:
+            raise DecodeError(
+                f"the frames cover {self.next_start} of the {self.first.env.count} elements"
+            )
+
+
+def iter_frames(
+    pieces: Iterable[bytes | bytearray | memoryview], max_elements: int = MAX_FRAMED_ELEMENTS
+) -> Iterator[Frame]:
+    """Parse frames from byte strings (each one frame or several concatenated), checking
+    each as it comes (:class:`FrameChecker`); the last check runs after the last frame."""
+    checker = FrameChecker()
+    for p in pieces:
+        if not isinstance(p, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"a frame must be bytes, got {type(p).__name__}")
+        data = memoryview(p).cast("B")
+        pos = 0
+        while pos < len(data):
+            frame, size = _read_frame(data[pos:], max_elements)
+            checker.feed(frame)
+            yield frame
+            pos += size
+    checker.finish()
+
+
+def unpack_frames(
+    payload: bytes | bytearray | memoryview | list | tuple, max_elements: int = MAX_FRAMED_ELEMENTS
+) -> list[Frame]:
+    """Parse and check a framed payload (the frames concatenated, or a list of frames):
+    every frame verified, in order, all of one update, together covering it exactly. Any
+    defect (a missing, duplicated, reordered or foreign frame, a forged header) raises
+    :class:`DecodeError`; a count above ``max_elements`` is refused before allocation."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return list(iter_frames([payload], max_elements))
+    if not isinstance(payload, (list, tuple)):
+        raise DecodeError(f"a payload must be bytes, got {type(payload).__name__}")
+    return list(iter_frames(payload, max_elements))
 
 
 def update_id(

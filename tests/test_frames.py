@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import struct
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -298,3 +299,33 @@ def test_flower_records_carry_one_array_per_frame() -> None:
     shuffled = ArrayRecord({"fedcodec-1": record["fedcodec-1"], "fedcodec-0": record["fedcodec-0"]})
     with pytest.raises(fedcodec.DecodeError):
         unpack_payload(shuffled)
+
+
+def test_frames_stream_one_at_a_time() -> None:
+    codec = RDQ(nmse=0.05)
+    u = update()
+    x, layout = fedcodec.flatten(u)
+    frames = list(codec.encode_frames(u, frame_elements=FRAME))
+    assert b"".join(frames) == codec.encode(u, frame_elements=FRAME)
+    seen: list[int] = []
+
+    def arriving() -> Iterator[bytes]:
+        for i, f in enumerate(frames):
+            seen.append(i)
+            yield f
+
+    out = np.empty(x.size, np.float32)
+    y = codec.decode_frames(arriving(), out=out, layout=layout)
+    assert y is out and seen == list(range(len(frames)))
+    np.testing.assert_array_equal(y, codec.decode(frames))
+    for broken in (frames[:-1], [frames[0], *frames[2:]], [frames[1], frames[0], *frames[2:]]):
+        with pytest.raises(fedcodec.DecodeError):
+            codec.decode_frames(iter(broken))
+    # a small update is one version-1 payload, and nothing may follow it
+    small = np.ones(100, np.float32)
+    (one,) = codec.encode_frames(small)
+    np.testing.assert_array_equal(codec.decode_frames([one]), codec.decode(one))
+    with pytest.raises(fedcodec.DecodeError):
+        codec.decode_frames([one, one])
+    with pytest.raises(fedcodec.DecodeError):
+        codec.decode_frames([])
