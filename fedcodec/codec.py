@@ -254,8 +254,23 @@ class Codec(ABC):
         >>> float(np.sum((x - y) ** 2) / np.sum(x**2)) <= 0.05
         True
         """
-        payload = self.encode(update, seed=seed, frame_elements=frame_elements, threads=threads)
-        yield from container.split_frames(payload)
+        if isinstance(update, Mapping):
+            vector, layout = flatten(update)
+            shape: tuple[int, ...] | None = None
+            dtype: np.dtype | None = None
+        else:
+            arr = as_numpy(update)
+            with np.errstate(over="ignore"):
+                vector = np.ascontiguousarray(arr.reshape(-1), dtype=np.float32)
+            layout, shape, dtype = None, tuple(arr.shape), arr.dtype
+        pieces, max_abs = self._pieces(
+            vector, 0, layout, dtype, shape, seed, frame_elements, threads
+        )
+        if max_abs > VERIFY_ABOVE:  # proven to decode before anything is handed out
+            payload = b"".join(pieces)
+            self._verify(payload, max_abs, seed)
+            pieces = iter(container.split_frames(payload))
+        yield from pieces
 
     def decode_frames(
         self,
@@ -318,6 +333,38 @@ class Codec(ABC):
         fingerprint). ``dtype`` and ``shape`` are what decoding restores (default: float32
         and the vector's length).
         """
+        pieces, max_abs = self._pieces(
+            vector, layout_fingerprint, layout, dtype, shape, seed, frame_elements, threads
+        )
+        payload = b"".join(pieces)
+        self._verify(payload, max_abs, seed)
+        return payload
+
+    def _verify(self, payload: bytes, max_abs: float, seed: int | None) -> None:
+        if max_abs > VERIFY_ABOVE:
+            # near float32's limits a reconstruction can overflow: prove this one decodes
+            try:
+                self.decode(payload, seed=seed)
+            except DecodeError as exc:
+                raise ValueError(
+                    f"{self.codec_id} cannot code this update within float32's range "
+                    f"(max |x| = {max_abs:.4g}; {exc}): scale the update down (e.g. by "
+                    "2**-64) before encoding and back up after decoding"
+                ) from None
+
+    def _pieces(
+        self,
+        vector: np.ndarray,
+        layout_fingerprint: int,
+        layout: Layout | None,
+        dtype: np.dtype | None,
+        shape: tuple[int, ...] | None,
+        seed: int | None,
+        frame_elements: int | None,
+        threads: int | None,
+    ) -> tuple[Iterator[bytes], float]:
+        """The payload as pieces (one version-1 payload, or frames made as they are
+        taken) and the update's max |x|."""
         if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.ndim == 1):
             raise TypeError("encode_vector takes a 1-d float32 numpy array")
         vector = np.ascontiguousarray(vector)
@@ -349,47 +396,26 @@ class Codec(ABC):
             )
         tensors = _tensors(layout, shape, vector.size)
         if vector.size > frame_elements:
-            payload = self._encode_framed(
+            frames = self._frames(
                 vector, tensors, frame_elements, threads,
                 seed=seed, max_abs=max_abs, sumsq=sumsq, dtype=dtype, shape=shape,
                 fingerprint=fingerprint, zero_ranges=zero_ranges,
             )  # fmt: skip
-        else:
-            if self.takes_tensors:
-                params, body = self._encode(
-                    vector,
-                    seed=seed,
-                    max_abs=max_abs,
-                    sumsq=sumsq,
-                    tensors=tensors,  # type: ignore[call-arg]
-                )
-            else:
-                params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
-            payload = container.pack(
-                self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges
+            return frames, max_abs
+        if self.takes_tensors:
+            params, body = self._encode(
+                vector,
+                seed=seed,
+                max_abs=max_abs,
+                sumsq=sumsq,
+                tensors=tensors,  # type: ignore[call-arg]
             )
-        if max_abs > VERIFY_ABOVE:
-            # near float32's limits a reconstruction can overflow: prove this one decodes
-            try:
-                self.decode(payload, seed=seed)
-            except DecodeError as exc:
-                raise ValueError(
-                    f"{self.codec_id} cannot code this update within float32's range "
-                    f"(max |x| = {max_abs:.4g}; {exc}): scale the update down (e.g. by "
-                    "2**-64) before encoding and back up after decoding"
-                ) from None
-        return payload
-
-    def _encode_framed(
-        self,
-        vector: np.ndarray,
-        tensors: tuple[tuple[int, int], ...],
-        frame_elements: int,
-        threads: int | None,
-        **opts: Any,
-    ) -> bytes:
-        """A framed payload (container version 2): frames of at most ``frame_elements``."""
-        return b"".join(self._frames(vector, tensors, frame_elements, threads, **opts))
+        else:
+            params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
+        payload = container.pack(
+            self.codec_id, dtype, shape, fingerprint, params, body, zero_ranges
+        )
+        return iter([payload]), max_abs
 
     def _frames(
         self,
