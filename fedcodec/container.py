@@ -146,16 +146,7 @@ def pack(
     if len(shape) > MAX_NDIM:
         raise ValueError(f"at most {MAX_NDIM} dimensions")
     cid = codec_id.encode("ascii")
-    zeros = b""
-    if zero_ranges:
-        pieces = [put_varint(len(zero_ranges))]
-        end = 0
-        for start, stop in zero_ranges:
-            if not end <= start < stop <= count:
-                raise ValueError(f"zero ranges must be ascending and disjoint, got {zero_ranges}")
-            pieces += [put_varint(start - end), put_varint(stop - start)]
-            end = stop
-        zeros = b"".join(pieces)
+    zeros = _zero_list(zero_ranges, count)
     dtype_byte = DTYPE_CODES[np.dtype(dtype)] | (ZERO_RANGES_FLAG if zeros else 0)
     parts = [
         MAGIC,
@@ -175,6 +166,53 @@ def pack(
     return b"".join([head, bytes(body), struct.pack("<I", crc)])
 
 
+def _read_head(r: Reader, max_count: int) -> tuple[str, np.dtype, bool, tuple[int, ...], int]:
+    """The fields every payload and frame starts with after its version: codec id, dtype
+    (and whether a zero-range list follows), shape and element count (at most
+    ``max_count``, refused before anything is allocated)."""
+    id_len = r.u8("codec id length")
+    if not 1 <= id_len <= MAX_ID_LEN:
+        raise DecodeError(f"codec id length {id_len} is out of range")
+    try:
+        codec_id = bytes(r.take(id_len, "codec id")).decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError("codec id is not ASCII") from None
+    dtype_code = r.u8("dtype")
+    has_zeros = bool(dtype_code & ZERO_RANGES_FLAG)
+    dtype_code &= ~ZERO_RANGES_FLAG
+    if dtype_code not in CODE_DTYPES:
+        raise DecodeError(f"unknown dtype code {dtype_code}")
+    ndim = r.u8("ndim")
+    if ndim > MAX_NDIM:
+        raise DecodeError(f"ndim {ndim} exceeds {MAX_NDIM}")
+    shape = tuple(r.varint("shape", max_count) for _ in range(ndim))
+    count = r.varint("element count", max_count)
+    expected = 1
+    for d in shape:
+        expected *= d
+    if expected != count:
+        raise DecodeError(f"element count {count} disagrees with shape {shape}")
+    return codec_id, CODE_DTYPES[dtype_code], has_zeros, shape, count
+
+
+def _read_zero_ranges(r: Reader, count: int) -> tuple[tuple[int, int], ...]:
+    """A zero-range list over ``count`` elements (ascending, disjoint, non-empty)."""
+    # every range takes at least two bytes, so the count is bounded by the payload
+    num = r.varint("zero-range count", r.remaining() // 2)
+    if num == 0:
+        raise DecodeError("the zero-range flag is set but the list is empty")
+    ranges: list[tuple[int, int]] = []
+    end = 0
+    for _ in range(num):
+        start = end + r.varint("zero-range gap", count - end)
+        stop = start + r.varint("zero-range length", count - start)
+        if stop == start:
+            raise DecodeError("a zero range is empty")
+        ranges.append((start, stop))
+        end = stop
+    return tuple(ranges)
+
+
 def unpack(payload: bytes | bytearray | memoryview) -> Envelope:
     """Parse and verify a payload; any defect raises :class:`DecodeError`."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -192,58 +230,16 @@ def unpack(payload: bytes | bytearray | memoryview) -> Envelope:
     version = r.u8("version")
     if version != FORMAT_VERSION:
         raise DecodeError(
-            f"format version {version} is not supported (this fedcodec reads {FORMAT_VERSION})"
+            f"format version {version} is not supported (this fedcodec reads "
+            f"{FORMAT_VERSION}, and {FRAMED_VERSION} for a framed payload)"
         )
-    id_len = r.u8("codec id length")
-    if not 1 <= id_len <= MAX_ID_LEN:
-        raise DecodeError(f"codec id length {id_len} is out of range")
-    try:
-        codec_id = bytes(r.take(id_len, "codec id")).decode("ascii")
-    except UnicodeDecodeError:
-        raise DecodeError("codec id is not ASCII") from None
-    dtype_code = r.u8("dtype")
-    has_zeros = bool(dtype_code & ZERO_RANGES_FLAG)
-    dtype_code &= ~ZERO_RANGES_FLAG
-    if dtype_code not in CODE_DTYPES:
-        raise DecodeError(f"unknown dtype code {dtype_code}")
-    ndim = r.u8("ndim")
-    if ndim > MAX_NDIM:
-        raise DecodeError(f"ndim {ndim} exceeds {MAX_NDIM}")
-    shape = tuple(r.varint("shape", MAX_ELEMENTS) for _ in range(ndim))
-    count = r.varint("element count", MAX_ELEMENTS)
-    expected = 1
-    for d in shape:
-        expected *= d
-    if expected != count:
-        raise DecodeError(f"element count {count} disagrees with shape {shape}")
+    codec_id, dtype, has_zeros, shape, count = _read_head(r, MAX_ELEMENTS)
     (fingerprint,) = r.unpack("<I", "layout fingerprint")
-    zero_ranges: list[tuple[int, int]] = []
-    if has_zeros:
-        # every range takes at least two bytes, so the count is bounded by the payload
-        num = r.varint("zero-range count", r.remaining() // 2)
-        if num == 0:
-            raise DecodeError("the zero-range flag is set but the list is empty")
-        end = 0
-        for _ in range(num):
-            start = end + r.varint("zero-range gap", count - end)
-            stop = start + r.varint("zero-range length", count - start)
-            if stop == start:
-                raise DecodeError("a zero range is empty")
-            zero_ranges.append((start, stop))
-            end = stop
+    zero_ranges = _read_zero_ranges(r, count) if has_zeros else ()
     params = bytes(r.take(r.varint("params length", len(data)), "codec parameters"))
     body = r.take(r.varint("body length", len(data)), "body")
     r.finish()
-    return Envelope(
-        codec_id,
-        CODE_DTYPES[dtype_code],
-        shape,
-        count,
-        fingerprint,
-        params,
-        body,
-        tuple(zero_ranges),
-    )
+    return Envelope(codec_id, dtype, shape, count, fingerprint, params, body, zero_ranges)
 
 
 # -- version 2: an update as a sequence of frames --------------------------------------------
@@ -346,28 +342,8 @@ def _read_frame(data: memoryview, max_elements: int) -> tuple[Frame, int]:
     version = r.u8("version")
     if version != FRAMED_VERSION:
         raise DecodeError(f"frame version {version}: a framed payload holds version-2 frames")
-    id_len = r.u8("codec id length")
-    if not 1 <= id_len <= MAX_ID_LEN:
-        raise DecodeError(f"codec id length {id_len} is out of range")
-    try:
-        codec_id = bytes(r.take(id_len, "codec id")).decode("ascii")
-    except UnicodeDecodeError:
-        raise DecodeError("codec id is not ASCII") from None
-    dtype_code = r.u8("dtype")
-    has_zeros = bool(dtype_code & ZERO_RANGES_FLAG)
-    dtype_code &= ~ZERO_RANGES_FLAG
-    if dtype_code not in CODE_DTYPES:
-        raise DecodeError(f"unknown dtype code {dtype_code}")
-    ndim = r.u8("ndim")
-    if ndim > MAX_NDIM:
-        raise DecodeError(f"ndim {ndim} exceeds {MAX_NDIM}")
-    shape = tuple(r.varint("shape", max_elements) for _ in range(ndim))
-    count = r.varint("element count", max_elements)  # refused before anything is allocated
-    expected = 1
-    for d in shape:
-        expected *= d
-    if expected != count:
-        raise DecodeError(f"element count {count} disagrees with shape {shape}")
+    # the count is refused above max_elements before anything is allocated
+    codec_id, dtype, has_zeros, shape, count = _read_head(r, max_elements)
     fingerprint, update_id, shared = r.unpack("<IQI", "frame identity")
     frame_elements = r.varint("frame size", MAX_ELEMENTS)
     if frame_elements < 1:
@@ -378,29 +354,14 @@ def _read_frame(data: memoryview, max_elements: int) -> tuple[Frame, int]:
     length = r.varint("frame length", min(frame_elements, count - start))
     if length < 1:
         raise DecodeError("a frame with no elements")
-    zero_ranges: list[tuple[int, int]] = []
-    if has_zeros:
-        num = r.varint("zero-range count", r.remaining() // 2)
-        if num == 0:
-            raise DecodeError("the zero-range flag is set but the list is empty")
-        end = 0
-        for _ in range(num):
-            lo = end + r.varint("zero-range gap", length - end)
-            hi = lo + r.varint("zero-range length", length - lo)
-            if hi == lo:
-                raise DecodeError("a zero range is empty")
-            zero_ranges.append((lo, hi))
-            end = hi
+    zero_ranges = _read_zero_ranges(r, length) if has_zeros else ()
     params = bytes(r.take(r.varint("params length", len(data)), "codec parameters"))
     body = r.take(r.varint("body length", len(data)), "body")
     size = r.pos + 4
     (stored_crc,) = struct.unpack("<I", r.take(4, "CRC32"))
     if zlib.crc32(data[: size - 4]) != stored_crc:
         raise DecodeError(f"CRC32 mismatch in frame {index}: corrupted or truncated")
-    env = Envelope(
-        codec_id, CODE_DTYPES[dtype_code], shape, count, fingerprint, params, body,
-        tuple(zero_ranges),
-    )  # fmt: skip
+    env = Envelope(codec_id, dtype, shape, count, fingerprint, params, body, zero_ranges)
     frame = Frame(env, update_id, shared, frame_elements, frame_count, index, start, length)
     return frame, size
 
