@@ -9,7 +9,8 @@ records ``ru_maxrss``; in another child: decodes into an output array and record
 same. Prints the peaks above the mapped data (encode) and above the mapped data plus the
 decoded output (decode), as a share of the update's size.
 
-    python bench/large_update.py --params 1000000000 --path /tmp/update.f32
+    python bench/large_update.py --params 1000000000 --path /tmp/update.npy
+    python bench/large_update.py --params 1000000000 --rotate   # RDQ with rotate=True
 """
 
 from __future__ import annotations
@@ -51,15 +52,16 @@ def current_rss() -> int:
 
 
 SMALL = 1 << 20  # the script's own temporaries stay small
+SEED = 1
 
 
-def child(step: str, path: str, payload: str, threads: int) -> None:
+def child(step: str, path: str, payload: str, threads: int, rotate: bool) -> None:
     import fedcodec
 
     x = np.load(path, mmap_mode="r")
     n = x.size
-    codec = fedcodec.RDQ(bits_per_param=1.0)
-    codec.encode(np.linspace(-1, 1, 10_000, dtype=np.float32))  # compile first
+    codec = fedcodec.RDQ(bits_per_param=1.0, rotate=rotate)
+    codec.encode(np.linspace(-1, 1, 10_000, dtype=np.float32), seed=SEED)  # compile first
     for start in range(0, n, SMALL):  # every page of the data resident first
         float(x[start : start + SMALL].max())
     out = None
@@ -71,9 +73,9 @@ def child(step: str, path: str, payload: str, threads: int) -> None:
     base = current_rss()
     t0 = time.perf_counter()
     if step == "encode":
-        data = codec.encode_vector(np.asarray(x), threads=threads)
+        data = codec.encode_vector(np.asarray(x), threads=threads, seed=SEED)
     else:
-        codec.decode(data, out=out, threads=threads)
+        codec.decode(data, out=out, threads=threads, seed=SEED)
     seconds = time.perf_counter() - t0
     peak = peak_rss()
     result = {"step": step, "seconds": seconds, "above": peak - base, "peak": peak, "size": 4 * n}
@@ -98,18 +100,19 @@ def main() -> None:
     p.add_argument("--path", type=Path, default=Path("/tmp/fedcodec-update.npy"))
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--keep", action="store_true", help="keep the update file")
+    p.add_argument("--rotate", action="store_true", help="RDQ with rotate=True")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     if args.child:
-        child(args.child[0], args.child[1], args.child[2], threads)
+        child(args.child[0], args.child[1], args.child[2], threads, args.rotate)
         return
     if not args.path.exists() or np.load(args.path, mmap_mode="r").size != args.params:
         write(args.path, args.params)
     payload = str(args.path) + ".fedcodec"
     for step in ("encode", "decode"):
         cmd = [sys.executable, __file__, "--child", step, str(args.path), payload,
-               "--threads", str(threads)]  # fmt: skip
+               "--threads", str(threads)] + (["--rotate"] if args.rotate else [])  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         share = r["above"] / r["size"]

@@ -121,7 +121,8 @@ def plan_frames(
 
 
 def frame_seed(seed: int | None, start: int) -> int | None:
-    """The seed a codec that codes frames independently uses for the frame at ``start``."""
+    """The seed of the frame at element ``start`` where frames use their own randomness
+    (codecs that code frames independently; RDQ's rotation of a framed update)."""
     if seed is None:
         return None
     return int(np.random.SeedSequence([int(seed) & (2**63 - 1), 0xF4A3E, int(start)])
@@ -433,7 +434,7 @@ class Codec(ABC):
         zero_ranges: tuple[tuple[int, int], ...],
     ) -> Iterator[bytes]:
         """The frames of a framed payload, one at a time."""
-        frames = plan_frames(tensors, vector.size, frame_elements)
+        frames = self._plan(tensors, vector.size, frame_elements)
         shared, coded = self._encode_frames(
             vector, frames, seed=seed, max_abs=max_abs, sumsq=sumsq, threads=threads
         )
@@ -450,6 +451,12 @@ class Codec(ABC):
                 self.codec_id, dtype, shape, fingerprint, uid, shared_crc, frame_elements,
                 len(frames), index, start, stop - start, params, body, zeros,
             )  # fmt: skip
+
+    def _plan(
+        self, tensors: tuple[tuple[int, int], ...], n: int, frame_elements: int
+    ) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
+        """How an update is cut into frames (:func:`plan_frames`)."""
+        return plan_frames(tensors, n, frame_elements)
 
     def _encode_frames(
         self,

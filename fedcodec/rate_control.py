@@ -395,6 +395,8 @@ class Solver:
         else:
             self.sample_index = np.empty(0, dtype=np.int64)
             self.sample = x
+            if not isinstance(x, np.ndarray):  # a source read in pieces, small: read it
+                self.sample = x[np.arange(n)]
         self.scale = n / max(self.sample.size, 1)
         # smallest step that keeps levels within the kernels' bound (and is a float32 above
         # zero), largest that zeroes all or still reconstructs within float32's range
@@ -585,9 +587,10 @@ class Solver:
             stream = _rng.shifted(self.stream, a)
             return float(_quantize._quantize(xs, inv, self.mode, p.offset, stream, q))
 
-        if self.n <= _PAR_CHUNK:
+        bounds = getattr(self.x, "bounds", None)  # a source read in its own pieces
+        if bounds is None and self.n <= _PAR_CHUNK:
             return part((0, self.n)) * p.step * p.step
-        chunks = [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
+        chunks = bounds or [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
         return sum(_map(part, chunks, self.threads)) * p.step * p.step
 
     def measure(self, p: Point, sse: float | None = None) -> Final:

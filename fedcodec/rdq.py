@@ -14,12 +14,12 @@ import math
 import secrets
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 
 from . import _rotated, container, kernels
-from .codec import FLOAT32_MAX, Codec, _map, register_codec
+from .codec import FLOAT32_MAX, Codec, _map, frame_seed, plan_frames, register_codec
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
@@ -229,6 +229,13 @@ class RDQ(Codec):
         final = Solver(self, work, max_abs, sumsq, stream, tensors).solve()
         return self._write(final, seed)
 
+    def _plan(
+        self, tensors: tuple[tuple[int, int], ...], n: int, frame_elements: int
+    ) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
+        if self.rotate:  # each frame is rotated on its own: their tensors are gone
+            return plan_frames(((1, n),), n, frame_elements)
+        return plan_frames(tensors, n, frame_elements)
+
     def _encode_frames(
         self,
         x: np.ndarray,
@@ -244,7 +251,15 @@ class RDQ(Codec):
         whole update would: the rate mode's guarantee holds for the whole); each frame
         then writes its levels with the coder that codes them smallest."""
         tensors = tuple(t for _, _, ts in frames for t in ts)
-        seed, stream, work, max_abs, tensors = self._prepare(x, seed, max_abs, tensors)
+        if self.rotate:
+            # each frame rotated on its own, as it is read: no rotated copy of the update
+            seed = self._prepare(x[:0], seed, 0.0, ())[0]
+            stream = _rng.stream_seed(seed, _rng.STREAM_DITHER)
+            source = _RotatedFrames(x, frames, seed, threads)
+            work = cast(np.ndarray, source)  # read a frame at a time, like an array
+            max_abs, tensors = source.max_abs, ()
+        else:
+            seed, stream, work, max_abs, tensors = self._prepare(x, seed, max_abs, tensors)
         value = self._rate_value
         for _ in range(_FRAMED_RATE_PASSES):
             solver = Solver(
@@ -260,8 +275,6 @@ class RDQ(Codec):
                 start, stop, frame_tensors = frame
                 part = work[start:stop]
                 part_max, part_sumsq, _ = kernels.max_abs_and_sumsq(part)
-                if self.rotate:
-                    frame_tensors = ((1, stop - start),)
                 stream_f = _rng.shifted(stream, start)
                 sub = Solver(self, part, part_max, part_sumsq, stream_f, frame_tensors)
                 return self._write(sub.code_point(point, self.coder), seed)
@@ -350,14 +363,13 @@ class RDQ(Codec):
     def _decode_frame(
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
     ) -> None:
+        # a framed update's frames are rotated each on its own (frame_seed)
         self._decode(params, body, out, seed=seed, start=start, rotate=False)
-
-    def _finish_frames(self, params: bytes, out: np.ndarray, *, seed: int | None) -> None:
         h = self._header(params, seed)
         if h.rotate:
             assert seed is not None  # checked with the seed check
             bound = (kernels.MAX_ABS_LEVEL + 2) * h.step
-            _rotated.rotate(out, seed, bound=bound, inverse=True)
+            _rotated.rotate(out, _frame_rotation_seed(seed, start), bound=bound, inverse=True)
 
     def decode_levels(self, payload: bytes, *, seed: int | None = None) -> Levels:
         """The integer levels a payload carries, for analysis (the frontier's context
@@ -386,6 +398,51 @@ class RDQ(Codec):
         else:
             q, tensors = ctx_coder.decode_levels(h.reader, env.body, env.count)
         return Levels(q, h.step, CODER_NAMES[h.coder], tensors)
+
+
+def _frame_rotation_seed(seed: int, start: int) -> int:
+    """The rotation seed of a framed update's frame at element ``start``."""
+    s = frame_seed(seed, start)
+    assert s is not None
+    return s
+
+
+class _RotatedFrames:
+    """A framed update whose frames are each rotated on its own (seed ``frame_seed(seed,
+    start)``), read a frame at a time: the rate control and the frames' coding see the
+    rotated values without a rotated copy of the update."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        frames: list[tuple[int, int, tuple[tuple[int, int], ...]]],
+        seed: int,
+        threads: int | None,
+    ) -> None:
+        self.x = x
+        self.size = x.size
+        self.seed = seed
+        self.bounds = [(a, b) for a, b, _ in frames]
+        self.max_abs = max(
+            _map(lambda ab: float(np.abs(self.frame(*ab)).max()), self.bounds, threads)
+        )
+
+    def frame(self, a: int, b: int) -> np.ndarray:
+        part = self.x[a:b]
+        seed = _frame_rotation_seed(self.seed, a)
+        return _rotated.rotated(part, seed, kernels.max_abs_and_sumsq(part)[0])
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):  # a whole frame (the frames' coding, the error passes)
+            a, b = key.start or 0, key.stop
+            assert (a, b) in self.bounds, "rotated frames are read whole"
+            return self.frame(a, b)
+        out = np.empty(key.size, np.float32)  # a subsample: gathered frame by frame
+        edges = np.searchsorted(key, [a for a, _ in self.bounds] + [self.size])
+        for (a, b), lo, hi in zip(self.bounds, edges[:-1], edges[1:], strict=True):
+            if hi > lo:
+                out[lo:hi] = self.frame(a, b)[key[lo:hi] - a]
+        return out
 
 
 @dataclass
