@@ -53,7 +53,10 @@ def _dump(path: Path, doc: dict[str, Any]) -> None:
 # -- train ----------------------------------------------------------------------------------
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--task", default="digits", help="digits | synthetic | fashion_mnist | shakespeare"
+        "--task",
+        default="digits",
+        help="digits | synthetic | fashion_mnist | shakespeare, or your own: "
+        "package.module:function returning a fedcodec.fl.Task (docs/fl.md)",
     )
     p.add_argument("--model", default=None, help="task model (default: the task's)")
     p.add_argument("--algorithm", default="fedavg", help="fedavg | fedsgd | feddyn | fedpt")

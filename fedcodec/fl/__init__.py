@@ -36,7 +36,7 @@ from .data import (
 )
 from .process import ClientError, FederatedProcess, ServerState, derive_seed
 from .runner import ALGORITHMS, Experiment, TrainConfig, run
-from .tasks import TASKS, build_model, load_task
+from .tasks import TASKS, Task, build_model, load_task, load_user_task
 
 __all__ = [
     "ALGORITHMS",
@@ -51,6 +51,7 @@ __all__ = [
     "FederatedProcess",
     "Prox",
     "ServerState",
+    "Task",
     "TrainConfig",
     "Trainer",
     "build_model",
@@ -61,6 +62,7 @@ __all__ = [
     "load_shakespeare",
     "load_synthetic",
     "load_task",
+    "load_user_task",
     "parse_play",
     "run",
 ]

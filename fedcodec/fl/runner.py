@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..codec import get_codec
 from .algorithms import FedAvg, FedDyn
 from .client import Trainer, frozen_names
 from .process import FederatedProcess, ServerState, Transport, derive_seed
-from .tasks import DEFAULTS, build_model, load_task
+from .tasks import DEFAULTS, TASK_ENTRY_POINTS, build_model, is_builtin, load_task, load_user_task
 
 ALGORITHMS = ("fedavg", "fedsgd", "feddyn", "fedpt")
 CHECKPOINT_VERSION = 1
@@ -76,17 +77,21 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with the task defaults filled in and values checked."""
-        if self.task not in DEFAULTS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(DEFAULTS)}")
+        if self.task not in DEFAULTS and ":" not in self.task and not _is_entry_point(self.task):
+            raise ValueError(
+                f"unknown task {self.task!r}; choose one of {', '.join(DEFAULTS)}, a function "
+                "as package.module:function, or an entry point of group 'fedcodec.tasks'"
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(
                 f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
             )
-        d = DEFAULTS[self.task]
         c = dataclasses.replace(self, freeze=list(self.freeze))
-        c.model = c.model or d.model
-        c.batch_size = d.batch_size if c.batch_size is None else c.batch_size
-        c.client_lr = d.client_lr if c.client_lr is None else c.client_lr
+        if self.task in DEFAULTS:  # a user's task gives its defaults when it is loaded
+            d = DEFAULTS[self.task]
+            c.model = c.model or d.model
+            c.batch_size = d.batch_size if c.batch_size is None else c.batch_size
+            c.client_lr = d.client_lr if c.client_lr is None else c.client_lr
         if c.algorithm == "fedpt" and c.freeze_fraction is None and not c.freeze:
             c.freeze_fraction = 0.5
         if c.algorithm == "fedsgd":
@@ -114,6 +119,12 @@ class TrainConfig:
         return cls(**d)
 
 
+def _is_entry_point(name: str) -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.name == name for ep in entry_points(group=TASK_ENTRY_POINTS))
+
+
 # keys that may differ between a run and its resumption
 _RESUMABLE = {"rounds", "checkpoint_every", "target_accuracy"}
 
@@ -123,17 +134,33 @@ class Experiment:
 
     def __init__(self, config: TrainConfig, *, transport: Transport | None = None) -> None:
         self.config = c = config.resolved()
-        self.data = load_task(
-            c.task,
-            num_clients=c.num_clients,
-            partition=c.partition,
-            alpha=c.dirichlet_alpha,
-            min_size=c.min_size,
-            seed=c.seed,
-            data_dir=c.data_dir,
-        )
+        user = None
+        if is_builtin(c.task):
+            self.data = load_task(
+                c.task,
+                num_clients=c.num_clients,
+                partition=c.partition,
+                alpha=c.dirichlet_alpha,
+                min_size=c.min_size,
+                seed=c.seed,
+                data_dir=c.data_dir,
+            )
+        else:  # the user's own task: its data and model, its defaults
+            user = load_user_task(c.task, seed=c.seed, num_clients=c.num_clients)
+            self.data = user.federated_data(c.task)
+            self.config = c = dataclasses.replace(
+                c,
+                model=c.model or "task",
+                client_lr=user.client_lr if c.client_lr is None else c.client_lr,
+                batch_size=user.batch_size if c.batch_size is None else c.batch_size,
+            )
         torch.manual_seed(derive_seed(c.seed, 0, -1, 0))
-        model = build_model(c.task, c.model, self.data)
+        if user is not None:
+            model = user.model()
+            if not isinstance(model, nn.Module):
+                raise ValueError(f"task {c.task!r}: model() returned {type(model).__name__}")
+        else:
+            model = build_model(c.task, c.model, self.data)
         frozen: list[str] = []
         if c.freeze or c.freeze_fraction:
             frozen = frozen_names(

@@ -1,11 +1,16 @@
-"""Tasks: a dataset and the model family that goes with it, plus sensible defaults."""
+"""Tasks: a dataset and the model family that goes with it, plus sensible defaults; and
+the user's own tasks (``module:function`` or an entry point of group ``fedcodec.tasks``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from . import data as _data
@@ -89,3 +94,118 @@ def build_model(task: str, model: str | None, data: _data.FederatedData) -> nn.M
     if name not in MODELS[task]:
         raise ValueError(f"task {task!r} has models {', '.join(MODELS[task])}, not {name!r}")
     return MODELS[task][name](data)
+
+
+# -- the user's own tasks -----------------------------------------------------------------
+TASK_ENTRY_POINTS = "fedcodec.tasks"
+
+
+@dataclass
+class Task:
+    """A federated task of the user's: what ``--task package.module:function`` (or an entry
+    point of group ``fedcodec.tasks``) returns.
+
+    ``clients``: per client, its training and test data, each a pair of arrays
+    ``(x, y)`` (``y`` int64 class labels, or int64 next tokens of shape ``x.shape`` for
+    a language model whose logits are ``(batch, time, classes)``) or a torch ``Dataset``
+    of ``(x, y)`` items. ``model``: builds a fresh ``nn.Module`` (called once; the
+    harness seeds torch before). ``num_classes`` and ``input_shape`` describe the data;
+    ``client_lr`` and ``batch_size`` are the task's defaults.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> rng = np.random.default_rng(0)
+    >>> data = [(rng.normal(size=(20, 3)).astype(np.float32), rng.integers(0, 2, 20))] * 2
+    >>> task = Task(clients=[(d, d) for d in data], model=lambda: torch.nn.Linear(3, 2),
+    ...             num_classes=2, input_shape=(3,))
+    >>> task.federated_data("mine").summary()["train_samples"]
+    40
+    """
+
+    clients: Sequence[tuple[Any, Any]]
+    model: Callable[[], nn.Module]
+    num_classes: int
+    input_shape: tuple[int, ...]
+    client_lr: float = 0.05
+    batch_size: int = 10
+    names: Sequence[str] = field(default_factory=list)
+
+    def federated_data(self, name: str) -> _data.FederatedData:
+        """The clients as the harness holds them (arrays; datasets read once)."""
+        if not self.clients:
+            raise ValueError(f"task {name!r} has no clients")
+        out = []
+        for k, pair in enumerate(self.clients):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise ValueError(
+                    f"task {name!r}: client {k} must be (train, test), got {type(pair).__name__}"
+                )
+            (tx, ty), (vx, vy) = (
+                _arrays(part, name, k, what)
+                for part, what in zip(pair, ("train", "test"), strict=True)
+            )
+            label = self.names[k] if k < len(self.names) else f"client{k}"
+            out.append(_data.ClientData(label, tx, ty, vx, vy))
+        return _data.FederatedData(name, out, int(self.num_classes), tuple(self.input_shape))
+
+
+def _arrays(part: Any, task: str, k: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x float32, y int64) from a pair of arrays or a torch Dataset of (x, y) items."""
+    if isinstance(part, (tuple, list)) and len(part) == 2:
+        x, y = part
+    elif hasattr(part, "__getitem__") and hasattr(part, "__len__"):  # a torch Dataset
+        items = [part[i] for i in range(len(part))]
+        x = np.stack([np.asarray(item[0]) for item in items]) if items else np.zeros((0,))
+        y = np.asarray([np.asarray(item[1]) for item in items])
+    else:
+        raise ValueError(
+            f"task {task!r}: client {k}'s {what} data must be (x, y) arrays or a torch Dataset"
+        )
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    y = np.ascontiguousarray(np.asarray(y, dtype=np.int64))
+    if len(x) != len(y):
+        raise ValueError(
+            f"task {task!r}: client {k}'s {what} data has {len(x)} inputs and {len(y)} labels"
+        )
+    return x, y
+
+
+def is_builtin(name: str) -> bool:
+    return name in DEFAULTS
+
+
+def load_user_task(name: str, *, seed: int = 0, num_clients: int | None = None) -> Task:
+    """The :class:`Task` of ``name``: ``package.module:function`` or the name of an entry
+    point of group ``fedcodec.tasks``; the function gets ``seed`` and ``num_clients`` if
+    it takes them."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(
+                f"task {name!r}: cannot load {attr!r} from module {module_name!r} ({exc}); "
+                "write --task package.module:function with the module importable"
+            ) from None
+    else:
+        found = [ep for ep in entry_points(group=TASK_ENTRY_POINTS) if ep.name == name]
+        if not found:
+            raise ValueError(
+                f"unknown task {name!r}; choose one of {', '.join(TASKS)}, a function as "
+                f"package.module:function, or an entry point of group {TASK_ENTRY_POINTS!r}"
+            )
+        fn = found[0].load()
+    params = inspect.signature(fn).parameters
+    kwargs: dict[str, Any] = {}
+    if "seed" in params:
+        kwargs["seed"] = seed
+    if "num_clients" in params:
+        kwargs["num_clients"] = num_clients
+    task = fn(**kwargs)
+    if not isinstance(task, Task):
+        raise ValueError(
+            f"task {name!r}: {getattr(fn, '__name__', fn)!r} returned "
+            f"{type(task).__name__}, not a fedcodec.fl.Task"
+        )
+    return task
