@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="pip install 'fedcodec[torch]'")
@@ -82,3 +83,43 @@ def test_own_task_errors_say_what_to_do(tmp_path: Path) -> None:
         assert isinstance(load_user_task("blobs_task:make_task"), Task)
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def bn_task(seed: int = 0) -> Task:
+    """Blobs with a BatchNorm model: float buffers travel, the integer one stays."""
+    import torch
+    from blobs_task import make_task
+
+    base = make_task(seed=seed, num_clients=6)
+
+    def model() -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Linear(8, 16),
+            torch.nn.BatchNorm1d(16),
+            torch.nn.ReLU(),
+            torch.nn.Linear(16, 4),
+        )
+
+    return Task(clients=base.clients, model=model, num_classes=4, input_shape=(8,), client_lr=0.1)
+
+
+def test_batchnorm_statistics_are_part_of_the_update(tmp_path: Path) -> None:
+    from fedcodec.fl import Experiment
+
+    config = TrainConfig(task="test_own_task:bn_task", rounds=4, clients_per_round=3)
+    exp = Experiment(config)
+    names = [n for n, _, _ in exp.trainer.layout.entries]
+    assert "1.running_mean" in names and "1.running_var" in names
+    assert not any("num_batches_tracked" in n for n in names)
+    before = exp.trainer.get_vector().copy()
+    summary = train(config, tmp_path / "bn", progress=False)
+    assert summary["best_accuracy"] > 0.5
+    # the server's running statistics moved away from their initial values (0 and 1)
+    exp2 = Experiment(config)
+    state = exp2.process.init()
+    for _ in range(2):
+        clients = exp2.process.sample_clients(state.round + 1, 3)
+        state, _ = exp2.process.apply(state, clients)
+    i = names.index("1.running_mean")
+    edges = exp2.trainer.layout.edges
+    assert not np.allclose(state.params[edges[i] : edges[i + 1]], before[edges[i] : edges[i + 1]])

@@ -58,13 +58,19 @@ class Trainer:
 
     def __init__(self, model: nn.Module, frozen: list[str] | tuple[str, ...] = ()) -> None:
         self.model = model
-        self.params = [p for _, p in model.named_parameters()]
-        self.names = [n for n, _ in model.named_parameters()]
+        # the vector: the parameters, then the floating-point buffers (BatchNorm running
+        # statistics: part of the update, averaged like parameters); integer buffers
+        # (num_batches_tracked) stay each copy's own
+        named: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
+        self.num_parameters = len(named)
+        named += [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+        self.params = [p for _, p in named]
+        self.names = [n for n, _ in named]
         sizes = [p.numel() for p in self.params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.num_params = int(self.offsets[-1])
         self.trainable = [n not in set(frozen) for n in self.names]
-        for p, t in zip(self.params, self.trainable, strict=True):
+        for p, t in zip(self.params[: self.num_parameters], self.trainable, strict=False):
             p.requires_grad_(t)
         self.train_index = np.concatenate(
             [
@@ -133,9 +139,7 @@ class Trainer:
         n = len(yt)
         b = n if batch_size <= 0 else min(batch_size, n)
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.SGD(
-            [p for p, t in zip(self.params, self.trainable, strict=True) if t], lr=lr
-        )
+        opt = torch.optim.SGD([p for p, _ in self._trained_parameters()], lr=lr)
         prox_terms = None
         if prox is not None:
             prox_terms = self._split(prox.g), self._split(prox.anchor), prox.alpha
@@ -150,16 +154,29 @@ class Trainer:
                 if prox_terms is not None:
                     gs, anchors, alpha = prox_terms
                     with torch.no_grad():
-                        for p, g_k, a in zip(self._trainable_params(), gs, anchors, strict=True):
+                        for p, k in self._trained_parameters():  # buffers have no gradient
                             assert p.grad is not None
-                            p.grad.add_(alpha * (p - a) - g_k)
+                            p.grad.add_(alpha * (p - anchors[k]) - gs[k])
                 opt.step()
                 total += float(loss.detach())
                 steps += 1
         return self.trainable_vector(), total / max(steps, 1)
 
     def _trainable_params(self) -> list[torch.Tensor]:
+        """The tensors of the trainable vector (parameters and float buffers), in order."""
         return [p for p, t in zip(self.params, self.trainable, strict=True) if t]
+
+    def _trained_parameters(self) -> list[tuple[torch.Tensor, int]]:
+        """The parameters the optimizer updates, with their index among
+        :meth:`_trainable_params`."""
+        out: list[tuple[torch.Tensor, int]] = []
+        k = 0
+        for i, (p, t) in enumerate(zip(self.params, self.trainable, strict=True)):
+            if t:
+                if i < self.num_parameters:
+                    out.append((p, k))
+                k += 1
+        return out
 
     def _split(self, trainable_vec: np.ndarray) -> list[torch.Tensor]:
         """A trainable-part vector cut into tensors shaped like the trainable parameters."""
