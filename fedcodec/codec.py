@@ -305,7 +305,6 @@ class Codec(ABC):
                 self._decode_frame(f.env.params, f.env.body, part, seed=seed, start=f.start)
                 for a, b in f.env.zero_ranges:
                     part[a:b] = 0.0
-            self._finish_frames(first.env.params, flat, seed=seed)
 
         return self._decode_into(first.env, body, out=out, layout=layout)
 
@@ -492,9 +491,6 @@ class Codec(ABC):
         """The part of a frame's parameters every frame shares (see _encode_frames)."""
         return b""
 
-    def _finish_frames(self, params: bytes, out: np.ndarray, *, seed: int | None) -> None:  # noqa: B027
-        """After every frame is decoded into ``out`` (the first frame's parameters)."""
-
     def decode(
         self,
         payload: bytes | bytearray | memoryview | list[bytes],
@@ -545,7 +541,6 @@ class Codec(ABC):
                     part[a:b] = 0.0
 
             _map(one, frames, threads)
-            self._finish_frames(first.env.params, flat, seed=seed)
 
         return self._decode_into(first.env, body, out=out, layout=layout)
 
