@@ -300,7 +300,8 @@ class Codec(ABC):
 
         def body(flat: np.ndarray) -> None:
             for f in itertools.chain([first], stream):
-                self._check_shared(f)
+                if f is not first:  # the first was checked before allocating
+                    self._check_shared(f)
                 part = flat[f.start : f.start + f.length]
                 self._decode_frame(f.env.params, f.env.body, part, seed=seed, start=f.start)
                 for a, b in f.env.zero_ranges:

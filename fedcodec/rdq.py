@@ -337,10 +337,11 @@ class RDQ(Codec):
         *,
         seed: int | None,
         start: int = 0,
-        rotate: bool = True,
+        rotation_seed: int | None = None,
     ) -> None:
         """Decode into ``out``; a frame at element ``start`` of a framed update draws its
-        dither from there, and its rotation is undone for the whole update."""
+        dither from there and undoes its own rotation (``rotation_seed``; default
+        ``seed``)."""
         h = self._header(params, seed)
         r, mode, step, recon = h.reader, h.mode, h.step, h.recon
         stream = _rng.shifted(h.stream, start)
@@ -351,10 +352,11 @@ class RDQ(Codec):
             rleg_coder.decode(body, out, mode, step, recon, stream)
         else:
             ctx_coder.decode(r, body, out, mode, step, recon, stream)
-        if h.rotate and rotate:
+        if h.rotate:
             assert seed is not None  # checked with the seed check above
+            rotation = seed if rotation_seed is None else rotation_seed
             # levels are at most 2**30 (the decoders check), reconstructions within a step
-            _rotated.rotate(out, seed, bound=(kernels.MAX_ABS_LEVEL + 2) * step, inverse=True)
+            _rotated.rotate(out, rotation, bound=(kernels.MAX_ABS_LEVEL + 2) * step, inverse=True)
 
     def _shared_params(self, params: bytes) -> bytes:
         h = self._header(params, None, check_seed=False)
@@ -364,12 +366,8 @@ class RDQ(Codec):
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
     ) -> None:
         # a framed update's frames are rotated each on its own (frame_seed)
-        self._decode(params, body, out, seed=seed, start=start, rotate=False)
-        h = self._header(params, seed)
-        if h.rotate:
-            assert seed is not None  # checked with the seed check
-            bound = (kernels.MAX_ABS_LEVEL + 2) * h.step
-            _rotated.rotate(out, _frame_rotation_seed(seed, start), bound=bound, inverse=True)
+        rotation = None if seed is None else _frame_rotation_seed(seed, start)
+        self._decode(params, body, out, seed=seed, start=start, rotation_seed=rotation)
 
     def decode_levels(self, payload: bytes, *, seed: int | None = None) -> Levels:
         """The integer levels a payload carries, for analysis (the frontier's context

@@ -130,12 +130,6 @@ def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
     return (side < plain).astype(np.int64)
 
 
-def estimate_bits(q: np.ndarray, s: Sample) -> float:
-    """Estimated body bits of the whole message from the sampled levels ``q``."""
-    plain, side = costs(q, s)
-    return float(np.minimum(plain, side).sum())
-
-
 def context_entropy_bits(q: np.ndarray, tensors: np.ndarray) -> float:
     """What an ideal static coder with this coder's contexts would spend on levels ``q``:
     per tensor, the empirical conditional entropy of the coder's binary decisions given
