@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..codec import Codec
+from ..downlink import HISTORY_ROUNDS, Downlink
 from ..error_feedback import ErrorFeedback
 from ..identity import Identity
-from ..seeds import DOWNLINK, SAMPLE, TRAIN, UPLINK, derive_seed
+from ..seeds import SAMPLE, TRAIN, UPLINK, derive_seed
 from .algorithms import FedAvg
-from .client import Trainer
+from .client import Prox, Trainer
 from .data import FederatedData
 
 log = logging.getLogger("fedcodec.fl")
@@ -47,7 +48,9 @@ class ServerState:
     ``params``: the server's model (full vector). ``broadcast``: the model as the clients
     hold it after the last downlink (equal to ``params`` without downlink compression).
     ``algo``: server optimizer / FedDyn state (``h`` and each client's ``g/<k>``).
-    ``residuals``: uplink error-feedback memory per client.
+    ``residuals``: uplink error-feedback memory per client. ``held`` and ``recent``: the
+    downlink's bookkeeping (the round whose model each client holds, the last rounds'
+    payloads: :class:`fedcodec.downlink.Downlink`).
     """
 
     round: int
@@ -55,6 +58,8 @@ class ServerState:
     broadcast: np.ndarray
     algo: dict[str, np.ndarray] = field(default_factory=dict)
     residuals: dict[int, np.ndarray] = field(default_factory=dict)
+    held: dict[int, int] = field(default_factory=dict)
+    recent: dict[int, bytes] = field(default_factory=dict)
     uplink_bits_total: int = 0
     downlink_bits_total: int = 0
 
@@ -67,11 +72,15 @@ class ServerState:
         }
         out.update({f"algo/{k}": v for k, v in self.algo.items()})
         out.update({f"ef/{k}": v for k, v in self.residuals.items()})
+        down = Downlink(None, 0, held=self.held, recent=self.recent)
+        out.update(down.to_arrays())
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ServerState:
         bits = arrays["bits_total"]
+        down = Downlink(None, 0)
+        down.load_arrays(arrays)
         return cls(
             round=int(arrays["round"]),
             params=np.array(arrays["params"], np.float32),
@@ -82,6 +91,8 @@ class ServerState:
                 for k, v in arrays.items()
                 if k.startswith("ef/")
             },
+            held=down.held,
+            recent=down.recent,
             uplink_bits_total=int(bits[0]),
             downlink_bits_total=int(bits[1]),
         )
@@ -99,7 +110,9 @@ class FederatedProcess:
         it as raw float32 (the ``identity`` codec), so bits are still real payload bytes.
     downlink : Codec or None
         Compresses the broadcast as the difference between the server's model and the
-        model the clients hold; ``None`` broadcasts the model itself as float32.
+        model the clients hold (a client that missed rounds gets their payloads, up to
+        ``downlink_history`` rounds, or the full model where that is smaller:
+        :mod:`fedcodec.downlink`); ``None`` broadcasts the model itself as float32.
     error_feedback : bool
         Keep each client's uplink residual (:class:`fedcodec.ErrorFeedback`).
     transport : callable(round, client, payload) -> payload, optional
@@ -122,6 +135,7 @@ class FederatedProcess:
         transport: Transport | None = None,
         tolerate_client_errors: bool = False,
         model_init: np.ndarray,
+        downlink_history: int = HISTORY_ROUNDS,
     ) -> None:
         self.trainer, self.data, self.algorithm = trainer, data, algorithm
         self.seed = seed
@@ -134,6 +148,7 @@ class FederatedProcess:
         self.model_init = model_init
         self.idx = trainer.train_index
         self.layout = trainer.layout
+        self.down = Downlink(downlink, seed, layout=self.layout, history=downlink_history)
 
     def init(self) -> ServerState:
         p = self.model_init.astype(np.float32, copy=True)
@@ -144,21 +159,62 @@ class FederatedProcess:
         k = len(self.data.clients)
         return sorted(int(c) for c in rng.choice(k, size=min(count, k), replace=False))
 
-    def _broadcast(self, state: ServerState, round_: int, num_receivers: int) -> int:
-        """Update ``state.broadcast`` to what the clients decode; returns downlink bits."""
-        target = state.params[self.idx]
-        if self.downlink is None:
-            payload = Identity().encode_vector(target, layout=self.layout)
-            state.broadcast[self.idx] = Identity().decode(payload, layout=self.layout)
-        else:
-            seed = derive_seed(self.seed, round_, -1, DOWNLINK)
-            change = np.ascontiguousarray(target - state.broadcast[self.idx], np.float32)
-            # one thread: the harness runs next to torch's own threads
-            payload = self.downlink.encode_vector(change, layout=self.layout, seed=seed, threads=1)
-            state.broadcast[self.idx] += self.downlink.decode(
-                payload, seed=seed, layout=self.layout, threads=1
+    def broadcast(self, state: ServerState, round_: int, clients: Sequence[int]) -> int:
+        """Round ``round_``'s downlink: ``state.broadcast`` becomes what the clients decode;
+        returns the downlink bits, the sum of what each of ``clients`` receives (the payloads
+        of the rounds it missed or the full model: :mod:`fedcodec.downlink`)."""
+        self.down.held, self.down.recent = state.held, state.recent
+        self.down.advance(state.broadcast, round_, state.params[self.idx], self.idx)
+        return sum(8 * self.down.message(k, round_).nbytes for k in clients)
+
+    def local_update(
+        self,
+        k: int,
+        round_: int,
+        start_full: np.ndarray,
+        *,
+        prox: Prox | None,
+        feedback: ErrorFeedback | None,
+    ) -> tuple[bytes, np.ndarray, float]:
+        """Client ``k``'s part of a round: train from ``start_full`` (the model it holds),
+        encode ``θ_k − θ_start``; returns (payload, update, mean loss). The harness and
+        Flower's engine both call it. Raises :class:`StageError` (``train`` or ``encode``)."""
+        stage = "train"
+        try:
+            cd = self.data.clients[k]
+            new, loss = self.trainer.train(
+                start_full,
+                cd.train_x,
+                cd.train_y,
+                epochs=self.local_epochs,
+                batch_size=self.batch_size,
+                lr=self.client_lr,
+                seed=derive_seed(self.seed, round_, k, TRAIN),
+                prox=prox,
             )
-        return 8 * len(payload) * num_receivers
+            delta = np.ascontiguousarray(new - start_full[self.idx], np.float32)
+            stage = "encode"
+            seed = derive_seed(self.seed, round_, k, UPLINK)
+            # the codec sees the model's tensors (self.layout), not one flat vector
+            if feedback is not None:
+                payload = feedback.encode_vector(
+                    delta.copy(), key=k, layout=self.layout, seed=seed, threads=1
+                )
+            else:
+                payload = self.uplink.encode_vector(delta, layout=self.layout, seed=seed, threads=1)
+        except Exception as exc:
+            raise StageError(stage, exc) from exc
+        return payload, delta, loss
+
+    def decode_update(self, k: int, round_: int, payload: bytes, size: int) -> np.ndarray:
+        """The server's decoding of client ``k``'s payload of round ``round_``."""
+        return self.uplink.decode(
+            payload,
+            seed=derive_seed(self.seed, round_, k, UPLINK),
+            out=np.empty(size, np.float32),
+            layout=self.layout,
+            threads=1,
+        )
 
     def apply(
         self, state: ServerState, clients: Sequence[int], *, keep_updates: bool = False
@@ -166,53 +222,35 @@ class FederatedProcess:
         """Run one round with ``clients``; ``state`` is updated in place and returned."""
         t0 = time.perf_counter()
         round_ = state.round + 1
-        down_bits = self._broadcast(state, round_, len(clients))
+        down_bits = self.broadcast(state, round_, clients)
         start_full = state.broadcast.copy()
         start = start_full[self.idx]
         if self.error_feedback is not None:
             self.error_feedback.residuals = state.residuals  # type: ignore[assignment]
-        deltas, weights, nmses, losses, bits_per_param = [], [], [], [], []
+        accepted: list[Accepted] = []
         dropped: list[dict[str, Any]] = []
         updates: dict[int, np.ndarray] = {}
         up_bits = 0
         for k in clients:
-            cd = self.data.clients[k]
             stage = "train"
             try:
-                new, loss = self.trainer.train(
-                    start_full,
-                    cd.train_x,
-                    cd.train_y,
-                    epochs=self.local_epochs,
-                    batch_size=self.batch_size,
-                    lr=self.client_lr,
-                    seed=derive_seed(self.seed, round_, k, TRAIN),
-                    prox=self.algorithm.prox(state.algo, k, start),
-                )
-                delta = np.ascontiguousarray(new - start, np.float32)
-                stage = "encode"
-                seed = derive_seed(self.seed, round_, k, UPLINK)
-                # the codec sees the model's tensors (self.layout), not one flat vector
-                if self.error_feedback is not None:
-                    payload = self.error_feedback.encode_vector(
-                        delta.copy(), key=k, layout=self.layout, seed=seed, threads=1
+                try:
+                    payload, delta, loss = self.local_update(
+                        k,
+                        round_,
+                        start_full,
+                        prox=self.algorithm.prox(state.algo, k, start),
+                        feedback=self.error_feedback,
                     )
-                else:
-                    payload = self.uplink.encode_vector(
-                        delta, layout=self.layout, seed=seed, threads=1
-                    )
+                except StageError as err:
+                    stage = err.stage
+                    raise err.__cause__ from None  # type: ignore[misc]
                 if self.transport is not None:
                     stage = "transport"
                     payload = self.transport(round_, k, payload)
                 up_bits += 8 * len(payload)
                 stage = "decode"
-                decoded = self.uplink.decode(
-                    payload,
-                    seed=seed,
-                    out=np.empty(delta.shape, np.float32),
-                    layout=self.layout,
-                    threads=1,
-                )
+                decoded = self.decode_update(k, round_, payload, delta.size)
             except Exception as exc:
                 # what the link does to a payload (a fault injected through the transport, a
                 # payload that fails to decode) drops the client; an exception of the
@@ -225,36 +263,96 @@ class FederatedProcess:
                 )
                 continue
             self.algorithm.after_client(state.algo, k, decoded)
-            energy = float(np.dot(delta.astype(np.float64), delta.astype(np.float64)))
-            err = delta.astype(np.float64) - decoded
-            nmses.append(float(np.dot(err, err)) / energy if energy > 0 else 0.0)
-            bits_per_param.append(8 * len(payload) / max(delta.size, 1))
-            deltas.append(decoded)
-            weights.append(float(cd.num_train) if self.algorithm.weighted else 1.0)
-            losses.append(loss)
+            accepted.append(
+                Accepted(
+                    k,
+                    decoded,
+                    weight=float(self.data.clients[k].num_train),
+                    loss=loss,
+                    nmse=update_nmse(delta, decoded),
+                    payload_bytes=len(payload),
+                )
+            )
             if keep_updates:
                 updates[k] = delta
-        if deltas:
+        diag = self.finish_round(
+            state, round_, clients, accepted, dropped, up_bits=up_bits, down_bits=down_bits
+        )
+        diag["seconds"] = time.perf_counter() - t0
+        if keep_updates:
+            diag["updates"] = updates
+        return state, diag
+
+    def finish_round(
+        self,
+        state: ServerState,
+        round_: int,
+        clients: Sequence[int],
+        accepted: Sequence[Accepted],
+        dropped: list[dict[str, Any]],
+        *,
+        up_bits: int,
+        down_bits: int,
+    ) -> dict[str, Any]:
+        """The server's end of round ``round_``: the server update from the accepted
+        clients' decoded updates (in the order given: ascending client), the downlink's
+        bookkeeping, the totals; returns the round's diagnostics (without ``seconds``)."""
+        start = state.broadcast[self.idx]
+        if accepted:
             state.params[self.idx] = self.algorithm.server_update(
-                state.algo, state.params[self.idx], start, deltas, weights
+                state.algo,
+                state.params[self.idx],
+                start,
+                [a.decoded for a in accepted],
+                [a.weight if self.algorithm.weighted else 1.0 for a in accepted],
             )
+        for k in clients:
+            self.down.delivered(k, round_)
+        for d in dropped:
+            self.down.lost(int(d["client"]))
         state.round = round_
         state.uplink_bits_total += up_bits
         state.downlink_bits_total += down_bits
-        diag: dict[str, Any] = {
+        bpp = [8 * a.payload_bytes / max(a.decoded.size, 1) for a in accepted]
+        nmses = [a.nmse for a in accepted]
+        return {
             "round": round_,
             "clients": list(clients),
             "dropped": dropped,
-            "train_loss": float(np.mean(losses)) if losses else None,
+            "train_loss": float(np.mean([a.loss for a in accepted])) if accepted else None,
             "uplink_bits": up_bits,
             "downlink_bits": down_bits,
             "uplink_bits_cum": state.uplink_bits_total,
             "downlink_bits_cum": state.downlink_bits_total,
-            "bits_per_param": float(np.mean(bits_per_param)) if bits_per_param else None,
+            "bits_per_param": float(np.mean(bpp)) if bpp else None,
             "nmse_mean": float(np.mean(nmses)) if nmses else None,
             "nmse_max": float(np.max(nmses)) if nmses else None,
-            "seconds": time.perf_counter() - t0,
         }
-        if keep_updates:
-            diag["updates"] = updates
-        return state, diag
+
+
+class StageError(Exception):
+    """A client's step failed at ``stage`` (``train`` or ``encode``); the cause is chained."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(f"{stage} failed: {type(exc).__name__}: {exc}")
+        self.stage = stage
+
+
+@dataclass
+class Accepted:
+    """A client's update the server received and decoded."""
+
+    client: int
+    decoded: np.ndarray
+    weight: float
+    loss: float
+    nmse: float
+    payload_bytes: int
+
+
+def update_nmse(delta: np.ndarray, decoded: np.ndarray) -> float:
+    """‖Δ − Δ̂‖² / ‖Δ‖² in float64 (0 for a zero update)."""
+    d = delta.astype(np.float64)
+    energy = float(np.dot(d, d))
+    err = d - decoded
+    return float(np.dot(err, err)) / energy if energy > 0 else 0.0

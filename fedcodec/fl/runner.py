@@ -33,7 +33,7 @@ from .process import FederatedProcess, ServerState, Transport, derive_seed
 from .tasks import DEFAULTS, TASK_ENTRY_POINTS, build_model, is_builtin, load_task, load_user_task
 
 ALGORITHMS = ("fedavg", "fedsgd", "feddyn", "fedpt")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the downlink's bookkeeping (what each client holds)
 
 
 @dataclass
@@ -316,7 +316,10 @@ class Experiment:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
         if meta.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path} has checkpoint version {meta.get('version')}")
+            raise ValueError(
+                f"{path} has checkpoint version {meta.get('version')}, this fedcodec reads "
+                f"version {CHECKPOINT_VERSION}: rerun without --resume (CHANGELOG.md)"
+            )
         saved, now = meta["config"], self.config.to_json()
         differ = sorted(k for k in now if k not in _RESUMABLE and saved.get(k) != now[k])
         if differ:
