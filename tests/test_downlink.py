@@ -42,7 +42,7 @@ def run_rounds(
 
 def test_every_client_holds_the_servers_reference_exactly() -> None:
     rounds = [[0, 1], [1, 2], [3], [0, 4], [1, 2, 5], [0, 3]]
-    down, server, _, sizes = run_rounds({"id": "rdq", "bits_per_param": 2.0}, rounds)
+    _down, server, _, sizes = run_rounds({"id": "rdq", "bits_per_param": 2.0}, rounds)
     full = len(Identity().encode_vector(server, layout=LAYOUT))
     assert all(0 < s < full * len(k) for s, k in zip(sizes, rounds, strict=True))
 
@@ -81,7 +81,7 @@ def test_without_a_codec_everyone_gets_the_full_model() -> None:
 
 
 def test_wrong_base_and_malformed_messages_raise() -> None:
-    down, server, clients, _ = run_rounds({"id": "rdq", "bits_per_param": 2.0}, [[0], [0]])
+    down, server, _clients, _ = run_rounds({"id": "rdq", "bits_per_param": 2.0}, [[0], [0]])
     with pytest.raises(ValueError, match="holds round"):
         apply_downlink(server, 0, DownlinkMessage(3, 1, [b""]), down.codec, seed=7)
     with pytest.raises(ValueError, match="wrong number"):
