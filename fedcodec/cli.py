@@ -69,6 +69,45 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", default=None, help="iid | dirichlet | shards | natural")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory")
     p.add_argument("--seed", type=int, default=0)
+    _add_engine_options(p)
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument(
+        "--engine",
+        choices=("harness", "flower"),
+        default="harness",
+        help="harness: this process; flower: Flower's simulation engine (Ray), one SuperNode "
+        "per client, started with a SuperLink and flwr run (docs/fl.md)",
+    )
+    g.add_argument(
+        "--client-cpus", type=int, default=1, help="flower: CPUs (and torch threads) per client"
+    )
+    g.add_argument("--client-gpus", type=float, default=0.0, help="flower: GPUs per client")
+    g.add_argument(
+        "--ray-cpus", type=int, default=None, help="flower: CPUs Ray may use (default: all)"
+    )
+    g.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="harness: torch threads (1 reproduces a flower run with one CPU per client)",
+    )
+
+
+def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.engine == "harness":
+        return {"torch_threads": args.torch_threads}
+    from .fl.flower_engine import FlowerOptions
+
+    flower = FlowerOptions(
+        client_cpus=args.client_cpus, client_gpus=args.client_gpus, ray_cpus=args.ray_cpus
+    )
+    return {"engine": "flower", "flower": flower}
+
+
+_ENGINE_ARGS = ("engine", "client_cpus", "client_gpus", "ray_cpus", "torch_threads")
 
 
 def _add_train(sub: Any) -> None:
@@ -111,9 +150,15 @@ def _add_train(sub: Any) -> None:
 def _train(args: argparse.Namespace) -> int:
     from .fl import TrainConfig, run
 
-    skip = ("func", "out", "resume", "no_progress", "command")
+    skip = ("func", "out", "resume", "no_progress", "command", *_ENGINE_ARGS)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip})
-    summary = run(config, args.out, resume=args.resume, progress=not args.no_progress)
+    summary = run(
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        **_engine_kwargs(args),
+    )
     keys = (
         "final_accuracy",
         "best_accuracy",
@@ -157,6 +202,7 @@ def _add_frontier(sub: Any) -> None:
     p.add_argument("--name", default=None)
     p.add_argument("--no-bound", action="store_true", help="skip the Blahut-Arimoto bound")
     p.add_argument("--out", default="runs/frontier", help="output directory")
+    _add_engine_options(p)
     p.set_defaults(func=_frontier)
 
 
@@ -185,7 +231,7 @@ def _frontier(args: argparse.Namespace) -> int:
             seed=args.seed,
             save_updates=args.rounds,
         )
-        run(config, out / "run", progress=False)
+        run(config, out / "run", progress=False, **_engine_kwargs(args))
         updates = fr.load_updates(out / "run")
         layout = fr.load_layout(out / "run")
         source = {"kind": "task", "task": task, "rounds": args.rounds, "run": str(out / "run")}
@@ -245,7 +291,14 @@ def _compare(args: argparse.Namespace) -> int:
     if args.quick:
         base.update(cmp.QUICK)
     out = Path(args.out)
-    doc = cmp.compare(specs, out, base=base, target_accuracy=args.target_accuracy, name="compare")
+    doc = cmp.compare(
+        specs,
+        out,
+        base=base,
+        target_accuracy=args.target_accuracy,
+        name="compare",
+        run_kwargs=_engine_kwargs(args),
+    )
     _dump(out / "compare.json", doc)
     _write_csv(out / "compare.csv", doc["table"])
     table = cmp.markdown_table(doc)

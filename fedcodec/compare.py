@@ -53,8 +53,10 @@ def compare(
     target_accuracy: float | None = None,
     name: str = "compare",
     progress: bool = False,
+    run_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the harness per spec under ``out_dir/runs/`` and return the document."""
+    """Run the harness per spec under ``out_dir/runs/`` and return the document
+    (``run_kwargs`` go to :func:`fedcodec.fl.run`: ``engine="flower"``, ...)."""
     from .fl import TrainConfig, run
 
     out = Path(out_dir)
@@ -70,7 +72,7 @@ def compare(
         )
         config = TrainConfig(**{**base, "codec": codec, "error_feedback": ef})
         run_dir = out / "runs" / f"{i:02d}"
-        summary = run(config, run_dir, progress=progress)
+        summary = run(config, run_dir, progress=progress, **(run_kwargs or {}))
         metrics = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
         runs.append(
             {
@@ -95,6 +97,7 @@ def compare(
         "rounds": first["rounds"],
         "seed": base.get("seed", 0),
         "base_config": dict(base),
+        "engine": first.get("engine", "harness"),
         "target_accuracy": target_accuracy,
         "runs": runs,
         "table": table,

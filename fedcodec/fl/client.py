@@ -135,6 +135,9 @@ class Trainer:
         """
         self.set_vector(start)
         self.model.train()
+        # the model's own random draws (dropout) too: keyed by (round, client) like the
+        # batches, so that a client's update is the same on every engine and in every order
+        torch.manual_seed(seed)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         n = len(yt)
         b = n if batch_size <= 0 else min(batch_size, n)

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,9 @@ def _is_entry_point(name: str) -> bool:
     return any(ep.name == name for ep in entry_points(group=TASK_ENTRY_POINTS))
 
 
+#: One round: ``apply(state, clients, keep_updates=False) -> (state, diagnostics)``.
+RoundFn = Callable[..., tuple[ServerState, dict[str, Any]]]
+
 # keys that may differ between a run and its resumption
 _RESUMABLE = {"rounds", "checkpoint_every", "target_accuracy"}
 
@@ -199,9 +202,19 @@ class Experiment:
 
     # -- the run --------------------------------------------------------------------------
     def run(
-        self, out: str | Path, *, resume: bool = False, progress: bool = True
+        self,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        apply: RoundFn | None = None,
+        engine: str = "harness",
     ) -> dict[str, Any]:
         """Train ``config.rounds`` rounds, writing the files listed in the module docstring.
+
+        ``apply(state, clients, keep_updates=)`` runs one round (default: this process's
+        :meth:`FederatedProcess.apply`; Flower's engine passes its own, which sends the
+        round to the clients); ``engine`` names it in the summary.
 
         Each line of ``metrics.jsonl``: ``round``, ``test_accuracy``, ``test_loss`` (global
         held-out set; ``null`` between ``eval_every`` rounds), ``train_loss``, ``clients``,
@@ -230,7 +243,9 @@ class Experiment:
             for _ in bar:
                 r = state.round + 1
                 clients = self.process.sample_clients(r, c.clients_per_round)
-                state, diag = self.process.apply(state, clients, keep_updates=r in save_rounds)
+                state, diag = (apply or self.process.apply)(
+                    state, clients, keep_updates=r in save_rounds
+                )
                 if r % c.eval_every == 0 or r == c.rounds:
                     acc, loss = self.evaluate(state)
                 else:
@@ -259,6 +274,7 @@ class Experiment:
             layout = self.trainer.layout.to_json()
             (out / "layout.json").write_text(json.dumps(layout) + "\n")
         summary = self.summarize(_read_lines(metrics_path))
+        summary["engine"] = engine
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
@@ -330,10 +346,42 @@ class Experiment:
         return state
 
 
-def run(config: TrainConfig, out: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Build an :class:`Experiment` and run it (``resume=``, ``progress=``)."""
+ENGINES = ("harness", "flower")
+
+
+def run(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    engine: str = "harness",
+    flower: Any = None,
+    torch_threads: int | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Build an :class:`Experiment` and run it (``resume=``, ``progress=``, ``transport=``).
+
+    ``engine="flower"`` runs it on Flower's simulation engine instead
+    (:func:`fedcodec.fl.flower_engine.run_flower`, options ``flower=FlowerOptions(...)``);
+    ``torch_threads`` sets torch's threads for the harness (one makes a CPU run
+    reproducible bit for bit, as Flower's engine with one CPU per client is).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if engine == "flower":
+        unsupported = sorted(k for k in ("resume", "transport") if kwargs.get(k))
+        if unsupported:
+            raise ValueError(f"--engine flower does not support {', '.join(unsupported)}")
+        from .flower_engine import run_flower
+
+        return run_flower(config, out, options=flower, progress=kwargs.get("progress", True))
     transport = kwargs.pop("transport", None)
-    return Experiment(config, transport=transport).run(out, **kwargs)
+    before = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        return Experiment(config, transport=transport).run(out, **kwargs)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _spread(rounds: int, count: int) -> set[int]:
