@@ -490,15 +490,15 @@ def run_flower(
             "--stream",
         ]
         with (home / "run.log").open("w") as run_log:
-            proc = subprocess.Popen(
+            with subprocess.Popen(
                 cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                run_log.write(line)
-                if progress:
-                    sys.stderr.write(line)
-            proc.wait(timeout=opts.timeout_s)
+            ) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    run_log.write(line)
+                    if progress:
+                        sys.stderr.write(line)
+                proc.wait(timeout=opts.timeout_s)
     finally:
         _stop(superlink)
     summary_path = out / "summary.json"
@@ -538,10 +538,36 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    try:  # helpers that outlived it (the simulation process, Ray's workers)
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    # helpers that outlived it (the simulation process, Ray's workers): gone before we return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not _group_members(proc.pid):
+            return
+        time.sleep(0.1)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` still there (Linux's /proc; elsewhere what kill sees)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    members = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 __all__ = ["FLWR_VERSION", "FlowerOptions", "client_app", "run_flower", "server_app"]
