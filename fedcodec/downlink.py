@@ -81,8 +81,7 @@ class Downlink:
     default_held: int = 0
     held: dict[int, int] = field(default_factory=dict)
     recent: dict[int, bytes] = field(default_factory=dict)
-    _full: tuple[int, bytes] | None = field(default=None, repr=False)
-    _round: int = 0
+    _full: tuple[int, bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.history < 0:
@@ -109,8 +108,15 @@ class Downlink:
             model[...] = new
         else:
             model[index] = new
-        self._round = round_
         self._full = (round_, Identity().encode_vector(new, layout=self.layout))
+
+    def reset(self, model: np.ndarray, round_: int, target: np.ndarray) -> None:
+        """Start over at ``round_`` with ``model`` = ``target`` exactly: every client gets
+        the full model (a server that does not know what its clients hold starts so)."""
+        model[...] = target
+        self.held.clear()
+        self.recent.clear()
+        self._full = (round_, Identity().encode_vector(model, layout=self.layout))
 
     def message(self, client: int, round_: int) -> DownlinkMessage:
         """What ``client`` receives in round ``round_`` (after :meth:`advance`)."""

@@ -34,13 +34,22 @@ from typing import Any
 import numpy as np
 
 try:
-    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
+    from flwr.app import (
+        Array,
+        ArrayRecord,
+        ConfigRecord,
+        Message,
+        MessageType,
+        MetricRecord,
+        RecordDict,
+    )
     from flwr.serverapp.strategy import Strategy
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fedcodec.flower needs Flower: pip install 'fedcodec[flower]'") from exc
 
 from . import container
 from .codec import Codec, get_codec
+from .downlink import HISTORY_ROUNDS, UNKNOWN, Downlink, DownlinkMessage, apply_downlink
 from .error_feedback import ErrorFeedback
 from .errors import DecodeError
 from .layout import Layout
@@ -54,6 +63,10 @@ RESIDUAL_KEY = "fedcodec.residual"
 METRIC_BYTES = "fedcodec-payload-bytes"
 #: The client key the reply's payload was encoded with (the server derives the seed from it).
 METRIC_CLIENT_KEY = "fedcodec-client-key"
+#: The train message's compressed broadcast (``FedcodecStrategy(downlink_codec=...)``).
+DOWNLINK_KEY = "fedcodec-downlink"
+DOWNLINK_CONFIG_KEY = "fedcodec-downlink-config"
+HELD_KEY = "fedcodec.held"
 
 
 def _codec(codec: Codec | Mapping[str, Any]) -> Codec:
@@ -130,6 +143,87 @@ def unpack_payload(record: ArrayRecord) -> bytes | list[bytes]:
     return data[0] if keys == [ARRAY_KEY] else data
 
 
+def pack_downlink(msg: DownlinkMessage, layout: Layout) -> tuple[ArrayRecord, ConfigRecord]:
+    """A downlink message as a train message's ArrayRecord (its payloads, each framed one
+    as its frames) and ConfigRecord (rounds, frame counts, the model's layout)."""
+    arrays: dict[str, Array] = {}
+    frames_per_payload = []
+    for i, payload in enumerate(msg.payloads):
+        for j, frame in enumerate(container.split_frames(payload)):
+            arrays[f"{i}.{j}"] = Array(dtype="uint8", shape=(len(frame),), stype=STYPE, data=frame)
+        frames_per_payload.append(j + 1)
+    config = ConfigRecord(
+        {
+            "round": msg.round,
+            "base-round": UNKNOWN if msg.base_round is None else msg.base_round,
+            "frames": frames_per_payload,
+            "layout": _layout_json(layout),
+        }
+    )
+    return ArrayRecord(arrays), config
+
+
+def unpack_downlink(record: ArrayRecord, config: ConfigRecord) -> tuple[DownlinkMessage, Layout]:
+    """Inverse of :func:`pack_downlink`; DecodeError for a record that is not one."""
+    import json
+
+    try:
+        frames = [int(f) for f in config["frames"]]  # type: ignore[union-attr]
+        base = int(config["base-round"])  # type: ignore[arg-type]
+        layout = Layout.from_json(json.loads(str(config["layout"])))
+        payloads = [
+            b"".join(bytes(record[f"{i}.{j}"].data) for j in range(n)) for i, n in enumerate(frames)
+        ]
+        msg = DownlinkMessage(int(config["round"]), None if base < 0 else base, payloads)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DecodeError(f"not a fedcodec downlink message: {exc}") from exc
+    if sorted(record.keys()) != sorted(f"{i}.{j}" for i, n in enumerate(frames) for j in range(n)):
+        raise DecodeError("the downlink message's arrays do not match its frame counts")
+    return msg, layout
+
+
+def _layout_json(layout: Layout) -> str:
+    import json
+
+    return json.dumps(layout.to_json())
+
+
+def receive_downlink(msg: Message, ctxt: Any, codec: Codec | None, *, seed: int = 0) -> ArrayRecord:
+    """The client's side of :class:`FedcodecStrategy`'s compressed broadcast: the weights
+    (an ArrayRecord like the one the strategy meant to send) from the model this node holds
+    (``context.state``) and the message's payloads; the node then holds them."""
+    message, layout = unpack_downlink(
+        msg.content.array_records[DOWNLINK_KEY], msg.content.config_records[DOWNLINK_CONFIG_KEY]
+    )
+    held, held_round = None, UNKNOWN
+    if HELD_KEY in ctxt.state.array_records:
+        record = ctxt.state.array_records[HELD_KEY]
+        held = record["model"].numpy()
+        held_round = int(record["round"].numpy()[0])
+    vector = apply_downlink(held, held_round, message, codec, seed=seed, layout=layout)
+    ctxt.state[HELD_KEY] = ArrayRecord(
+        {"model": Array(vector), "round": Array(np.array([message.round], np.int64))}
+    )
+    return _arrays_of(vector, layout)
+
+
+def _arrays_of(vector: np.ndarray, layout: Layout) -> ArrayRecord:
+    arrays, pos = OrderedDict(), 0
+    for name, shape, dtype in layout.entries:
+        size = int(np.prod(shape, dtype=np.int64))
+        arrays[name] = Array(vector[pos : pos + size].reshape(shape).astype(dtype))
+        pos += size
+    return ArrayRecord(arrays)
+
+
+def _flat(arrays: list[np.ndarray], size: int) -> np.ndarray:
+    out, pos = np.empty(size, np.float32), 0
+    for a in arrays:
+        out[pos : pos + a.size] = a.reshape(-1)
+        pos += a.size
+    return out
+
+
 def fedcodec_mod(
     codec: Codec | Mapping[str, Any],
     *,
@@ -138,8 +232,13 @@ def fedcodec_mod(
     arrayrecord_key: str = "arrays",
     client_key: Callable[[Any], int] = client_key_of,
     threads: int = 1,
+    downlink_codec: Codec | Mapping[str, Any] | None = None,
 ) -> Callable[[Message, Any, Any], Message]:
     """A client mod compressing the update in the reply to every TRAIN message.
+
+    It also decodes a compressed broadcast (``FedcodecStrategy(downlink_codec=...)``; pass
+    the same ``downlink_codec`` here): the model the node holds and its round live in the
+    node's ``context.state``; the train function receives the decoded weights.
 
     A large update's framed payload travels as one Array per frame (Flower then chunks
     each Array for its own transport); ``threads`` codes it (default 1: the client's
@@ -153,10 +252,17 @@ def fedcodec_mod(
     ``fedcodec-client-key``.
     """
     inner = _codec(codec)
+    down_codec = _codec(downlink_codec) if downlink_codec is not None else None
 
     def mod(msg: Message, ctxt: Any, call_next: Any) -> Message:
         if msg.metadata.message_type != MessageType.TRAIN:
             return call_next(msg, ctxt)
+        if DOWNLINK_KEY in msg.content.array_records:
+            # the compressed broadcast: the weights it stands for replace it, so that the
+            # train function sees plain weights
+            msg.content[arrayrecord_key] = receive_downlink(msg, ctxt, down_codec, seed=seed)
+            del msg.content[DOWNLINK_KEY]
+            del msg.content[DOWNLINK_CONFIG_KEY]
         received = msg.content.array_records[arrayrecord_key]
         keys = list(received.keys())
         before = received.to_numpy_ndarrays()
@@ -200,13 +306,25 @@ def fedcodec_mod(
 
 
 class FedcodecStrategy(Strategy):
-    """Wrap a Flower strategy so that it receives decoded weights from ``fedcodec_mod``.
+    """Wrap a Flower strategy so that it receives decoded weights from ``fedcodec_mod``,
+    and optionally compresses its broadcast.
 
     Per round it keeps the arrays it sent, decodes each reply's payload (a reply whose
     payload fails to decode is dropped and logged), rebuilds the weights as sent + update,
     hands the replies to the wrapped strategy, and adds ``fedcodec-uplink-bytes`` (payload
-    bytes received) and ``fedcodec-dropped`` to the round's train metrics. ``history``
-    keeps, per round, the bytes of each client's payload (by client key).
+    bytes received), ``fedcodec-downlink-bytes`` (what the round's train messages carried
+    as model: payloads, or the raw arrays without a downlink codec) and
+    ``fedcodec-dropped`` to the round's train metrics. ``history`` keeps, per round, the
+    bytes of each client's payload (by client key); ``downlink_history`` the bytes each
+    node received (by node id).
+
+    With ``downlink_codec`` the broadcast is the difference between the wrapped strategy's
+    model and the model each node holds (:mod:`fedcodec.downlink`): a node that took part
+    in the previous round gets that round's payload, one that missed rounds gets their
+    payloads (up to ``downlink_rounds_kept`` rounds) or, where smaller, or for a node the
+    server has not reached yet or that failed, the full model (float32). Clients train from
+    the model they decoded, and their updates are relative to it. Evaluate messages carry
+    the model as they are.
     """
 
     def __init__(
@@ -217,6 +335,8 @@ class FedcodecStrategy(Strategy):
         seed: int = 0,
         arrayrecord_key: str = "arrays",
         threads: int | None = None,
+        downlink_codec: Codec | Mapping[str, Any] | None = None,
+        downlink_rounds_kept: int = HISTORY_ROUNDS,
     ) -> None:
         super().__init__()
         self.threads = threads  # decoding a framed payload (default: all cores)
@@ -224,21 +344,66 @@ class FedcodecStrategy(Strategy):
         self.codec = _codec(codec)
         self.seed = seed
         self.arrayrecord_key = arrayrecord_key
+        self.downlink_codec = _codec(downlink_codec) if downlink_codec is not None else None
+        self.downlink: Downlink | None = None
+        if self.downlink_codec is not None:
+            self.downlink = Downlink(
+                self.downlink_codec, seed, history=downlink_rounds_kept, default_held=UNKNOWN
+            )
+        self._reference: np.ndarray | None = None  # the model as the nodes decode it
         self._sent: dict[int, ArrayRecord] = {}
+        self._sent_to: dict[int, set[int]] = {}
         self.history: dict[int, dict[int, int]] = {}
+        self.downlink_history: dict[int, dict[int, int]] = {}
 
     def __repr__(self) -> str:
-        return f"FedcodecStrategy({self.strategy!r}, codec={self.codec!r})"
+        down = f", downlink_codec={self.downlink_codec!r}" if self.downlink_codec else ""
+        return f"FedcodecStrategy({self.strategy!r}, codec={self.codec!r}{down})"
 
     def summary(self) -> None:
         log.info("fedcodec uplink codec: %r", self.codec)
+        log.info("fedcodec downlink codec: %r", self.downlink_codec)
         self.strategy.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
-        self._sent = {server_round: arrays}
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        self._sent_to[server_round] = {int(m.metadata.dst_node_id) for m in messages}
+        if self.downlink is None:
+            self._sent = {server_round: arrays}
+            sizes = {}
+            for m in messages:
+                record = m.content.array_records.get(self.arrayrecord_key)
+                nbytes = sum(len(a.data) for a in record.values()) if record is not None else 0
+                sizes[int(m.metadata.dst_node_id)] = nbytes
+            self.downlink_history[server_round] = sizes
+            return messages
+        keys = list(arrays.keys())
+        values = arrays.to_numpy_ndarrays()
+        layout = _layout(keys, values)
+        self.downlink.layout = layout
+        target = _flat(values, layout.size)
+        if self._reference is None or self._reference.size != target.size:
+            self._reference = np.empty(target.size, np.float32)  # a new model: in full
+            self.downlink.reset(self._reference, server_round, target)
+        else:
+            self.downlink.advance(self._reference, server_round, target)
+        # the clients train from the model they decode: updates are relative to it
+        self._sent = {server_round: _arrays_of(self._reference, layout)}
+        sizes, out = {}, []
+        for m in messages:
+            node = int(m.metadata.dst_node_id)
+            down = self.downlink.message(node, server_round)
+            record, down_config = pack_downlink(down, layout)
+            # a message of its own (strategies share one RecordDict among their messages)
+            content = RecordDict({k: v for k, v in m.content.items() if k != self.arrayrecord_key})
+            content[DOWNLINK_KEY] = record
+            content[DOWNLINK_CONFIG_KEY] = down_config
+            out.append(Message(content, dst_node_id=node, message_type=m.metadata.message_type))
+            sizes[node] = down.nbytes
+        self.downlink_history[server_round] = sizes
+        return out
 
     def decode_reply(self, server_round: int, reply: Message) -> int:
         """Replace the reply's payload by the weights it stands for; returns its bytes."""
@@ -268,23 +433,33 @@ class FedcodecStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         kept, sizes, dropped = [], {}, 0
+        answered: set[int] = set()
         for reply in replies:
+            node = int(reply.metadata.src_node_id)
             if reply.has_error():
                 kept.append(reply)
                 continue
             try:
                 sizes[reply_client_key(reply)] = self.decode_reply(server_round, reply)
             except (DecodeError, ValueError, KeyError) as exc:
-                log.warning(
-                    "round %d: dropped node %s: %s", server_round, reply.metadata.src_node_id, exc
-                )
+                log.warning("round %d: dropped node %s: %s", server_round, node, exc)
                 dropped += 1
                 continue
+            answered.add(node)
             kept.append(reply)
+        if self.downlink is not None:  # what each node holds now
+            for node in self._sent_to.get(server_round, set()):
+                if node in answered:
+                    self.downlink.delivered(node, server_round)
+                else:
+                    self.downlink.lost(node)
         self.history[server_round] = sizes
         arrays, metrics = self.strategy.aggregate_train(server_round, kept)
         metrics = metrics if metrics is not None else MetricRecord()
         metrics["fedcodec-uplink-bytes"] = int(sum(sizes.values()))
+        metrics["fedcodec-downlink-bytes"] = int(
+            sum(self.downlink_history.get(server_round, {}).values())
+        )
         metrics["fedcodec-dropped"] = dropped
         return arrays, metrics
 
