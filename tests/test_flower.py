@@ -1,11 +1,10 @@
-"""Flower: the client mod and the strategy wrapper in Flower's simulation engine."""
+"""Flower: the example Flower App (``flwr run``) in the simulation engine and across
+Flower's transport in the deployment engine; the mod and the strategy called directly."""
 
 from __future__ import annotations
 
-import gc
-import os
-import sys
-import warnings
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,130 +16,104 @@ pytest.importorskip("ray", reason="Flower's simulation engine: pip install 'fedc
 pytest.importorskip("torch", reason="pip install 'fedcodec[torch]'")
 
 import fedcodec
-from fedcodec.flower import FedcodecStrategy, reply_client_key
+from fedcodec.fl.flower_engine import FLWR_VERSION, LocalSuperLink, _free_port, _stop
+from fedcodec.flower import FedcodecStrategy
 from fedcodec.seeds import UPLINK, derive_seed
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "flower"))
-
-import app as example
-
-
-def close_rays_files() -> None:
-    """Ray opens /dev/null for its helper processes' output and never closes those files:
-    left to a later garbage collection (pytest's, at exit, outside any test) they raise
-    ResourceWarnings, an ExceptionGroup and exit code 1 when this file runs alone. Call
-    with ResourceWarnings ignored: it shuts Ray down and collects its garbage at once."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    gc.collect()
+APP = Path(__file__).parents[1] / "examples" / "flower"
+PARAMS = 64 * 32 + 32 + 32 * 10 + 10  # the example's MLP
 
 
-class Recording(FedcodecStrategy):
-    """Keeps what the test checks: arrays sent, each reply's payload and weights, the result."""
+def test_flower_is_the_version_the_engine_and_example_pin() -> None:
+    import flwr
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rounds: dict[int, dict[str, Any]] = {}
-
-    def decode_reply(self, server_round: int, reply: Any) -> int:
-        payload = reply.content["arrays"]["fedcodec"].data
-        n = super().decode_reply(server_round, reply)
-        self.rounds.setdefault(server_round, {"replies": []})["replies"].append(
-            {
-                "node": int(reply.metadata.src_node_id),
-                "key": reply_client_key(reply),
-                "payload": payload,
-                "bytes": n,
-                "reported": int(reply.content["metrics"]["fedcodec-payload-bytes"]),
-                "weights": reply.content["arrays"].to_numpy_ndarrays(),
-                "num_examples": int(reply.content["metrics"]["num-examples"]),
-            }
-        )
-        return n
-
-    def aggregate_train(self, server_round: int, replies: Any) -> Any:
-        sent = self._sent[server_round].to_numpy_ndarrays()
-        arrays, metrics = super().aggregate_train(server_round, replies)
-        rec = self.rounds.setdefault(server_round, {"replies": []})
-        rec.update(sent=sent, aggregated=arrays.to_numpy_ndarrays(), metrics=dict(metrics))
-        return arrays, metrics
+    assert flwr.__version__ == FLWR_VERSION
+    assert f'"flwr[simulation]=={FLWR_VERSION}"' in (APP / "pyproject.toml").read_text()
 
 
-@pytest.fixture(scope="module")
-def simulation() -> tuple[Recording, Any]:
-    from flwr.serverapp.strategy import FedAvg
-    from flwr.simulation import run_simulation
+def check_report(report: dict[str, Any], num_nodes: int) -> None:
+    """What the example's ServerApp saw: every payload arrived with the size its client
+    says it sent, both links compressed, and the model learns."""
+    rounds = report["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    raw = 4 * PARAMS
+    for r in rounds:
+        assert len(r["replies"]) == num_nodes
+        for reply in r["replies"]:
+            assert reply["received"] == reply["sent"] > 0  # bytes in = payload bytes out
+            assert 8 * reply["received"] < 2.2 * PARAMS  # rdq at 2 bits/param vs 32
+        assert sorted(int(k) for k in r["uplink_bytes"]) == list(range(num_nodes))
+        assert sum(r["uplink_bytes"].values()) == sum(x["received"] for x in r["replies"])
+        down = list(r["downlink_bytes"].values())
+        assert len(down) == num_nodes
+        if r["round"] == 1:  # nobody's model known: the full model (float32)
+            assert all(raw < d < raw + 200 for d in down)
+        else:  # the last round's payload at 4 bits/param
+            assert all(0 < 8 * d < 4.5 * PARAMS for d in down)
+    assert rounds[-1]["accuracy"] > report["initial_accuracy"] + 0.3
 
-    strategy = Recording(
-        FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=4), example.CODEC
+
+def flower_processes() -> int:
+    ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout
+    names = ("flower-superlink", "flower-supernode", "flwr-simulation", "flwr-serverapp",
+             "flwr-clientapp")  # fmt: skip
+    return sum(
+        any(n in line for n in names) and not line.startswith("Z") for line in ps.splitlines()
     )
-    results: list[Any] = []
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    with warnings.catch_warnings():
-        # ray and flwr warn about their own futures (run_simulation is deprecated in favour
-        # of `flwr run`, which needs a Flower app project); not errors of ours
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", ResourceWarning)  # see close_rays_files
-        run_simulation(
-            server_app=example.make_server_app(strategy, num_rounds=3, on_result=results.append),
-            client_app=example.make_client_app(),
-            num_supernodes=4,
-            backend_config={"client_resources": {"num_cpus": 1}},
-        )
-        close_rays_files()
-    assert results, "the ServerApp did not finish"
-    return strategy, results[0]
 
 
-def test_three_rounds_with_four_clients(simulation: tuple[Recording, Any]) -> None:
-    strategy, result = simulation
-    assert sorted(strategy.rounds) == [1, 2, 3]
-    for rec in strategy.rounds.values():
-        assert len(rec["replies"]) == 4 and rec["metrics"]["fedcodec-dropped"] == 0
-    accuracy = [result.evaluate_metrics_serverapp[r]["accuracy"] for r in (0, 3)]
-    assert accuracy[1] > accuracy[0] + 0.3  # it learns
+def test_example_app_in_the_simulation_engine(tmp_path: Path) -> None:
+    """``flwr run`` of the example App against a SuperLink in simulation mode (4 nodes)."""
+    before = flower_processes()
+    (tmp_path / "run.toml").write_text(f"report = {json.dumps(str(tmp_path / 'r.json'))}\n"
+                                       "min-nodes = 4\n")  # fmt: skip
+    with LocalSuperLink(tmp_path / "home", simulation=True) as link:
+        code = link.run(APP, run_config=tmp_path / "run.toml",
+                        federation=["num-supernodes=4"], timeout_s=600)  # fmt: skip
+    log = (tmp_path / "home" / "run.log").read_text()
+    assert code == 0 and (tmp_path / "r.json").exists(), log[-3000:]
+    check_report(json.loads((tmp_path / "r.json").read_text()), 4)
+    assert flower_processes() == before
 
 
-def test_aggregate_equals_the_aggregate_of_decoded_updates(
-    simulation: tuple[Recording, Any],
-) -> None:
-    strategy, result = simulation
-    for rnd, rec in strategy.rounds.items():
-        sent = rec["sent"]
-        total = sum(r["num_examples"] for r in rec["replies"])
-        for i, base in enumerate(sent):
-            # decode each payload ourselves: the update the client's payload stands for
-            expected = np.zeros(base.shape, np.float64)
-            for r in rec["replies"]:
-                seed = derive_seed(0, rnd, r["key"], UPLINK)  # keyed by partition id
-                flat = fedcodec.decode(r["payload"], seed=seed)
-                sizes = [a.size for a in sent]
-                start = sum(sizes[:i])
-                update = flat[start : start + base.size].reshape(base.shape)
-                np.testing.assert_allclose(r["weights"][i], base + update, rtol=0, atol=1e-6)
-                expected += r["num_examples"] / total * (base.astype(np.float64) + update)
-            np.testing.assert_allclose(rec["aggregated"][i], expected, rtol=1e-5, atol=1e-6)
-        if rnd < 3:  # the next round starts from this aggregate
-            for a, b in zip(rec["aggregated"], strategy.rounds[rnd + 1]["sent"], strict=True):
-                np.testing.assert_array_equal(a, b)
-    final = result.arrays.to_numpy_ndarrays()
-    for a, b in zip(final, strategy.rounds[3]["aggregated"], strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_reported_bytes_equal_the_payload_sizes(simulation: tuple[Recording, Any]) -> None:
-    strategy, _ = simulation
-    params = sum(a.size for a in strategy.rounds[1]["sent"])
-    for rnd, rec in strategy.rounds.items():
-        for r in rec["replies"]:
-            assert r["bytes"] == len(r["payload"]) == r["reported"]
-            assert 8 * r["bytes"] < 2.2 * params  # rdq at 2 bits/param, vs 32 uncompressed
-        assert rec["metrics"]["fedcodec-uplink-bytes"] == sum(r["bytes"] for r in rec["replies"])
-        assert strategy.history[rnd] == {r["key"]: r["bytes"] for r in rec["replies"]}
-        assert sorted(r["key"] for r in rec["replies"]) == [0, 1, 2, 3]  # partition ids
+def test_example_app_across_flowers_transport(tmp_path: Path) -> None:
+    """The deployment engine: a SuperLink and two SuperNodes (``--insecure``, each on its
+    own port, on loopback, with their own FLWR_HOME); the payloads cross Flower's HTTP
+    transport between processes; every process started is stopped."""
+    before = flower_processes()
+    (tmp_path / "run.toml").write_text(f"report = {json.dumps(str(tmp_path / 'r.json'))}\n")
+    nodes: list[subprocess.Popen[bytes]] = []
+    with LocalSuperLink(tmp_path / "home", simulation=False) as link:
+        try:
+            for pid in range(2):
+                with (tmp_path / f"node{pid}.log").open("wb") as out:
+                    nodes.append(
+                        subprocess.Popen(
+                            [
+                                "flower-supernode",
+                                "--insecure",
+                                "--superlink",
+                                link.address,
+                                "--node-config",
+                                f"partition-id={pid} num-partitions=2",
+                                "--port",
+                                str(_free_port()),
+                            ],
+                            env=link.env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
+                    )
+            code = link.run(APP, run_config=tmp_path / "run.toml", timeout_s=600)
+        finally:
+            for node in nodes:
+                _stop(node)
+    log = (tmp_path / "home" / "run.log").read_text()
+    assert code == 0 and (tmp_path / "r.json").exists(), log[-3000:]
+    check_report(json.loads((tmp_path / "r.json").read_text()), 2)
+    assert all(node.poll() is not None for node in nodes)
+    assert flower_processes() == before
 
 
 def test_mod_error_feedback_carries_the_residual_in_the_node_state() -> None:
@@ -283,7 +256,7 @@ def test_downlink_compression_keeps_every_node_in_step(task_identity: Any) -> No
                 del nodes[node].state["fedcodec.held"]  # this node lost its state
                 lost = node
 
-            def train(msg: Any, ctxt: Any) -> Any:
+            def train(msg: Any, ctxt: Any, reference: list[np.ndarray] = reference) -> Any:
                 got = msg.content["arrays"].to_numpy_ndarrays()
                 for a, b in zip(got, reference, strict=True):
                     np.testing.assert_array_equal(a, b)  # exactly the strategy's reference
@@ -301,7 +274,21 @@ def test_downlink_compression_keeps_every_node_in_step(task_identity: Any) -> No
                 replies.append(Message(Error(code=0, reason=str(exc)), reply_to=m))
         sizes = strategy.downlink_history[rnd]
         assert all(0 < s for s in sizes.values())
+        # what the aggregate must be: FedAvg (equal example counts) of reference + update,
+        # each update decoded here from its payload with the seed of its partition id
+        ok = [r for r in replies if not r.has_error()]
+        expected = [np.zeros(a.shape, np.float64) for a in reference]
+        for r in ok:
+            key = int(r.content["metrics"]["fedcodec-client-key"])
+            flat = fedcodec.decode(r.content["arrays"]["fedcodec"].data,
+                                   seed=derive_seed(3, rnd, key, UPLINK))  # fmt: skip
+            pos = 0
+            for e, a in zip(expected, reference, strict=True):
+                e += (a + flat[pos : pos + a.size].reshape(a.shape)) / len(ok)
+                pos += a.size
         arrays, metrics = strategy.aggregate_train(rnd, replies)
+        for got, want in zip(arrays.to_numpy_ndarrays(), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert metrics["fedcodec-downlink-bytes"] == sum(sizes.values())
         assert all(s <= full_bytes + 200 for s in sizes.values())
         if rnd == 4:

@@ -1,0 +1,1 @@
+"""A Flower App with fedcodec on both links (FedAvg on scikit-learn's digits)."""
