@@ -22,7 +22,7 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
 install: $(VENV)/.installed-$(EXTRAS)
 
 demo: install
-	$(PY) -m fedcodec.demo
+	$(PY) -m fedcodec.tools.demo
 
 test: install
 	$(PY) -m pytest

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 import fedcodec
-from fedcodec.sample_updates import digits_mlp_update
+from fedcodec.tools.sample_updates import digits_mlp_update
 
 BASELINES = [
     {"id": "identity"},

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from fedcodec.sample_updates import laplace, structured_matrix
+from fedcodec.tools.sample_updates import laplace, structured_matrix
 
 SIZES = {"1M": 1_000_000, "10M": 10_000_000}
 if os.environ.get("FEDCODEC_BENCH_SHORT"):

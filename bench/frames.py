@@ -22,7 +22,7 @@ import numpy as np
 import fedcodec
 from fedcodec import container
 from fedcodec.codec import default_threads
-from fedcodec.sample_updates import structured_matrix
+from fedcodec.tools.sample_updates import structured_matrix
 
 CHUNK = 1 << 22
 

@@ -30,7 +30,7 @@ BLOCK = 1 << 24
 
 
 def write(path: Path, n: int) -> None:
-    from fedcodec.sample_updates import structured_matrix
+    from fedcodec.tools.sample_updates import structured_matrix
 
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,))
     for k, start in enumerate(range(0, n, BLOCK)):

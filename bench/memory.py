@@ -1,7 +1,7 @@
 """Peak memory of encoding and decoding a 1M-param update, as a multiple of its size.
 
 Two updates: a flat Laplace vector and a 1000 × 1000 matrix with row/column structure
-(``fedcodec.sample_updates.structured_matrix``), which RDQ's default coder codes with side
+(``fedcodec.tools.sample_updates.structured_matrix``), which RDQ's default coder codes with side
 information. RDOQ (``levels="rdoq"``) only runs on matrices.
 
 Run: python bench/memory.py   (tracemalloc sees every NumPy allocation)
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedcodec import RDQ
-from fedcodec.sample_updates import laplace, structured_matrix
+from fedcodec.tools.sample_updates import laplace, structured_matrix
 
 CONFIGS: list[dict[str, Any]] = [
     {"bits_per_param": 1.0, "coder": "ans"},

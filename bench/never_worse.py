@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import fedcodec
-from fedcodec import frontier as fr
+from fedcodec.tools import frontier as fr
 
 TARGETS = [{"nmse": 0.01}, {"nmse": 0.05}, {"nmse": 0.2}, {"bits_per_param": 0.5},
            {"bits_per_param": 2.0}]  # fmt: skip

@@ -11,7 +11,7 @@ import pstats
 import sys
 
 import fedcodec
-from fedcodec.sample_updates import laplace
+from fedcodec.tools.sample_updates import laplace
 
 
 def main() -> None:

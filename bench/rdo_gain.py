@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fedcodec
 from fedcodec import RDQ
-from fedcodec.sample_updates import digits_mlp_update, laplace, student_t
+from fedcodec.tools.sample_updates import digits_mlp_update, laplace, student_t
 
 
 def main() -> None:

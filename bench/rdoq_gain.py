@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import fedcodec
-from fedcodec import frontier as fr
 from fedcodec import rate_control
+from fedcodec.tools import frontier as fr
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from fedcodec.layout import flatten
 from fedcodec.measure import measure
 from fedcodec.rdq import RDQ
-from fedcodec.sample_updates import digits_mlp_update, student_t
+from fedcodec.tools.sample_updates import digits_mlp_update, student_t
 
 CONFIGS: list[dict[str, object]] = [
     {"bits_per_param": 1.0, "levels": "uniform"},

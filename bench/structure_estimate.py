@@ -32,7 +32,7 @@ from scipy.special import gammaln
 
 import fedcodec
 from fedcodec import container, frontier
-from fedcodec.rd_bound import RDBound
+from fedcodec.tools.rd_bound import RDBound
 
 _ALPHABET = 18  # |level| 0..16 and an escape (Elias-gamma remainder)
 _BINS = 24  # half-octave bins of the predicted scale

@@ -12,7 +12,7 @@ Examples
 
 from __future__ import annotations
 
-from . import kernels
+from . import _moved, kernels
 from .bf16 import BF16
 from .codec import (
     Codec,
@@ -38,6 +38,8 @@ from .threelc import ThreeLC
 from .topk import TopK
 
 __version__ = "0.1.0"
+
+_moved.install()  # old names of the modules moved to fedcodec.tools keep importing
 
 __all__ = [
     "BF16",

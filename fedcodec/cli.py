@@ -207,8 +207,8 @@ def _add_frontier(sub: Any) -> None:
 
 
 def _frontier(args: argparse.Namespace) -> int:
-    from . import frontier as fr
-    from .plots import plot_frontier
+    from .tools import frontier as fr
+    from .tools.plots import plot_frontier
 
     if args.layout and not args.updates:
         raise SystemExit("--layout goes with --updates (a run's layout.json is read by itself)")
@@ -280,8 +280,8 @@ def _add_compare(sub: Any) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from . import compare as cmp
-    from .plots import plot_compare
+    from .tools import compare as cmp
+    from .tools.plots import plot_compare
 
     specs = cmp.parse_specs(args.codecs) if args.codecs else cmp.DEFAULT_CODECS
     keys = ("task", "model", "algorithm", "rounds", "clients_per_round", "local_epochs",
@@ -323,7 +323,7 @@ def _add_speed(sub: Any) -> None:
 
 
 def _speed(args: argparse.Namespace) -> int:
-    from . import speed as sp
+    from .tools import speed as sp
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     configs = json.loads(args.codecs) if args.codecs else sp.DEFAULT_CODECS
@@ -347,7 +347,7 @@ def _add_plot(sub: Any) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .plots import plot_document
+    from .tools.plots import plot_document
 
     path = Path(args.file)
     doc = json.loads(path.read_text())

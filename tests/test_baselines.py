@@ -16,7 +16,7 @@ import fedcodec
 from fedcodec import QSGD, Drive, Eden, ErrorFeedback, ThreeLC
 from fedcodec.container import unpack
 from fedcodec.eden import centroid_table
-from fedcodec.sample_updates import laplace, student_t
+from fedcodec.tools.sample_updates import laplace, student_t
 
 CONFIGS = [
     Drive(),

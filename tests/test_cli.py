@@ -34,7 +34,7 @@ VOLATILE = {"created", "machine", "versions", "encode_s", "decode_s", "encode_mp
 
 
 def schema(name: str) -> dict[str, Any]:
-    text = resources.files("fedcodec").joinpath(f"schemas/{name}.schema.json").read_text()
+    text = resources.files("fedcodec").joinpath(f"tools/schemas/{name}.schema.json").read_text()
     return json.loads(text)  # type: ignore[no-any-return]
 
 
@@ -233,7 +233,7 @@ def test_frontier_with_a_layout_codes_tensors_and_reports_context_entropy(tmp_pa
     payload carries their shapes), and every RDQ point has the ideal context coder's bits,
     which the memoryless ANS coder cannot approach on structured matrices."""
     from fedcodec import Layout
-    from fedcodec.sample_updates import structured_matrix
+    from fedcodec.tools.sample_updates import structured_matrix
 
     layout = Layout((("w", (200, 150), "float32"), ("b", (200,), "float32")))
     updates = {}

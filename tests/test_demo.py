@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the demo trains: pip install 'fedcodec[torch]'")
 
-from fedcodec import demo
+from fedcodec.tools import demo
 
 
 def test_demo_writes_report_plots_and_json(

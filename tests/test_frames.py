@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import fedcodec
 from fedcodec import RDQ, container
 from fedcodec.codec import BUILTIN_CODECS, plan_frames
-from fedcodec.sample_updates import structured_matrix
+from fedcodec.tools.sample_updates import structured_matrix
 
 FRAME = 4000
 

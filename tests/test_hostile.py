@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import fedcodec
 from fedcodec import RDQ, DecodeError, container, kernels
 from fedcodec.coders import ans as ans_coder
-from fedcodec.sample_updates import student_t
+from fedcodec.tools.sample_updates import student_t
 
 CONFIGS = {
     "ans": {"bits_per_param": 2.0},

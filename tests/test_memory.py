@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 from fedcodec import RDQ
-from fedcodec.sample_updates import laplace, structured_matrix
+from fedcodec.tools.sample_updates import laplace, structured_matrix
 
 CONFIGS = [
     {"bits_per_param": 1.0},

@@ -9,7 +9,7 @@ from common import check_config, check_encode_decode, check_mapping_round_trip, 
 import fedcodec
 from fedcodec import DecodeError
 from fedcodec.bf16 import from_bf16_bits, to_bf16_bits
-from fedcodec.sample_updates import student_t
+from fedcodec.tools.sample_updates import student_t
 
 EXPECTED_BITS = {"identity": 32, "fp16": 16, "bf16": 16, "int8": 8}
 

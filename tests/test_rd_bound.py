@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcodec.rd_bound import RDBound
+from fedcodec.tools.rd_bound import RDBound
 
 
 @pytest.fixture(scope="module")

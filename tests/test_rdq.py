@@ -19,7 +19,7 @@ from common import (
 
 import fedcodec
 from fedcodec import RDQ, DecodeError
-from fedcodec.sample_updates import digits_mlp_update, laplace, student_t
+from fedcodec.tools.sample_updates import digits_mlp_update, laplace, student_t
 
 ROUNDINGS = ["nearest", "stochastic", "dither"]
 CODERS = ["ans", "rleg", "auto"]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import fedcodec
 from fedcodec import ErrorFeedback, TopK, kernels
 from fedcodec.container import unpack
-from fedcodec.sample_updates import digits_mlp_update, student_t
+from fedcodec.tools.sample_updates import digits_mlp_update, student_t
 
 
 def ref_topk(x: np.ndarray, k: int) -> np.ndarray:

@@ -160,7 +160,7 @@ def test_ddp_bucket_layout_follows_the_bucket_parameters() -> None:
     assert _bucket_layout(Bucket([w, b]), 50) is None  # sizes that do not add up
     assert _bucket_layout(object(), 48) is None  # a bucket without parameters()
     # with its layout, a bucket's weight matrix is context-coded as a matrix
-    from fedcodec.sample_updates import structured_matrix
+    from fedcodec.tools.sample_updates import structured_matrix
 
     big = _bucket_layout(Bucket([torch.zeros(60, 40), torch.zeros(60)]), 2460)
     assert big is not None

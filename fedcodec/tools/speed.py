@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .codec import get_codec
+from ..codec import get_codec
 from .frontier import label, machine_info, versions
 
 SCHEMA = "fedcodec.speed/1"

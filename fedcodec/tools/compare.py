@@ -57,7 +57,7 @@ def compare(
 ) -> dict[str, Any]:
     """Run the harness per spec under ``out_dir/runs/`` and return the document
     (``run_kwargs`` go to :func:`fedcodec.fl.run`: ``engine="flower"``, ...)."""
-    from .fl import TrainConfig, run
+    from ..fl import TrainConfig, run
 
     out = Path(out_dir)
     specs = list(specs)

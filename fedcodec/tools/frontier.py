@@ -3,7 +3,7 @@
 :func:`frontier` sweeps each codec's rate parameter over a set of updates and records,
 per update and config, bits/param from the real payload, NMSE, encode and decode seconds;
 it adds the Shannon bound of the updates' pooled value distribution
-(:class:`fedcodec.rd_bound.RDBound`), each codec's ratio to it, and how consistent one
+(:class:`fedcodec.tools.rd_bound.RDBound`), each codec's ratio to it, and how consistent one
 codec's frontier is across clients and rounds. The result is one JSON document (schema
 ``fedcodec.frontier/1``, ``docs/cli.md``), written with a CSV and plots by
 ``fedcodec frontier``.
@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from .codec import _tensors, get_codec
-from .coders import ctx as ctx_coder
-from .layout import Layout, unflatten
-from .measure import measure
+from ..codec import _tensors, get_codec
+from ..coders import ctx as ctx_coder
+from ..layout import Layout, unflatten
+from ..measure import measure
 from .rd_bound import RDBound
 
 SCHEMA = "fedcodec.frontier/1"

@@ -1,4 +1,4 @@
-"""``python -m fedcodec.demo`` (``make demo``): the whole benchmark story on embedded data.
+"""``python -m fedcodec.tools.demo`` (``make demo``): the whole benchmark story on embedded data.
 
 1. A short federated run (FedAvg on scikit-learn's digits, uncompressed) that keeps its
    clients' raw updates;
@@ -16,14 +16,15 @@ import argparse
 import json
 from pathlib import Path
 
-from . import compare as cmp
-from . import frontier as fr
-from .plots import plot_compare, plot_frontier
+# absolute imports: ``python -m fedcodec.tools.demo`` (the old name) runs this file too
+from fedcodec.tools import compare as cmp
+from fedcodec.tools import frontier as fr
+from fedcodec.tools.plots import plot_compare, plot_frontier
 
 
 def run(out_dir: Path, quick: bool = False) -> Path:
-    from .fl import TrainConfig
-    from .fl import run as train
+    from fedcodec.fl import TrainConfig
+    from fedcodec.fl import run as train
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rounds = 3 if quick else 20
