@@ -147,3 +147,43 @@ def test_unsupported_options_say_so(tmp_path: Path) -> None:
         train(TrainConfig(), tmp_path, engine="flower", resume=True)
     with pytest.raises(ValueError, match="unknown engine"):
         train(TrainConfig(), tmp_path, engine="ray")
+
+
+def test_own_task_compare_and_frontier_on_flower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fedcodec compare`` and ``frontier --task`` with ``--engine flower`` on a user's task."""
+    from fedcodec.cli import main
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    task = "blobs_task:make_task"
+    flower = ["--engine", "flower", "--client-cpus", "1", "--ray-cpus", "2"]
+    assert (
+        main(
+            [
+                "frontier",
+                "--task",
+                task,
+                "--rounds",
+                "1",
+                "--clients-per-round",
+                "3",
+                "--codecs",
+                "rdq",
+                "--no-bound",
+                "--out",
+                str(tmp_path / "f"),
+                *flower,
+            ]
+        )
+        == 0
+    )
+    doc = json.loads((tmp_path / "f" / "frontier.json").read_text())
+    assert doc["source"]["task"] == task and doc["points"]
+    assert json.loads((tmp_path / "f" / "run" / "summary.json").read_text())["engine"] == "flower"
+    assert main(["compare", "--task", task, "--rounds", "1", "--clients-per-round", "3",
+                 "--codecs", '[{"id": "rdq", "bits_per_param": 1.0}]',
+                 "--out", str(tmp_path / "c"), *flower]) == 0  # fmt: skip
+    comp = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert comp["engine"] == "flower" and len(comp["runs"]) == 2
+    assert all(r["summary"]["engine"] == "flower" for r in comp["runs"])
