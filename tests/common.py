@@ -192,8 +192,10 @@ def error_bound(config: dict[str, Any], x32: np.ndarray, payload: bytes) -> floa
         for start, stop in _rotated.blocks(n):
             energy = float(np.sum(a[start:stop] ** 2))
             d = stop - start
-            if cid == "eden":
-                cents = CENTROIDS[codec.bits]
+            if cid == "eden" and codec.bits < 1:  # ‖x̂‖ capped at √(d/b)‖x‖ per block
+                factor = (1 + math.sqrt(d / codec.bits)) ** 2
+            elif cid == "eden":  # every coordinate sent; ⌈b⌉ bits have the widest spread
+                cents = CENTROIDS[math.ceil(codec.bits)]
                 factor = d * (cents[-1] / cents[0]) ** 2
             else:
                 factor = max(d - 1, 1) if codec.scale == "unbiased" else 1.0

@@ -58,6 +58,8 @@ CONFIGS: list[dict[str, Any]] = [
     {"id": "drive", "scale": "mse"},
     {"id": "eden", "bits": 2},
     {"id": "eden", "bits": 4},
+    {"id": "eden", "bits": 0.1},
+    {"id": "eden", "bits": 2.5},
     {"id": "threelc", "sparsity": 1.5},
 ]
 KINDS = ("normal", "zeros", "subnormal", "extremes", "outlier", "constant", "grid", "heavy")

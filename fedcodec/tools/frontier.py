@@ -49,7 +49,7 @@ DEFAULT_SWEEPS: dict[str, dict[str, Any]] = {
     "topk": {"sweep": {"fraction": [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5]}},
     "qsgd": {"bucket_size": 512, "sweep": {"num_levels": [1, 2, 4, 8, 16, 32, 64, 128]}},
     "drive": {"sweep": {"scale": ["unbiased", "mse"]}},
-    "eden": {"sweep": {"bits": [1, 2, 3, 4]}},
+    "eden": {"sweep": {"bits": [0.1, 0.25, 0.5, 1, 2, 3, 4]}},
     "threelc": {"sweep": {"sparsity": [1.0, 1.5, 1.9]}},
     "int8": {},
     "fp16": {},
