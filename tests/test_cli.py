@@ -270,3 +270,15 @@ def test_frontier_with_a_layout_codes_tensors_and_reports_context_entropy(tmp_pa
     assert [p["bits"] for p in again["points"]] == [p["bits"] for p in doc["points"]]
     with pytest.raises(SystemExit, match="--layout goes with --updates"):
         main(["frontier", "--task", "digits", "--layout", str(tmp_path / "layout.json")])
+
+
+def test_tail_accuracy_and_levelled_gain() -> None:
+    from fedcodec.tools.compare import levelled_gain, tail_accuracy
+
+    metrics = [{"test_accuracy": a} for a in [0.1] * 70 + [0.5] * 10 + [0.6] * 10 + [0.7] * 10]
+    assert tail_accuracy(metrics) == pytest.approx(0.7)  # the last 10 rounds
+    assert tail_accuracy(metrics, end=0.8) == pytest.approx(0.5)
+    assert levelled_gain(metrics) == pytest.approx(0.2)
+    sparse = [{"test_accuracy": None}] * 9 + [{"test_accuracy": 0.9}]  # eval every 10
+    assert tail_accuracy(sparse) == pytest.approx(0.9)
+    assert tail_accuracy([]) is None and tail_accuracy([{"test_accuracy": None}]) is None
