@@ -278,6 +278,11 @@ def _add_compare(sub: Any) -> None:
     )
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="CI size: digits, 10 rounds, 5 clients")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs of the same config under --out, continue checkpointed ones",
+    )
     p.add_argument("--out", default="runs/compare")
     p.set_defaults(func=_compare)
 
@@ -301,6 +306,7 @@ def _compare(args: argparse.Namespace) -> int:
         target_accuracy=args.target_accuracy,
         name="compare",
         run_kwargs=_engine_kwargs(args),
+        resume=args.resume,
     )
     _dump(out / "compare.json", doc)
     _write_csv(out / "compare.csv", doc["table"])

@@ -282,3 +282,26 @@ def test_tail_accuracy_and_levelled_gain() -> None:
     sparse = [{"test_accuracy": None}] * 9 + [{"test_accuracy": 0.9}]  # eval every 10
     assert tail_accuracy(sparse) == pytest.approx(0.9)
     assert tail_accuracy([]) is None and tail_accuracy([{"test_accuracy": None}]) is None
+
+
+def test_compare_resume_keeps_finished_runs_and_continues_the_others(tmp_path: Path) -> None:
+    base = {"task": "digits", "rounds": 3, "clients_per_round": 3, "partition": "iid"}
+    specs = [{"id": "rdq", "bits_per_param": 1.0, "downlink_codec": {"id": "fp16"}}]
+    from fedcodec.tools.compare import compare
+
+    first = compare(specs, tmp_path, base=base)
+    done = tmp_path / "runs" / "00" / "metrics.jsonl"
+    stamp = done.stat().st_mtime_ns
+    # a longer suite: the finished runs of 3 rounds continue from their checkpoints
+    again = compare(specs, tmp_path, base={**base, "rounds": 4}, resume=True)
+    assert [len(r["metrics"]) for r in again["runs"]] == [4, 4]
+    for a, b in zip(first["runs"], again["runs"], strict=True):
+        assert a["metrics"][:3] == [{**m, "seconds": m["seconds"]} for m in b["metrics"][:3]]
+    stamp = done.stat().st_mtime_ns
+    third = compare(specs, tmp_path, base={**base, "rounds": 4}, resume=True)
+    assert done.stat().st_mtime_ns == stamp  # nothing ran again
+    assert third["table"][1]["label"].endswith("downlink fp16")
+    assert (
+        third["runs"][1]["summary"]["downlink_bits_total"]
+        < (third["runs"][0]["summary"]["downlink_bits_total"])
+    )

@@ -54,9 +54,15 @@ def compare(
     name: str = "compare",
     progress: bool = False,
     run_kwargs: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the harness per spec under ``out_dir/runs/`` and return the document
-    (``run_kwargs`` go to :func:`fedcodec.fl.run`: ``engine="flower"``, ...)."""
+    (``run_kwargs`` go to :func:`fedcodec.fl.run`: ``engine="flower"``, ...).
+
+    A spec may carry ``"error_feedback": true`` and a ``"downlink_codec"``. With
+    ``resume``, a run whose directory holds the summary of the same config is read back,
+    one with a checkpoint of it continues from there (so a long suite can be stopped and
+    started again), and the others run from the start."""
     from ..fl import TrainConfig, run
 
     out = Path(out_dir)
@@ -67,12 +73,23 @@ def compare(
     for i, spec in enumerate(specs):
         codec = dict(spec) if spec is not None else None
         ef = bool(codec.pop("error_feedback", False)) if codec is not None else False
+        down = codec.pop("downlink_codec", None) if codec is not None else None
         run_label = (
             "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
         )
-        config = TrainConfig(**{**base, "codec": codec, "error_feedback": ef})
+        if down is not None:
+            run_label += f", downlink {label(down)}"
+        fields = {**base, "codec": codec, "error_feedback": ef}
+        if down is not None:
+            fields["downlink_codec"] = down
+        config = TrainConfig(**fields)
         run_dir = out / "runs" / f"{i:02d}"
-        summary = run(config, run_dir, progress=progress, **(run_kwargs or {}))
+        summary = None
+        if resume:
+            summary = _finished(run_dir, config)
+        if summary is None:
+            again = resume and (run_dir / "checkpoint.npz").is_file()
+            summary = run(config, run_dir, progress=progress, resume=again, **(run_kwargs or {}))
         metrics = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
         runs.append(
             {
@@ -107,6 +124,16 @@ def compare(
         "machine": machine_info(),
         "versions": versions(),
     }
+
+
+def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
+    """The summary of a finished run of ``config`` in ``run_dir``, if there is one."""
+    try:
+        stored = json.loads((run_dir / "config.json").read_text())
+        summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if stored == config.resolved().to_json() else None
 
 
 def _row(run: Mapping[str, Any], target: float | None) -> dict[str, Any]:
