@@ -1,0 +1,84 @@
+"""Bits versus accuracy at a tenth of a bit per parameter (issue 15): resumable suites.
+
+Run: python bench/bits_accuracy.py SUITE [--quick]     (SUITE: see ``SUITES``; ``list``)
+
+Each suite is one ``fedcodec compare`` (same seed, data and client sampling for every
+codec; the uncompressed run first) of at most about two hours on two cores, under
+``runs/bits_accuracy/SUITE/`` with checkpoints: stop it and run the same command again to
+continue (``compare(resume=True)``). It writes ``bench/results/bits_accuracy_SUITE.json``
+(the ``fedcodec.compare/1`` document), ``.md`` (the table) and the plot under the run
+directory. Accuracy is the mean over the last 10 % of the rounds (``tail_accuracy``); the
+document's ``uncompressed_levelled_gain`` says whether the uncompressed run has levelled
+off (< 0.005 over the last fifth of the rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fedcodec.tools import compare as cmp
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = Path("runs") / "bits_accuracy"
+
+SHAKESPEARE = {"task": "shakespeare", "model": "lstm_small", "clients_per_round": 10,
+               "rounds": 300, "eval_every": 5}  # fmt: skip  # ~1.4 s a round
+FMNIST = {"task": "fashion_mnist", "model": "cnn", "partition": "shards",
+          "clients_per_round": 5, "rounds": 150, "eval_every": 5}  # fmt: skip  # ~4.5 s a round
+
+#: every baseline at (about) 0.1 bit/param, error feedback where its paper uses it
+TENTH: list[dict[str, Any] | None] = [
+    None,
+    {"id": "rdq", "bits_per_param": 0.1, "rounding": "dither"},
+    {"id": "rdq", "bits_per_param": 0.1, "rounding": "dither", "error_feedback": True},
+    {"id": "rdq", "bits_per_param": 0.1, "error_feedback": True},
+    {"id": "topk", "fraction": 0.0027, "error_feedback": True},
+    {"id": "eden", "bits": 0.1},
+    {"id": "threelc", "error_feedback": True},
+    {"id": "rdq", "bits_per_param": 0.25, "rounding": "dither"},
+]
+#: the second seed: the uncompressed run and RDQ's settings
+SECOND_SEED: list[dict[str, Any] | None] = TENTH[:4] + TENTH[7:]
+
+SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
+    "shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, TENTH),
+    "shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, SECOND_SEED),
+    "fmnist-s0": ({**FMNIST, "seed": 0}, TENTH),
+    "fmnist-s1": ({**FMNIST, "seed": 1}, SECOND_SEED),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("suite", choices=[*SUITES, "list"])
+    parser.add_argument("--quick", action="store_true", help="3 rounds (a smoke test)")
+    args = parser.parse_args(argv)
+    if args.suite == "list":
+        for name, (base, specs) in SUITES.items():
+            print(f"{name}: {len(specs)} runs of {base['rounds']} rounds, {base}")
+        return 0
+    base, specs = SUITES[args.suite]
+    name = args.suite + ("-quick" if args.quick else "")
+    if args.quick:
+        base = {**base, "rounds": 3, "eval_every": 1}
+    out = RUNS / name
+    doc = cmp.compare(specs, out, base=base, name=name, resume=True, progress=True)
+    from fedcodec.tools.plots import plot_compare
+
+    plot_compare(doc, out)
+    table = cmp.markdown_table(doc)
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"bits_accuracy_{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (RESULTS / f"bits_accuracy_{name}.md").write_text(table + "\n")
+    print(table)
+    print(f"uncompressed levelled gain: {doc['uncompressed_levelled_gain']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
