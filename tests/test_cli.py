@@ -305,3 +305,19 @@ def test_compare_resume_keeps_finished_runs_and_continues_the_others(tmp_path: P
         third["runs"][1]["summary"]["downlink_bits_total"]
         < (third["runs"][0]["summary"]["downlink_bits_total"])
     )
+
+
+def test_spearman_and_accuracy_nmse_points() -> None:
+    from fedcodec.tools.compare import accuracy_nmse_points, spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties
+    assert spearman([1, 2], [2, 1]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+    doc = {"runs": [
+        {"label": "plain", "codec": None, "metrics": [{"test_accuracy": 0.9, "nmse_mean": 0}]},
+        {"label": "a", "codec": {"id": "rdq"},
+         "metrics": [{"test_accuracy": 0.8, "nmse_mean": 0.1},
+                     {"test_accuracy": 0.7, "nmse_mean": 0.3}]},
+    ]}  # fmt: skip
+    assert accuracy_nmse_points(doc) == [("a", pytest.approx(0.2), pytest.approx(0.7))]

@@ -107,7 +107,7 @@ def compare(
         target_accuracy = plain_tail - 0.01
     table = [_row(r, target_accuracy) for r in runs]
     first = runs[0]["summary"]
-    return {
+    doc = {
         "schema": SCHEMA,
         "name": name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -119,11 +119,15 @@ def compare(
         "engine": first.get("engine", "harness"),
         "target_accuracy": target_accuracy,
         "uncompressed_levelled_gain": levelled_gain(plain["metrics"]),
+        "accuracy_nmse_spearman": None,
         "runs": runs,
         "table": table,
         "machine": machine_info(),
         "versions": versions(),
     }
+    points = accuracy_nmse_points(doc)
+    doc["accuracy_nmse_spearman"] = spearman([p[1] for p in points], [p[2] for p in points])
+    return doc
 
 
 def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
@@ -174,6 +178,39 @@ def tail_accuracy(
     start = min(stop - 1, max(0, stop - max(1, round(share * rounds))))
     values = [m["test_accuracy"] for m in metrics[start:stop] if m["test_accuracy"] is not None]
     return float(sum(values) / len(values)) if values else None
+
+
+def accuracy_nmse_points(doc: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+    """(label, mean update NMSE over the run, tail accuracy) of every compressed run."""
+    out = []
+    for run in doc["runs"]:
+        nmses = [m["nmse_mean"] for m in run["metrics"] if m.get("nmse_mean") is not None]
+        acc = tail_accuracy(run["metrics"])
+        if run["codec"] is not None and nmses and acc is not None:
+            out.append((str(run["label"]), float(sum(nmses) / len(nmses)), acc))
+    return out
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None below 3 points."""
+    import numpy as np
+
+    if len(a) < 3:
+        return None
+
+    def ranks(v: Sequence[float]) -> np.ndarray:
+        x = np.asarray(v, np.float64)
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x), dtype=np.float64)
+        for value in np.unique(x):  # ties share their mean rank
+            r[x == value] = r[x == value].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def levelled_gain(metrics: Sequence[Mapping[str, Any]]) -> float | None:

@@ -128,7 +128,33 @@ def plot_compare(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{doc['name']}: {doc['task']}, {doc['rounds']} rounds, seed {doc['seed']}")
     ax.legend(fontsize=8)
-    return _save(fig, Path(out_dir), "accuracy_vs_uplink")
+    paths = _save(fig, Path(out_dir), "accuracy_vs_uplink")
+    return paths + plot_accuracy_vs_nmse(doc, out_dir)
+
+
+def plot_accuracy_vs_nmse(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """``accuracy_vs_nmse.png/svg``: each compressed run's accuracy (mean over its last
+    10 % of rounds) against its mean update NMSE, with the rank correlation in the title
+    (the rate–distortion view: does less distortion per update mean a better model?)."""
+    from .compare import accuracy_nmse_points, spearman
+
+    points = accuracy_nmse_points(doc)
+    if not points:
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for label, nmse, acc in points:
+        ax.scatter([nmse], [acc], label=label)
+    ax.set_xscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel("mean update NMSE over the run")
+    ax.set_ylabel("test accuracy (mean over the last 10 % of rounds)")
+    rho = spearman([p[1] for p in points], [p[2] for p in points])
+    ax.set_title(
+        f"{doc['name']}: accuracy vs NMSE" + ("" if rho is None else f", Spearman ρ = {rho:.2f}")
+    )
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out_dir), "accuracy_vs_nmse")
 
 
 def plot_document(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
