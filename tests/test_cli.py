@@ -321,3 +321,14 @@ def test_spearman_and_accuracy_nmse_points() -> None:
                      {"test_accuracy": 0.7, "nmse_mean": 0.3}]},
     ]}  # fmt: skip
     assert accuracy_nmse_points(doc) == [("a", pytest.approx(0.2), pytest.approx(0.7))]
+
+
+def test_compare_spec_config_overrides(tmp_path: Path) -> None:
+    from fedcodec.tools.compare import compare
+
+    base = {"task": "digits", "rounds": 2, "clients_per_round": 3, "partition": "iid"}
+    specs = [None, {"id": "identity", "config": {"algorithm": "feddyn", "feddyn_alpha": 0.1}}]
+    doc = compare(specs, tmp_path, base=base)
+    assert [r["summary"]["algorithm"] for r in doc["runs"]] == ["fedavg", "feddyn"]
+    assert doc["runs"][1]["codec"] is None and doc["runs"][1]["config"]["feddyn_alpha"] == 0.1
+    assert doc["table"][1]["label"] == "uncompressed (float32), algorithm=feddyn, feddyn_alpha=0.1"

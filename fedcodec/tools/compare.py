@@ -59,7 +59,9 @@ def compare(
     """Run the harness per spec under ``out_dir/runs/`` and return the document
     (``run_kwargs`` go to :func:`fedcodec.fl.run`: ``engine="flower"``, ...).
 
-    A spec may carry ``"error_feedback": true`` and a ``"downlink_codec"``. With
+    A spec may carry ``"error_feedback": true``, a ``"downlink_codec"`` and ``"config"``,
+    overrides of the run's :class:`~fedcodec.fl.TrainConfig` (``{"id": "identity",
+    "config": {"algorithm": "feddyn"}}``: an uncompressed run with other settings). With
     ``resume``, a run whose directory holds the summary of the same config is read back,
     one with a checkpoint of it continues from there (so a long suite can be stopped and
     started again), and the others run from the start."""
@@ -74,12 +76,17 @@ def compare(
         codec = dict(spec) if spec is not None else None
         ef = bool(codec.pop("error_feedback", False)) if codec is not None else False
         down = codec.pop("downlink_codec", None) if codec is not None else None
+        overrides = dict(codec.pop("config", None) or {}) if codec is not None else {}
+        if codec is not None and codec.get("id") == "identity" and len(codec) == 1:
+            codec = None  # raw float32, as the uncompressed run (with other settings)
         run_label = (
             "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
         )
         if down is not None:
             run_label += f", downlink {label(down)}"
-        fields = {**base, "codec": codec, "error_feedback": ef}
+        if overrides:
+            run_label += ", " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        fields = {**base, **overrides, "codec": codec, "error_feedback": ef}
         if down is not None:
             fields["downlink_codec"] = down
         config = TrainConfig(**fields)
@@ -96,11 +103,12 @@ def compare(
                 "label": run_label,
                 "codec": codec,
                 "error_feedback": ef,
+                "config": overrides,
                 "summary": summary,
                 "metrics": metrics,
             }
         )
-    plain = next(r for r in runs if r["codec"] is None)
+    plain = next(r for r in runs if r["codec"] is None)  # the first: the base config
     plain_tail = tail_accuracy(plain["metrics"])
     if target_accuracy is None and plain_tail is not None:
         # the uncompressed run's accuracy (mean over its last 10 % of rounds) minus a point
