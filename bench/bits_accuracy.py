@@ -25,8 +25,9 @@ from fedcodec.tools import compare as cmp
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path("runs") / "bits_accuracy"
 
+# ~1.4 s a round; at 300 rounds the uncompressed run still gained 0.88 points over the last fifth
 SHAKESPEARE = {"task": "shakespeare", "model": "lstm_small", "clients_per_round": 10,
-               "rounds": 300, "eval_every": 5}  # fmt: skip  # ~1.4 s a round
+               "rounds": 500, "eval_every": 5}  # fmt: skip
 FMNIST = {"task": "fashion_mnist", "model": "cnn", "partition": "shards",
           "clients_per_round": 5, "rounds": 150, "eval_every": 5}  # fmt: skip  # ~4.5 s a round
 
