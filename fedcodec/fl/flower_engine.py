@@ -301,11 +301,11 @@ class _FlowerRound:
             messages.append(
                 Message(content, dst_node_id=self.node_of[k], message_type=MessageType.TRAIN)
             )
-        replies = {}
+        replies: dict[int, Message] = {}
         for r in self.grid.send_and_receive(messages, timeout=self.timeout):
-            k = self.client_of.get(int(r.metadata.src_node_id))
-            if k is not None and k in clients:  # a reply from a node not asked is ignored
-                replies[k] = r
+            sender = self.client_of.get(int(r.metadata.src_node_id))
+            if sender is not None and sender in clients:  # a node not asked is ignored
+                replies[sender] = r
         accepted: list[Accepted] = []
         dropped: list[dict[str, Any]] = []
         updates: dict[int, np.ndarray] = {}
