@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ class ErrorFeedback:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.residuals: dict[Hashable, np.ndarray] = {}
+        self._warned = False
 
     def encode(self, update: Any, *, key: Hashable = 0, seed: int | None = None) -> bytes:
         """Encode ``update`` plus the residual of ``key``; keep the new residual."""
@@ -71,8 +73,29 @@ class ErrorFeedback:
         )
         decoded = self.codec.decode(payload, seed=seed, layout=layout, threads=threads)
         decoded = decoded.reshape(-1)
-        self.residuals[key] = vector - decoded.astype(np.float32, copy=False)
+        residual = vector - decoded.astype(np.float32, copy=False)
+        self.residuals[key] = residual
+        if not self._warned:
+            self._check_contractive(vector, residual)
         return payload
+
+    def _check_contractive(self, sent: np.ndarray, residual: np.ndarray) -> None:
+        """Error feedback converges with a codec whose error is smaller than what it codes
+        (‖x − C(x)‖ < ‖x‖); an unbiased codec at a low rate (dithered rounding, EDEN or
+        QSGD below about one bit per parameter) has NMSE far above 1, and its residual then
+        grows round after round until training diverges. Warn once."""
+        err = float(np.dot(residual.astype(np.float64), residual.astype(np.float64)))
+        energy = float(np.dot(sent.astype(np.float64), sent.astype(np.float64)))
+        if energy > 0 and err > 4 * energy:
+            self._warned = True
+            warnings.warn(
+                f"error feedback with {self.codec!r}: the codec's error is "
+                f"{err / energy:.3g}x what it codes (NMSE > 1), so the residual grows without "
+                "bound; use a biased, contractive setting with error feedback (rdq with "
+                "rounding='nearest', topk) or drop error feedback for unbiased codecs",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def decode(self, payload: bytes, **kwargs: Any) -> np.ndarray:
         """The wrapped codec's decode (the server needs no residuals)."""

@@ -301,3 +301,24 @@ def test_qsgd_kernel_matches_reference(norm: str, s: int, bucket: int) -> None:
     x[:20] = 0.0
     body = unpack(QSGD(num_levels=s, norm=norm, bucket_size=bucket).encode(x, seed=9)).body
     assert bytes(body) == ref_qsgd_body(x, s, min(bucket, x.size), norm, 9)
+
+
+def test_error_feedback_warns_once_when_the_codec_is_not_contractive() -> None:
+    """Dithered RDQ at 0.1 bit/param has NMSE ~100: with error feedback its residual grows
+    without bound (training diverged in bench/bits_accuracy.py), so the wrapper warns."""
+    import warnings
+
+    x = np.random.default_rng(0).standard_normal(20_000).astype(np.float32)
+    ef = fedcodec.ErrorFeedback(
+        fedcodec.get_codec({"id": "rdq", "bits_per_param": 0.1, "rounding": "dither"})
+    )
+    with pytest.warns(RuntimeWarning, match="residual grows without bound"):
+        ef.encode(x, key=1, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ef.encode(x, key=1, seed=2)  # once
+    fine = fedcodec.ErrorFeedback(fedcodec.get_codec({"id": "rdq", "bits_per_param": 0.1}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for s in range(3):  # nearest rounding is contractive: no warning
+            fine.encode(x, key=1, seed=s)
