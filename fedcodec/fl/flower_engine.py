@@ -61,11 +61,11 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("--engine flower needs Flower: pip install 'fedcodec[flower]'") from exc
 
-from ..downlink import DownlinkMessage, apply_downlink
+from ..downlink import apply_downlink
 from ..error_feedback import ErrorFeedback
 from ..errors import DecodeError
-from ..flower import pack_payload, unpack_payload
-from .process import Accepted, ClientError, ServerState, StageError
+from ..flower import pack_downlink, pack_payload, unpack_downlink, unpack_payload
+from .process import Accepted, ClientError, ServerState, StageError, update_nmse
 
 log = logging.getLogger("fedcodec.fl.flower")
 
@@ -120,35 +120,6 @@ def _query(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"fedcodec": MetricRecord({"client": key})}), reply_to=msg)
 
 
-def _downlink_message(record: ArrayRecord, cfg: ConfigRecord) -> DownlinkMessage:
-    rounds = int(cfg["rounds"])  # type: ignore[arg-type]
-    payloads = []
-    for i in range(rounds):
-        frames = int(cfg[f"frames-{i}"])  # type: ignore[arg-type]
-        names = [f"p{i}"] if frames == 0 else [f"p{i}-{j}" for j in range(frames)]
-        payloads.append(b"".join(bytes(record[n].data) for n in names))
-    base = int(cfg["base-round"])  # type: ignore[arg-type]
-    return DownlinkMessage(int(cfg["server-round"]), None if base < 0 else base, payloads)  # type: ignore[arg-type]
-
-
-def _pack_downlink(msg: DownlinkMessage) -> tuple[ArrayRecord, dict[str, Any]]:
-    arrays: dict[str, Array] = {}
-    cfg = {
-        "rounds": len(msg.payloads),
-        "base-round": -1 if msg.base_round is None else msg.base_round,
-    }
-    for i, payload in enumerate(msg.payloads):
-        record = pack_payload(payload)
-        frames = list(record.values())
-        if len(frames) == 1:
-            arrays[f"p{i}"] = frames[0]
-            cfg[f"frames-{i}"] = 0
-        else:
-            arrays.update({f"p{i}-{j}": a for j, a in enumerate(frames)})
-            cfg[f"frames-{i}"] = len(frames)
-    return ArrayRecord(arrays), cfg
-
-
 @client_app.train()
 def _train(msg: Message, context: Context) -> Message:
     import torch
@@ -168,7 +139,11 @@ def _train(msg: Message, context: Context) -> Message:
     else:
         held, held_round = process.model_init.astype(np.float32, copy=True), 0
     try:
-        down = _downlink_message(msg.content.array_records["downlink"], cfg)
+        down, layout = unpack_downlink(
+            msg.content.array_records["downlink"], msg.content.config_records["downlink-config"]
+        )
+        if layout != process.layout:
+            raise ValueError("the downlink message is for another model")
         start = held.copy()
         start[process.idx] = apply_downlink(
             held[process.idx],
@@ -207,8 +182,6 @@ def _train(msg: Message, context: Context) -> Message:
         state[_STATE_G] = ArrayRecord({"g": Array(algo[f"g/{k}"])})
     if feedback is not None:
         state[_STATE_RESIDUAL] = ArrayRecord({"r": Array(feedback.residuals.pop(k))})
-    from .process import update_nmse
-
     content = RecordDict(
         {
             "fedcodec": pack_payload(payload),
@@ -295,9 +268,11 @@ class _FlowerRound:
         down_bits = process.broadcast(state, round_, clients)
         messages = []
         for k in clients:
-            record, cfg = _pack_downlink(process.down.message(k, round_))
-            cfg.update({"server-round": round_, "keep-update": keep_updates})
-            content = RecordDict({"downlink": record, "config": ConfigRecord(cfg)})
+            record, down_config = pack_downlink(process.down.message(k, round_), process.layout)
+            config = ConfigRecord({"server-round": round_, "keep-update": keep_updates})
+            content = RecordDict(
+                {"downlink": record, "downlink-config": down_config, "config": config}
+            )
             messages.append(
                 Message(content, dst_node_id=self.node_of[k], message_type=MessageType.TRAIN)
             )
