@@ -42,8 +42,24 @@ TENTH: list[dict[str, Any] | None] = [
     {"id": "threelc", "error_feedback": True},
     {"id": "rdq", "bits_per_param": 0.25, "rounding": "dither"},
 ]
-#: the second seed: the uncompressed run and RDQ's settings
-SECOND_SEED: list[dict[str, Any] | None] = TENTH[:4] + TENTH[7:]
+#: the second seed: the uncompressed run, RDQ's settings that did not diverge on the first
+#: and EDEN; and the downlink compressed too (item 3: bits up + down), RDQ at 1 bit/param
+#: for the server's broadcast next to the same uplink with a float32 broadcast
+SECOND_SEED: list[dict[str, Any] | None] = [
+    TENTH[0],
+    TENTH[1],
+    TENTH[3],
+    TENTH[5],
+    TENTH[7],
+    {"id": "eden", "bits": 0.1, "downlink_codec": {"id": "rdq", "bits_per_param": 1.0}},
+]
+#: higher rates on the first seed: the smallest rate that holds the target
+RATES: list[dict[str, Any] | None] = [
+    None,
+    {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither"},
+    {"id": "rdq", "bits_per_param": 1.0, "rounding": "dither"},
+    {"id": "eden", "bits": 0.5},
+]
 
 #: FedDyn's α over the paper's grid next to FedAvg (uncompressed, partial participation)
 FEDDYN: list[dict[str, Any] | None] = [
@@ -72,6 +88,8 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, SECOND_SEED),
     "fmnist-s0": ({**FMNIST, "seed": 0}, TENTH),
     "fmnist-s1": ({**FMNIST, "seed": 1}, SECOND_SEED),
+    "rates-shakespeare": ({**SHAKESPEARE, "seed": 0}, RATES),
+    "rates-fmnist": ({**FMNIST, "seed": 0}, RATES),
     # the seed papers' claims (item 4): FedDyn's α; FedPT near the paper's regime
     "feddyn-shakespeare": ({**SHAKESPEARE, "seed": 0}, FEDDYN),
     "feddyn-fmnist": ({**FMNIST, "seed": 0}, FEDDYN),

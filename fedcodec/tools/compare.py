@@ -65,7 +65,7 @@ def compare(
     ``resume``, a run whose directory holds the summary of the same config is read back,
     one with a checkpoint of it continues from there (so a long suite can be stopped and
     started again), and the others run from the start."""
-    from ..fl import TrainConfig, run
+    from ..fl import run
 
     out = Path(out_dir)
     specs = list(specs)
@@ -73,23 +73,7 @@ def compare(
         specs.insert(0, None)  # the uncompressed run is always there
     runs: list[dict[str, Any]] = []
     for i, spec in enumerate(specs):
-        codec = dict(spec) if spec is not None else None
-        ef = bool(codec.pop("error_feedback", False)) if codec is not None else False
-        down = codec.pop("downlink_codec", None) if codec is not None else None
-        overrides = dict(codec.pop("config", None) or {}) if codec is not None else {}
-        if codec is not None and codec.get("id") == "identity" and len(codec) == 1:
-            codec = None  # raw float32, as the uncompressed run (with other settings)
-        run_label = (
-            "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
-        )
-        if down is not None:
-            run_label += f", downlink {label(down)}"
-        if overrides:
-            run_label += ", " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-        fields = {**base, **overrides, "codec": codec, "error_feedback": ef}
-        if down is not None:
-            fields["downlink_codec"] = down
-        config = TrainConfig(**fields)
+        run_label, codec, ef, overrides, config = spec_config(spec, base)
         run_dir = out / "runs" / f"{i:02d}"
         summary = None
         if resume:
@@ -136,6 +120,35 @@ def compare(
     points = accuracy_nmse_points(doc)
     doc["accuracy_nmse_spearman"] = spearman([p[1] for p in points], [p[2] for p in points])
     return doc
+
+
+def spec_config(
+    spec: Mapping[str, Any] | None, base: Mapping[str, Any]
+) -> tuple[str, dict[str, Any] | None, bool, dict[str, Any], Any]:
+    """One spec of :func:`compare` as ``(label, codec, error_feedback, overrides, config)``:
+    its uplink codec config (``None``: float32), the run's
+    :class:`~fedcodec.fl.TrainConfig` (``base`` with the spec's ``config`` overrides, its
+    ``downlink_codec`` and error feedback). Raises ``ValueError`` for a spec the harness
+    cannot run, before anything runs."""
+    from ..fl import TrainConfig
+
+    codec = dict(spec) if spec is not None else None
+    ef = bool(codec.pop("error_feedback", False)) if codec is not None else False
+    down = codec.pop("downlink_codec", None) if codec is not None else None
+    overrides = dict(codec.pop("config", None) or {}) if codec is not None else {}
+    if codec is not None and codec.get("id") == "identity" and len(codec) == 1:
+        codec = None  # raw float32, as the uncompressed run (with other settings)
+    run_label = (
+        "uncompressed (float32)" if codec is None else label(codec) + (" + EF" if ef else "")
+    )
+    if down is not None:
+        run_label += f", downlink {label(down)}"
+    if overrides:
+        run_label += ", " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    fields = {**base, **overrides, "codec": codec, "error_feedback": ef}
+    if down is not None:
+        fields["downlink_codec"] = down
+    return run_label, codec, ef, overrides, TrainConfig(**fields)
 
 
 def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
