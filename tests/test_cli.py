@@ -332,3 +332,27 @@ def test_compare_spec_config_overrides(tmp_path: Path) -> None:
     assert [r["summary"]["algorithm"] for r in doc["runs"]] == ["fedavg", "feddyn"]
     assert doc["runs"][1]["codec"] is None and doc["runs"][1]["config"]["feddyn_alpha"] == 0.1
     assert doc["table"][1]["label"] == "uncompressed (float32), algorithm=feddyn, feddyn_alpha=0.1"
+
+
+def test_compare_table_adds_the_downlink_where_a_run_compresses_it(tmp_path: Path) -> None:
+    from fedcodec.tools.compare import compare, markdown_table
+
+    base = {"task": "digits", "rounds": 3, "clients_per_round": 3, "partition": "iid"}
+    up = {"id": "rdq", "bits_per_param": 1.0}
+    specs = [None, up, {**up, "downlink_codec": {"id": "rdq", "bits_per_param": 2.0}}]
+    doc = compare(specs, tmp_path, base=base, target_accuracy=0.0)
+    rows = doc["table"]
+    # float32 broadcasts against 2 bits/param with the chain: less downlink, same uplink codec
+    assert 0 < rows[2]["downlink_bits_total"] < rows[1]["downlink_bits_total"]
+    assert rows[1]["downlink_bits_total"] == rows[0]["downlink_bits_total"]
+    assert rows[2]["downlink_bits_to_target"] is not None
+    lines = markdown_table(doc).splitlines()
+    assert lines[0].endswith("| up + down MB to 0.0000 |")
+    cells = [c.strip() for c in lines[4].strip("|").split("|")]
+    assert len(cells) == 11
+    total = (rows[2]["uplink_bits_total"] + rows[2]["downlink_bits_total"]) / 8e6
+    assert float(cells[9]) == pytest.approx(total, abs=1e-3)
+    # without a downlink codec the table keeps its columns
+    doc["runs"] = doc["runs"][:2]
+    doc["table"] = rows[:2]
+    assert "downlink" not in markdown_table(doc)

@@ -183,6 +183,7 @@ def _row(run: Mapping[str, Any], target: float | None) -> dict[str, Any]:
         "downlink_bits_total": s.get("downlink_bits_total"),
         "rounds_to_target": hit["round"] if hit else None,
         "uplink_bits_to_target": hit["uplink_bits_cum"] if hit else None,
+        "downlink_bits_to_target": hit.get("downlink_bits_cum") if hit else None,
     }
 
 
@@ -243,20 +244,36 @@ def levelled_gain(metrics: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 def markdown_table(doc: Mapping[str, Any]) -> str:
+    """The document's table in Markdown; where a run compressed the downlink, with the
+    downlink's and the total (up + down) megabytes, to the end and to the target."""
     t = doc["target_accuracy"]
     target = "target" if t is None else f"{t:.4f}"
-    lines = [
+    both = any(r["summary"].get("downlink_codec") for r in doc.get("runs", ()))
+    head = (
         "| codec | final acc | last-10% acc | best acc | bits/param | uplink MB "
-        f"| rounds to {target} | uplink MB to {target} |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+        f"| rounds to {target} | uplink MB to {target} |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
+    if both:
+        head += f" downlink MB | up + down MB | up + down MB to {target} |"
+        rule += "---:|---:|---:|"
+    lines = [head, rule]
     for r in doc["table"]:
         to_t = r["uplink_bits_to_target"]
         tail = r.get("tail_accuracy")
-        lines.append(
+        line = (
             f"| {r['label']} | {r['final_accuracy']:.4f} "
             f"| {'-' if tail is None else f'{tail:.4f}'} | {r['best_accuracy']:.4f} "
             f"| {r['mean_bits_per_param']:.3f} | {r['uplink_bits_total'] / 8e6:.3f} "
             f"| {r['rounds_to_target'] or '-'} | {'-' if to_t is None else f'{to_t / 8e6:.3f}'} |"
         )
+        if both:
+            down = r.get("downlink_bits_total") or 0
+            down_t = r.get("downlink_bits_to_target")
+            total_t = None if to_t is None or down_t is None else (to_t + down_t) / 8e6
+            line += (
+                f" {down / 8e6:.3f} | {(r['uplink_bits_total'] + down) / 8e6:.3f} "
+                f"| {'-' if total_t is None else f'{total_t:.3f}'} |"
+            )
+        lines.append(line)
     return "\n".join(lines)
