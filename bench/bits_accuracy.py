@@ -42,6 +42,9 @@ TENTH: list[dict[str, Any] | None] = [
     {"id": "threelc", "error_feedback": True},
     {"id": "rdq", "bits_per_param": 0.25, "rounding": "dither"},
 ]
+#: Fashion-MNIST: as ``TENTH`` but without dithered RDQ + error feedback, which diverged on
+#: Shakespeare and on Fashion-MNIST reached Inf in round 6 (the suite stopped there)
+TENTH_FMNIST: list[dict[str, Any] | None] = TENTH[:2] + TENTH[3:]
 #: the second seed: the uncompressed run, RDQ's settings that did not diverge on the first
 #: and EDEN; and the downlink compressed too (item 3: bits up + down), RDQ at 1 bit/param
 #: for the server's broadcast next to the same uplink with a float32 broadcast
@@ -86,7 +89,7 @@ def fedpt(fraction: float) -> list[dict[str, Any] | None]:
 SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, TENTH),
     "shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, SECOND_SEED),
-    "fmnist-s0": ({**FMNIST, "seed": 0}, TENTH),
+    "fmnist-s0": ({**FMNIST, "seed": 0}, TENTH_FMNIST),
     "fmnist-s1": ({**FMNIST, "seed": 1}, SECOND_SEED),
     "rates-shakespeare": ({**SHAKESPEARE, "seed": 0}, RATES),
     "rates-fmnist": ({**FMNIST, "seed": 0}, RATES),
