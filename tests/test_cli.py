@@ -356,3 +356,30 @@ def test_compare_table_adds_the_downlink_where_a_run_compresses_it(tmp_path: Pat
     doc["runs"] = doc["runs"][:2]
     doc["table"] = rows[:2]
     assert "downlink" not in markdown_table(doc)
+
+
+def test_compare_keeps_going_past_a_run_that_stops(tmp_path: Path) -> None:
+    """A codec whose training blows up is a row of the table, not the end of the suite."""
+    from fedcodec.fl.process import ClientError
+    from fedcodec.tools import compare as cmp
+
+    base = {"task": "digits", "rounds": 3, "clients_per_round": 3, "partition": "iid"}
+    bad = {"id": "rdq", "bits_per_param": 1.0, "config": {"client_lr": 1e38}}  # -> Inf
+    specs = [None, bad, {"id": "rdq", "bits_per_param": 1.0}]
+    doc = cmp.compare(specs, tmp_path, base=base)
+    rows = doc["table"]
+    assert rows[1]["stopped_round"] == 1 and rows[1]["tail_accuracy"] is None
+    assert "(stopped in round 1)" in rows[1]["label"]
+    assert "NaN or Inf" in doc["runs"][1]["summary"]["stopped"]
+    jsonschema.validate(doc, schema("compare"))
+    assert rows[2]["stopped_round"] is None and rows[2]["tail_accuracy"] is not None
+    assert "| - |" in cmp.markdown_table(doc).splitlines()[3]
+    assert [p[0] for p in cmp.accuracy_nmse_points(doc)] == [rows[2]["label"]]
+    # resume reads the stopped run back instead of running it again
+    path = tmp_path / "runs" / "01" / "summary.json"
+    marked = {**json.loads(path.read_text()), "mark": 1}  # a new run would not write it
+    path.write_text(json.dumps(marked))
+    again = cmp.compare(specs, tmp_path, base=base, resume=True)
+    assert again["runs"][1]["summary"] == {**doc["runs"][1]["summary"], "mark": 1}
+    with pytest.raises(ClientError, match="round 1"):
+        cmp.compare(specs[:2], tmp_path / "strict", base=base, keep_going=False)

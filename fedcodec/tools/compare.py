@@ -55,6 +55,7 @@ def compare(
     progress: bool = False,
     run_kwargs: Mapping[str, Any] | None = None,
     resume: bool = False,
+    keep_going: bool = True,
 ) -> dict[str, Any]:
     """Run the harness per spec under ``out_dir/runs/`` and return the document
     (``run_kwargs`` go to :func:`fedcodec.fl.run`: ``engine="flower"``, ...).
@@ -64,8 +65,15 @@ def compare(
     "config": {"algorithm": "feddyn"}}``: an uncompressed run with other settings). With
     ``resume``, a run whose directory holds the summary of the same config is read back,
     one with a checkpoint of it continues from there (so a long suite can be stopped and
-    started again), and the others run from the start."""
+    started again), and the others run from the start.
+
+    A run that stops on a client's error (``ClientError``: a codec's residual that grew to
+    Inf, a training step that produced NaN) is a result of the comparison, not the end of
+    it: with ``keep_going`` (default) its rounds so far are kept, its summary says
+    ``"stopped"`` (the error) and ``"stopped_round"``, its label says where it stopped, and
+    the next run starts; ``resume`` reads it back as finished."""
     from ..fl import run
+    from ..fl.process import ClientError
 
     out = Path(out_dir)
     specs = list(specs)
@@ -80,8 +88,17 @@ def compare(
             summary = _finished(run_dir, config)
         if summary is None:
             again = resume and (run_dir / "checkpoint.npz").is_file()
-            summary = run(config, run_dir, progress=progress, resume=again, **(run_kwargs or {}))
+            try:
+                summary = run(
+                    config, run_dir, progress=progress, resume=again, **(run_kwargs or {})
+                )
+            except ClientError as exc:
+                if not keep_going:
+                    raise
+                summary = _stopped(run_dir, config, exc)
         metrics = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        if summary.get("stopped"):
+            run_label += f" (stopped in round {summary['stopped_round']})"
         runs.append(
             {
                 "label": run_label,
@@ -151,6 +168,18 @@ def spec_config(
     return run_label, codec, ef, overrides, TrainConfig(**fields)
 
 
+def _stopped(run_dir: Path, config: Any, exc: Any) -> dict[str, Any]:
+    """The summary of a run that stopped on ``exc`` (a ``ClientError``), from its metric
+    lines so far; written to ``summary.json`` so that ``resume`` keeps it."""
+    from ..fl import Experiment
+
+    lines = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary = Experiment(config).summarize(lines)
+    summary.update(stopped=str(exc), stopped_round=exc.round, engine="harness")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
     """The summary of a finished run of ``config`` in ``run_dir``, if there is one."""
     try:
@@ -177,7 +206,9 @@ def _row(run: Mapping[str, Any], target: float | None) -> dict[str, Any]:
         "label": run["label"],
         "final_accuracy": s["final_accuracy"],
         "best_accuracy": s["best_accuracy"],
-        "tail_accuracy": tail_accuracy(run["metrics"]),
+        # a run that stopped early has no last 10 % of its rounds
+        "tail_accuracy": None if s.get("stopped") else tail_accuracy(run["metrics"]),
+        "stopped_round": s.get("stopped_round"),
         "mean_bits_per_param": s["mean_bits_per_param"],
         "uplink_bits_total": s["uplink_bits_total"],
         "downlink_bits_total": s.get("downlink_bits_total"),
@@ -203,12 +234,14 @@ def tail_accuracy(
 
 
 def accuracy_nmse_points(doc: Mapping[str, Any]) -> list[tuple[str, float, float]]:
-    """(label, mean update NMSE over the run, tail accuracy) of every compressed run."""
+    """(label, mean update NMSE over the run, tail accuracy) of every compressed run that
+    ran to its end."""
     out = []
     for run in doc["runs"]:
         nmses = [m["nmse_mean"] for m in run["metrics"] if m.get("nmse_mean") is not None]
         acc = tail_accuracy(run["metrics"])
-        if run["codec"] is not None and nmses and acc is not None:
+        stopped = run["summary"].get("stopped")
+        if run["codec"] is not None and nmses and acc is not None and not stopped:
             out.append((str(run["label"]), float(sum(nmses) / len(nmses)), acc))
     return out
 
@@ -243,6 +276,10 @@ def levelled_gain(metrics: Sequence[Mapping[str, Any]]) -> float | None:
     return None if last is None or before is None else last - before
 
 
+def _num(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
 def markdown_table(doc: Mapping[str, Any]) -> str:
     """The document's table in Markdown; where a run compressed the downlink, with the
     downlink's and the total (up + down) megabytes, to the end and to the target."""
@@ -262,9 +299,9 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
         to_t = r["uplink_bits_to_target"]
         tail = r.get("tail_accuracy")
         line = (
-            f"| {r['label']} | {r['final_accuracy']:.4f} "
-            f"| {'-' if tail is None else f'{tail:.4f}'} | {r['best_accuracy']:.4f} "
-            f"| {r['mean_bits_per_param']:.3f} | {r['uplink_bits_total'] / 8e6:.3f} "
+            f"| {r['label']} | {_num(r['final_accuracy'], 4)} "
+            f"| {_num(tail, 4)} | {_num(r['best_accuracy'], 4)} "
+            f"| {_num(r['mean_bits_per_param'], 3)} | {r['uplink_bits_total'] / 8e6:.3f} "
             f"| {r['rounds_to_target'] or '-'} | {'-' if to_t is None else f'{to_t / 8e6:.3f}'} |"
         )
         if both:
