@@ -20,16 +20,19 @@ SCHEMA = "fedcodec.compare/1"
 
 DEFAULT_CODECS: list[dict[str, Any] | None] = [
     None,
-    {"id": "rdq", "bits_per_param": 2.0},
-    {"id": "rdq", "bits_per_param": 1.0},
-    {"id": "rdq", "bits_per_param": 0.5},
+    # in training RDQ's nearest rounding goes with error feedback, dithered rounding without
+    # (docs/codecs/rdq.md; measured at 0.1 bit/param in docs/benchmarks.md, issue 15)
+    {"id": "rdq", "bits_per_param": 1.0, "error_feedback": True},
     {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither"},
     # the memoryless coder the structure-aware default replaced: the same rate, more error
     {"id": "rdq", "bits_per_param": 0.5, "rounding": "dither", "coder": "ans"},
+    {"id": "rdq", "bits_per_param": 0.1, "error_feedback": True},
+    {"id": "rdq", "bits_per_param": 0.1, "rounding": "dither"},
     {"id": "topk", "fraction": 0.05, "error_feedback": True},
     {"id": "qsgd", "num_levels": 4, "bucket_size": 512},
     {"id": "drive"},
     {"id": "eden", "bits": 2},
+    {"id": "eden", "bits": 0.1},
     {"id": "threelc", "error_feedback": True},
     {"id": "fp16"},
 ]

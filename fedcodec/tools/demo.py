@@ -96,8 +96,9 @@ at matched NMSE, averaged over the NMSE range): **{spread}**.
 
 ## 3. Bits versus accuracy in federated training
 
-Same seed and data for every codec; target = the uncompressed run's final accuracy minus
-1 point.
+Same seed and data for every codec; target = the uncompressed run's mean accuracy over
+its last 10 % of rounds minus 1 point. "+ EF": with error feedback (RDQ's nearest rounding
+goes with it in training; dithered rounding without).
 
 {cmp.markdown_table(comp)}
 
