@@ -243,7 +243,7 @@ def accuracy_nmse_points(doc: Mapping[str, Any]) -> list[tuple[str, float, float
     for run in doc["runs"]:
         nmses = [m["nmse_mean"] for m in run["metrics"] if m.get("nmse_mean") is not None]
         acc = tail_accuracy(run["metrics"])
-        stopped = run["summary"].get("stopped")
+        stopped = run.get("summary", {}).get("stopped")
         if run["codec"] is not None and nmses and acc is not None and not stopped:
             out.append((str(run["label"]), float(sum(nmses) / len(nmses)), acc))
     return out
