@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .codec import Codec
+from .kernels import max_abs_and_sumsq
 from .layout import Layout, as_numpy, flatten
 
 
@@ -84,8 +85,9 @@ class ErrorFeedback:
         (‖x − C(x)‖ < ‖x‖); an unbiased codec at a low rate (dithered rounding, EDEN or
         QSGD below about one bit per parameter) has NMSE far above 1, and its residual then
         grows round after round until training diverges. Warn once."""
-        err = float(np.dot(residual.astype(np.float64), residual.astype(np.float64)))
-        energy = float(np.dot(sent.astype(np.float64), sent.astype(np.float64)))
+        # one pass each, float64 sums, no copies (this runs on every encode until it warns)
+        err = max_abs_and_sumsq(residual)[1]
+        energy = max_abs_and_sumsq(sent)[1]
         if energy > 0 and err > 4 * energy:
             self._warned = True
             warnings.warn(

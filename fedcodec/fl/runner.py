@@ -29,7 +29,7 @@ from torch import nn
 from ..codec import get_codec
 from .algorithms import FedAvg, FedDyn
 from .client import Trainer, frozen_names
-from .process import FederatedProcess, ServerState, Transport, derive_seed
+from .process import ClientError, FederatedProcess, ServerState, Transport, derive_seed
 from .tasks import DEFAULTS, TASK_ENTRY_POINTS, build_model, is_builtin, load_task, load_user_task
 
 ALGORITHMS = ("fedavg", "fedsgd", "feddyn", "fedpt")
@@ -214,13 +214,16 @@ class Experiment:
 
         ``apply(state, clients, keep_updates=)`` runs one round (default: this process's
         :meth:`FederatedProcess.apply`; Flower's engine passes its own, which sends the
-        round to the clients); ``engine`` names it in the summary.
+        round to the clients); ``engine`` names it in the summary. A run that stops on a
+        client's error (:class:`~fedcodec.fl.process.ClientError`) writes the summary of its
+        rounds so far, with ``stopped`` (the error) and ``stopped_round``, then re-raises.
 
         Each line of ``metrics.jsonl``: ``round``, ``test_accuracy``, ``test_loss`` (global
         held-out set; ``null`` between ``eval_every`` rounds), ``train_loss``, ``clients``,
         ``dropped`` (client, stage, error), ``uplink_bits`` / ``downlink_bits`` this round
-        and ``*_cum`` since the start (8 × payload bytes; the downlink counts one payload
-        per client of the round), ``bits_per_param`` (mean uplink bits per sent parameter),
+        and ``*_cum`` since the start (8 × payload bytes; the downlink counts what each of
+        the round's clients receives, :mod:`fedcodec.downlink`), ``bits_per_param`` (mean
+        uplink bits per sent parameter),
         ``nmse_mean`` / ``nmse_max`` (‖Δ − Δ̂‖²/‖Δ‖² over the round's clients), ``seconds``.
         """
         c = self.config
@@ -239,31 +242,38 @@ class Experiment:
         save_rounds = _spread(c.rounds, c.save_updates)
         updates_dir = out / "updates"
         bar = _progress(range(state.round, c.rounds), progress, initial=state.round, total=c.rounds)
-        with metrics_path.open("a") as f:
-            for _ in bar:
-                r = state.round + 1
-                clients = self.process.sample_clients(r, c.clients_per_round)
-                state, diag = (apply or self.process.apply)(
-                    state, clients, keep_updates=r in save_rounds
-                )
-                if r % c.eval_every == 0 or r == c.rounds:
-                    acc, loss = self.evaluate(state)
-                else:
-                    acc, loss = None, None
-                updates = diag.pop("updates", None)
-                if updates:
-                    updates_dir.mkdir(exist_ok=True)
-                    np.savez(
-                        updates_dir / f"round{r:05d}.npz",
-                        **{f"r{r}_c{k}": v for k, v in updates.items()},
+        try:
+            with metrics_path.open("a") as f:
+                for _ in bar:
+                    r = state.round + 1
+                    clients = self.process.sample_clients(r, c.clients_per_round)
+                    state, diag = (apply or self.process.apply)(
+                        state, clients, keep_updates=r in save_rounds
                     )
-                line = {"round": r, "test_accuracy": acc, "test_loss": loss, **diag}
-                f.write(json.dumps(line) + "\n")
-                f.flush()
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(acc=f"{acc:.3f}" if acc is not None else "-")
-                if r % c.checkpoint_every == 0 or r == c.rounds:
-                    self._save_checkpoint(out, state)
+                    if r % c.eval_every == 0 or r == c.rounds:
+                        acc, loss = self.evaluate(state)
+                    else:
+                        acc, loss = None, None
+                    updates = diag.pop("updates", None)
+                    if updates:
+                        updates_dir.mkdir(exist_ok=True)
+                        np.savez(
+                            updates_dir / f"round{r:05d}.npz",
+                            **{f"r{r}_c{k}": v for k, v in updates.items()},
+                        )
+                    line = {"round": r, "test_accuracy": acc, "test_loss": loss, **diag}
+                    f.write(json.dumps(line) + "\n")
+                    f.flush()
+                    if hasattr(bar, "set_postfix"):
+                        bar.set_postfix(acc=f"{acc:.3f}" if acc is not None else "-")
+                    if r % c.checkpoint_every == 0 or r == c.rounds:
+                        self._save_checkpoint(out, state)
+        except ClientError as exc:
+            # the rounds so far are a result: their summary says where and why the run stopped
+            summary = self.summarize(_read_lines(metrics_path))
+            summary.update(engine=engine, stopped=str(exc), stopped_round=exc.round)
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            raise
         if updates_dir.is_dir():
             merged: dict[str, np.ndarray] = {}
             for p in sorted(updates_dir.glob("round*.npz")):

@@ -95,10 +95,11 @@ def compare(
                 summary = run(
                     config, run_dir, progress=progress, resume=again, **(run_kwargs or {})
                 )
-            except ClientError as exc:
+            except ClientError:
                 if not keep_going:
                     raise
-                summary = _stopped(run_dir, config, exc)
+                # the run wrote the summary of its rounds so far, with where it stopped
+                summary = json.loads((run_dir / "summary.json").read_text())
         metrics = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
         if summary.get("stopped"):
             run_label += f" (stopped in round {summary['stopped_round']})"
@@ -169,18 +170,6 @@ def spec_config(
     if down is not None:
         fields["downlink_codec"] = down
     return run_label, codec, ef, overrides, TrainConfig(**fields)
-
-
-def _stopped(run_dir: Path, config: Any, exc: Any) -> dict[str, Any]:
-    """The summary of a run that stopped on ``exc`` (a ``ClientError``), from its metric
-    lines so far; written to ``summary.json`` so that ``resume`` keeps it."""
-    from ..fl import Experiment
-
-    lines = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    summary = Experiment(config).summarize(lines)
-    summary.update(stopped=str(exc), stopped_round=exc.round, engine="harness")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
 
 
 def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
