@@ -16,12 +16,16 @@ from fedcodec.tools.compare import spec_config
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bits_accuracy.py"
 
 
-def _suites():
+def _module():
     spec = importlib.util.spec_from_file_location("bits_accuracy", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.SUITES
+    return module
+
+
+def _suites():
+    return _module().SUITES
 
 
 @pytest.mark.parametrize("suite", sorted(_suites()))
@@ -61,3 +65,19 @@ def test_spec_config_splits_a_spec():
     assert spec == before  # the caller's spec is not changed
     plain = spec_config({"id": "identity", "config": {"algorithm": "feddyn"}}, base)
     assert plain[1] is None and plain[4].codec is None and plain[4].algorithm == "feddyn"
+
+
+
+@pytest.mark.parametrize("name", sorted(_module().CONTINUES))
+def test_a_continued_suite_differs_from_its_source_only_in_rounds(name):
+    """The runs a suite continues must be the same runs (resuming refuses any other change)."""
+    module = _module()
+    source, indices = module.CONTINUES[name]
+    base, specs = module.SUITES[name]
+    source_base, source_specs = module.SUITES[source]
+    assert len(indices) == len(specs)
+    assert base["rounds"] > source_base["rounds"]
+    for spec, j in zip(specs, indices, strict=True):
+        a = spec_config(spec, base)[4].to_json()
+        b = spec_config(source_specs[j], source_base)[4].to_json()
+        assert {k for k in a if a[k] != b[k]} == {"rounds"}
