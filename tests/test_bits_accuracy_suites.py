@@ -67,7 +67,6 @@ def test_spec_config_splits_a_spec():
     assert plain[1] is None and plain[4].codec is None and plain[4].algorithm == "feddyn"
 
 
-
 @pytest.mark.parametrize("name", sorted(_module().CONTINUES))
 def test_a_continued_suite_differs_from_its_source_only_in_rounds(name):
     """The runs a suite continues must be the same runs (resuming refuses any other change)."""
