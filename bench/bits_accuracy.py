@@ -95,6 +95,16 @@ LONG: list[dict[str, Any] | None] = [TENTH[0], TENTH[1], TENTH[5]]
 #: Shakespeare on to 800 rounds: the uncompressed run and the smallest rate that held at 500
 #: (its uncompressed run still gained 0.72 / 0.66 points over the last fifth there)
 SHAKESPEARE_LONG = {**SHAKESPEARE, "rounds": 800}
+#: the server learning rate as a lever at 0.1 bit/param (plain FedAvg's is 1.0): a smaller
+#: step lowers the noise floor the unbiased codecs' error sets, and slows the progress
+SERVER_LR: list[dict[str, Any] | None] = [
+    None,
+    *(
+        {"id": "rdq", "bits_per_param": 0.1, "rounding": "dither", "config": {"server_lr": lr}}
+        for lr in (0.5, 0.25)
+    ),
+    {"id": "eden", "bits": 0.1, "config": {"server_lr": 0.5}},
+]
 
 SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, TENTH),
@@ -114,27 +124,32 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "fmnist-long-s1": ({**FMNIST_LONG, "seed": 1}, LONG),
     "shakespeare-long-s0": ({**SHAKESPEARE_LONG, "seed": 0}, RATES[:2]),
     "shakespeare-long-s1": ({**SHAKESPEARE_LONG, "seed": 1}, RATES[:2]),
+    "server-lr-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
-#: (source suite, the source's run index for each of the suite's runs)
-CONTINUES: dict[str, tuple[str, list[int]]] = {
+#: (source suite, the source's run index for each of the suite's runs; None: from scratch)
+CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     # the first 150 rounds are fmnist-s0's runs 00 (uncompressed), 01 (RDQ 0.1 dither), 04 (EDEN)
     "fmnist-long-s0": ("fmnist-s0", [0, 1, 4]),
     # rounds 1-500: the uncompressed run and dithered RDQ at 1 bit/param of the rates suites
     "shakespeare-long-s0": ("rates-shakespeare", [0, 1]),
     "shakespeare-long-s1": ("rates-shakespeare-s1", [0, 1]),
+    "server-lr-shakespeare": ("shakespeare-s0", [0, None, None, None]),  # the same float32 run
 }
 
 
 def continue_from(name: str, out: Path) -> None:
     """Copy the runs ``name`` continues from (``CONTINUES``) into ``out/runs`` where that
     run is not there yet; ``compare(resume=True)`` then trains them on from their last
-    checkpoint (resuming a run may raise its ``rounds``, nothing else)."""
+    checkpoint (resuming a run may raise its ``rounds``, nothing else), or read them back
+    as finished where their config is the suite's."""
     if name not in CONTINUES:
         return
     source, indices = CONTINUES[name]
     for i, j in enumerate(indices):
+        if j is None:
+            continue
         src, dst = RUNS / source / "runs" / f"{j:02d}", out / "runs" / f"{i:02d}"
         if (src / "checkpoint.npz").is_file() and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -69,14 +69,17 @@ def test_spec_config_splits_a_spec():
 
 @pytest.mark.parametrize("name", sorted(_module().CONTINUES))
 def test_a_continued_suite_differs_from_its_source_only_in_rounds(name):
-    """The runs a suite continues must be the same runs (resuming refuses any other change)."""
+    """The runs a suite continues must be the same runs, with as many rounds or more
+    (resuming refuses any other change)."""
     module = _module()
     source, indices = module.CONTINUES[name]
     base, specs = module.SUITES[name]
     source_base, source_specs = module.SUITES[source]
     assert len(indices) == len(specs)
-    assert base["rounds"] > source_base["rounds"]
+    assert base["rounds"] >= source_base["rounds"]
     for spec, j in zip(specs, indices, strict=True):
+        if j is None:
+            continue
         a = spec_config(spec, base)[4].to_json()
         b = spec_config(source_specs[j], source_base)[4].to_json()
-        assert {k for k in a if a[k] != b[k]} == {"rounds"}
+        assert {k for k in a if a[k] != b[k]} <= {"rounds"}
