@@ -97,13 +97,18 @@ LONG: list[dict[str, Any] | None] = [TENTH[0], TENTH[1], TENTH[5]]
 SHAKESPEARE_LONG = {**SHAKESPEARE, "rounds": 800}
 #: the server learning rate as a lever at 0.1 bit/param (plain FedAvg's is 1.0): a smaller
 #: step lowers the noise floor the unbiased codecs' error sets, and slows the progress
-SERVER_LR: list[dict[str, Any] | None] = [
+#: (two suites, so that they can run side by side)
+SERVER_LR = [0.5, 0.25]
+SERVER_LR_RDQ: list[dict[str, Any] | None] = [
     None,
     *(
         {"id": "rdq", "bits_per_param": 0.1, "rounding": "dither", "config": {"server_lr": lr}}
-        for lr in (0.5, 0.25)
+        for lr in SERVER_LR
     ),
-    {"id": "eden", "bits": 0.1, "config": {"server_lr": 0.5}},
+]
+SERVER_LR_EDEN: list[dict[str, Any] | None] = [
+    None,
+    *({"id": "eden", "bits": 0.1, "config": {"server_lr": lr}} for lr in SERVER_LR),
 ]
 
 SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
@@ -124,7 +129,8 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "fmnist-long-s1": ({**FMNIST_LONG, "seed": 1}, LONG),
     "shakespeare-long-s0": ({**SHAKESPEARE_LONG, "seed": 0}, RATES[:2]),
     "shakespeare-long-s1": ({**SHAKESPEARE_LONG, "seed": 1}, RATES[:2]),
-    "server-lr-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR),
+    "server-lr-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR_RDQ),
+    "server-lr-eden-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR_EDEN),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
@@ -135,7 +141,9 @@ CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     # rounds 1-500: the uncompressed run and dithered RDQ at 1 bit/param of the rates suites
     "shakespeare-long-s0": ("rates-shakespeare", [0, 1]),
     "shakespeare-long-s1": ("rates-shakespeare-s1", [0, 1]),
-    "server-lr-shakespeare": ("shakespeare-s0", [0, None, None, None]),  # the same float32 run
+    # the same float32 run
+    "server-lr-shakespeare": ("shakespeare-s0", [0, None, None]),
+    "server-lr-eden-shakespeare": ("shakespeare-s0", [0, None, None]),
 }
 
 
