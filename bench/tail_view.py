@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fedcodec.tools.compare import levelled_gain, tail_accuracy
+from fedcodec.tools.compare import first_reaching, levelled_gain, tail_accuracy, tail_window
 
 
 def _evaluations(metrics: list[dict[str, Any]], start: int) -> dict[int, float]:
@@ -43,7 +43,7 @@ def view(doc: dict[str, Any], rounds: int) -> list[str]:
     if base_acc is None or gain is None:
         return [f"{rounds} rounds: no evaluation in the last 10 %"]
     target = base_acc - 0.01
-    start = rounds - max(1, round(0.1 * rounds))
+    start = tail_window(rounds)[0]
     base_eval = _evaluations(base, start)
     lines = [
         f"{doc['name']}, {rounds} rounds: uncompressed gain over the last fifth "
@@ -64,14 +64,7 @@ def view(doc: dict[str, Any], rounds: int) -> list[str]:
             mean = sum(gaps) / len(gaps)
             sd = math.sqrt(sum((g - mean) ** 2 for g in gaps) / (len(gaps) - 1))
             paired = f"{100 * mean:+.2f} ± {100 * sd / math.sqrt(len(gaps)):.2f}"
-        hit = next(
-            (
-                m
-                for m in metrics
-                if m.get("test_accuracy") is not None and m["test_accuracy"] >= target
-            ),
-            None,
-        )
+        hit = first_reaching(metrics, target)
         bits = sum(m["bits_per_param"] for m in metrics) / len(metrics)
         to_target = (
             ("–", "–") if hit is None else (hit["round"], f"{hit['uplink_bits_cum'] / 8e6:.2f}")

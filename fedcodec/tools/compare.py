@@ -184,16 +184,7 @@ def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
 
 def _row(run: Mapping[str, Any], target: float | None) -> dict[str, Any]:
     s = run["summary"]
-    hit = None
-    if target is not None:
-        hit = next(
-            (
-                m
-                for m in run["metrics"]
-                if m["test_accuracy"] is not None and m["test_accuracy"] >= target
-            ),
-            None,
-        )
+    hit = None if target is None else first_reaching(run["metrics"], target)
     return {
         "label": run["label"],
         "final_accuracy": s["final_accuracy"],
@@ -216,13 +207,26 @@ def tail_accuracy(
     """Mean test accuracy over the evaluated rounds among the ``share`` of the rounds
     that ends at fraction ``end`` of the run (default: the last 10 %). Single rounds swing
     by points on non-IID data; this is the accuracy a comparison should use."""
-    rounds = len(metrics)
-    if not rounds:
+    if not metrics:
         return None
-    stop = max(1, round(end * rounds))
-    start = min(stop - 1, max(0, stop - max(1, round(share * rounds))))
+    start, stop = tail_window(len(metrics), share, end)
     values = [m["test_accuracy"] for m in metrics[start:stop] if m["test_accuracy"] is not None]
     return float(sum(values) / len(values)) if values else None
+
+
+def tail_window(rounds: int, share: float = 0.1, end: float = 1.0) -> tuple[int, int]:
+    """``(start, stop)``: the slice of a run's ``rounds`` metrics that ``tail_accuracy``
+    averages (``rounds`` > 0)."""
+    stop = max(1, round(end * rounds))
+    return min(stop - 1, max(0, stop - max(1, round(share * rounds)))), stop
+
+
+def first_reaching(metrics: Sequence[Mapping[str, Any]], target: float) -> Mapping[str, Any] | None:
+    """The metrics of the first evaluated round at or above accuracy ``target``, or None."""
+    return next(
+        (m for m in metrics if m["test_accuracy"] is not None and m["test_accuracy"] >= target),
+        None,
+    )
 
 
 def accuracy_nmse_points(doc: Mapping[str, Any]) -> list[tuple[str, float, float]]:
