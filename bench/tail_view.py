@@ -1,6 +1,7 @@
 """A ``fedcodec.compare/1`` document read as if its runs had stopped after fewer rounds.
 
 Run: python bench/tail_view.py bench/results/bits_accuracy_SUITE.json --rounds 1000 1200
+     python bench/tail_view.py bench/results/bits_accuracy_SUITE.json --targets 0.7 0.75
 
 A run's first N rounds are the run it would have been with ``rounds = N`` (client sampling,
 seeds and learning rates do not depend on the total), so one long suite answers "is the
@@ -9,7 +10,8 @@ each length it prints the uncompressed run's gain over the last fifth (``levelle
 and, for every run, the mean accuracy over the last 10 % of the rounds, its gap to the
 uncompressed run, the paired gap (each evaluation against the uncompressed run's in the
 same round: same clients, same data) with its standard error, and the round and uplink
-megabytes to the uncompressed accuracy minus one point.
+megabytes to the uncompressed accuracy minus one point. With ``--targets 0.7 0.75`` it
+prints every run's rounds to each accuracy (FedDyn against FedAvg).
 """
 
 from __future__ import annotations
@@ -76,14 +78,42 @@ def view(doc: dict[str, Any], rounds: int) -> list[str]:
     return lines
 
 
+def rounds_to(doc: dict[str, Any], targets: list[float]) -> list[str]:
+    """Lines of a Markdown table: every run's last-10 % and best accuracy and the first
+    evaluated round at or above each accuracy in ``targets`` ("–": never reached)."""
+    head = " | ".join(f"rounds to {100 * t:g} %" for t in targets)
+    lines = [
+        f"| run | last-10 % acc | best acc | {head} |",
+        "|---|---:|---:|" + "---:|" * len(targets),
+    ]
+    for run in doc["runs"]:
+        metrics = run["metrics"]
+        acc = tail_accuracy(metrics)
+        evaluated = [m["test_accuracy"] for m in metrics if m["test_accuracy"] is not None]
+        best = max(evaluated, default=None)
+        if acc is None or best is None:
+            continue
+        hits = [first_reaching(metrics, t) for t in targets]
+        cells = " | ".join("–" if h is None else str(h["round"]) for h in hits)
+        lines.append(f"| {run['label']} | {acc:.4f} | {best:.4f} | {cells} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("document", type=Path, help="a fedcodec.compare/1 JSON")
-    parser.add_argument("--rounds", type=int, nargs="+", required=True)
+    parser.add_argument("--rounds", type=int, nargs="+", default=[], help="lengths to cut to")
+    parser.add_argument(
+        "--targets", type=float, nargs="+", default=[], help="accuracies (0-1): rounds to each"
+    )
     args = parser.parse_args(argv)
+    if not args.rounds and not args.targets:
+        parser.error("give --rounds, --targets or both")
     doc = json.loads(args.document.read_text())
     for n in args.rounds:
         print("\n".join(view(doc, n)) + "\n")
+    if args.targets:
+        print("\n".join(rounds_to(doc, args.targets)) + "\n")
     return 0
 
 

@@ -63,3 +63,25 @@ def test_the_whole_run_sees_the_rise() -> None:
 @pytest.mark.parametrize("rounds", [41, 100])
 def test_longer_than_the_runs_says_so(rounds: int) -> None:
     assert "not that long" in _module().view(_doc(), rounds)[0]
+
+
+def test_rounds_to_each_target() -> None:
+    lines = _module().rounds_to(_doc(), [0.5, 0.85, 0.89])
+    assert (
+        lines[0]
+        == "| run | last-10 % acc | best acc | rounds to 50 % | rounds to 85 % | rounds to 89 % |"
+    )
+    # plain: 0.5 from round 1, 0.9 from round 35; coded: 0.5 only until round 10, 0.88 from 35
+    assert lines[2] == "| plain | 0.9000 | 0.9000 | 1 | 35 | 35 |"
+    assert lines[3] == "| coded | 0.8800 | 0.8800 | 1 | 35 | – |"
+
+
+def test_main_needs_rounds_or_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(_doc()))
+    with pytest.raises(SystemExit):
+        _module().main([str(path)])
+    assert _module().main([str(path), "--targets", "0.89"]) == 0
+    assert "| plain | 0.9000 | 0.9000 | 35 |" in capsys.readouterr().out
