@@ -146,6 +146,7 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "fedpt-fmnist": ({**FMNIST, "seed": 0}, fedpt(0.97)),
     "fedpt-shakespeare": ({**SHAKESPEARE_LSTM, "seed": 0}, fedpt(0.96, bits_per_param=1.0)),
     "feddyn-e5-fmnist": ({**FMNIST_E5, "seed": 0}, FEDDYN),
+    "feddyn-e5-fmnist-s1": ({**FMNIST_E5, "seed": 1}, FEDDYN),
     "feddyn-e5-shakespeare": ({**SHAKESPEARE_E5, "seed": 0}, FEDDYN),
     "fmnist-long-s0": ({**FMNIST_LONG, "seed": 0}, LONG),
     "fmnist-long-s1": ({**FMNIST_LONG, "seed": 1}, LONG),
@@ -156,6 +157,7 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "server-lr-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR_RDQ),
     "server-lr-eden-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR_EDEN),
     "clients-30-shakespeare": ({**SHAKESPEARE_30, "seed": 0}, CLIENTS_30),
+    "clients-30-shakespeare-s1": ({**SHAKESPEARE_30, "seed": 1}, CLIENTS_30[:2]),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
