@@ -90,7 +90,7 @@ FEDDYN_EPOCHS = 5
 #: Fashion-MNIST at E = 5: 12-15 s a round on one core, so 60 rounds (at E = 1 FedAvg
 #: reached 70 % in 45-55 rounds)
 FMNIST_E5 = {**FMNIST, "local_epochs": FEDDYN_EPOCHS, "rounds": 60}
-#: Shakespeare at E = 5: ~2 s a round on one core, 200 rounds (at E = 1 FedAvg reached 48 %
+#: Shakespeare at E = 5: 1.3-1.5 s a round on one core, 200 rounds (at E = 1 FedAvg reached 48 %
 #: in 145-155 rounds)
 SHAKESPEARE_E5 = {**SHAKESPEARE, "local_epochs": FEDDYN_EPOCHS, "rounds": 200}
 #: FedPT on the 2x256 LSTM: 300 rounds (~3.5 s a round on one core); RDQ at 1 bit/param, the
