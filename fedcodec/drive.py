@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _rotated
+from . import kernels as _kernels
 from .codec import FLOAT32_MAX, Codec, register_codec
 from .container import Reader
 from .errors import DecodeError
@@ -64,7 +65,7 @@ class Drive(Codec):
             if l1 == 0.0:
                 scales.append(0.0)
             elif self.scale == "unbiased":
-                scales.append(float(np.dot(part, part)) / l1)
+                scales.append(_kernels.dot(part, part) / l1)
             else:
                 scales.append(l1 / part.size)
         bits = (y >= 0).astype(np.uint8)

@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _rotated
+from . import kernels as _kernels
 from .codec import Codec, register_codec
 from .container import Reader
 from .errors import DecodeError
@@ -116,7 +117,7 @@ class Eden(Codec):
         scales = []
         for start, stop in _rotated.blocks(y.size):
             part = y[start:stop].astype(np.float64)
-            energy = float(np.dot(part, part))
+            energy = _kernels.dot(part, part)
             high = high_mask(seed, start, stop - start, share)
             c = np.zeros(part.size)
             z = part * np.sqrt(part.size / energy) if energy > 0 else np.zeros(part.size)
@@ -127,13 +128,13 @@ class Eden(Codec):
                 c[where] = tables[width][index]
                 if width:
                     parts[width].append(index)
-            dot = float(np.dot(c, part))
+            dot = _kernels.dot(c, part)
             scale = energy / dot if energy > 0 and dot > 0 else 0.0
             if lo == 0 and scale > 0:
                 # b < 1: a block whose few sent coordinates are all tiny would get a huge
                 # scale; cap ‖x̂‖ at √(d/b)·‖Rx‖ (typical draws are ~1.25/√b: unaffected;
                 # only blocks of a few elements can meet the cap)
-                cap = math.sqrt(part.size / self.bits * energy) / float(np.linalg.norm(c))
+                cap = math.sqrt(part.size / self.bits * energy) / math.sqrt(_kernels.dot(c, c))
                 scale = min(scale, cap)
             scales.append(scale)
         _rotated.check_scales("eden", scales)

@@ -148,6 +148,23 @@ def _gamma_bits(v: int) -> int:
 
 
 @jit
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of ``a[i] * b[i]`` in float64, on one thread, in a fixed order (four partial
+    sums, then the tail), so the result is the same on every machine: unlike BLAS's dot,
+    which spreads a long vector over a thread pool that stalls on a busy machine."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = a.shape[0] // 4 * 4
+    for i in range(0, n4, 4):
+        s0 += np.float64(a[i]) * np.float64(b[i])
+        s1 += np.float64(a[i + 1]) * np.float64(b[i + 1])
+        s2 += np.float64(a[i + 2]) * np.float64(b[i + 2])
+        s3 += np.float64(a[i + 3]) * np.float64(b[i + 3])
+    for i in range(n4, a.shape[0]):
+        s0 += np.float64(a[i]) * np.float64(b[i])
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit
 def _max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:
     """One pass: max |x|, sum of squares (float64), and whether every value is finite.
 

@@ -470,3 +470,20 @@ def test_max_abs_and_sumsq_matches_reference(name: str) -> None:
     for bad in (np.nan, np.inf, -np.inf):
         y = np.append(x, np.float32(bad))
         assert not kernels.max_abs_and_sumsq(y)[2]
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 65_536, 100_003])
+def test_dot_matches_reference(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n)
+    b = rng.standard_normal(n).astype(np.float32)
+    expected = float(np.sum(a * b.astype(np.float64)))  # numpy's pairwise sum, no BLAS
+    assert kernels.dot(a, b) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert kernels.dot(a, a) == pytest.approx(float(np.sum(a * a)), rel=1e-12, abs=1e-12)
+
+
+def test_dot_refuses_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        kernels.dot(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="dtype"):
+        kernels.dot(np.ones(3, dtype=np.int64), np.ones(3))
