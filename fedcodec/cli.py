@@ -6,6 +6,8 @@
 - ``fedcodec compare``: bits versus accuracy, one harness run per codec; JSON, CSV, plot.
 - ``fedcodec speed``: encode/decode throughput next to a memory copy; JSON and a table.
 - ``fedcodec plot FILE.json``: redraw the plots of a frontier or compare document.
+- ``fedcodec warmup``: compile every codec's kernels into numba's cache (``make install``
+  runs it; after ``pip install``, run it once).
 """
 
 from __future__ import annotations
@@ -365,12 +367,29 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- warmup ---------------------------------------------------------------------------------
+def _add_warmup(sub: Any) -> None:
+    p = sub.add_parser(
+        "warmup",
+        help="compile every codec's kernels into numba's on-disk cache (NUMBA_CACHE_DIR sets "
+        "where), so that a new process's first encode does not compile",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=_warmup)
+
+
+def _warmup(args: argparse.Namespace) -> int:
+    from .warmup import main as warmup_main
+
+    return warmup_main(["--quiet"] if args.quiet else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="fedcodec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_frontier, _add_compare, _add_speed, _add_plot):
+    for add in (_add_train, _add_frontier, _add_compare, _add_speed, _add_plot, _add_warmup):
         add(sub)
     args = parser.parse_args(argv)
     try:
