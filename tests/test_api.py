@@ -156,3 +156,39 @@ def test_moved_modules_keep_their_old_names() -> None:
 
     top = {p.stem for p in __import__("pathlib").Path(fedcodec.__file__).parent.glob("*.py")}
     assert not top & set(MOVED)  # the top level shows the codecs and their core
+
+
+# -- configs that users write (issue 24, item 5) ---------------------------------------------
+def _numeric_options(codec_id: str) -> list[str]:
+    import inspect
+
+    cls = type(fedcodec.get_codec({"id": codec_id}))
+    params = inspect.signature(cls.__init__).parameters
+    return [
+        n for n, p in params.items() if "float" in str(p.annotation) or "int" in str(p.annotation)
+    ]
+
+
+@pytest.mark.parametrize("codec_id", sorted(fedcodec.available_codecs()))
+def test_every_numeric_option_refuses_a_quoted_number(codec_id: str) -> None:
+    for option in _numeric_options(codec_id):
+        with pytest.raises(ValueError, match=rf"option '{option}' must be .*without quotes"):
+            fedcodec.get_codec({"id": codec_id, option: "1"})
+        with pytest.raises(ValueError, match=rf"option '{option}' must be"):
+            fedcodec.get_codec({"id": codec_id, option: True})
+
+
+@pytest.mark.parametrize("codec_id", sorted(fedcodec.available_codecs()))
+def test_an_unknown_option_is_a_value_error_naming_the_options(codec_id: str) -> None:
+    with pytest.raises(ValueError, match=rf"codec '{codec_id}' has no option 'colour'"):
+        fedcodec.get_codec({"id": codec_id, "colour": 1})
+
+
+def test_a_misspelt_option_names_the_closest() -> None:
+    with pytest.raises(ValueError, match="did you mean 'bits_per_param'"):
+        fedcodec.get_codec({"id": "rdq", "bits_per_parm": 1})
+    with pytest.raises(ValueError, match="did you mean 'num_levels'"):
+        fedcodec.get_codec({"id": "qsgd", "num_level": 4})
+    # numbers as JSON writes them are fine: an integral float for an int, an int for a float
+    assert fedcodec.get_codec({"id": "qsgd", "num_levels": 4.0}).num_levels == 4
+    assert fedcodec.get_codec({"id": "rdq", "bits_per_param": 2}).bits_per_param == 2.0

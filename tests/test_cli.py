@@ -383,3 +383,28 @@ def test_compare_keeps_going_past_a_run_that_stops(tmp_path: Path) -> None:
     assert again["runs"][1]["summary"] == {**doc["runs"][1]["summary"], "mark": 1}
     with pytest.raises(ClientError, match="round 1"):
         cmp.compare(specs[:2], tmp_path / "strict", base=base, keep_going=False)
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "frontier", "speed", "plot", "warmup"])
+def test_every_option_has_help_showing_its_default(command: str) -> None:
+    """``fedcodec CMD --help`` as a user runs it: each option has a help line that ends
+    with its default (issue 24, item 5)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "fedcodec")
+    text = subprocess.run(
+        [cli, command, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    body = text.split("options:", 1)[1]
+    blocks: list[str] = []
+    for line in body.splitlines():
+        if line.startswith("  -"):
+            blocks.append(line)
+        elif line.startswith("    ") and blocks:
+            blocks[-1] += " " + line.strip()
+    blocks = [b for b in blocks if not b.strip().startswith("-h, --help")]
+    assert blocks, text
+    for block in blocks:
+        assert "(default: " in " ".join(block.split()), f"{command}: {block.strip()}"

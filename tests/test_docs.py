@@ -37,6 +37,19 @@ def test_readme_quickstart_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert abs(float(printed[0]) - 1.0) < 0.02
 
 
+def test_readme_state_dict_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's second Python block (after the quickstart, whose ``codec`` it uses)."""
+    pytest.importorskip("torch", reason="pip install 'fedcodec[torch]'")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert "encode_state_dict" in blocks[1]
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    capsys.readouterr()
+    exec(compile(blocks[1], "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.strip() == "1"
+
+
 def test_readme_setup_is_two_commands() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     setup = readme.split("## Set-up", 1)[1].split("```sh", 1)[1].split("```", 1)[0]

@@ -31,7 +31,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ["fedcodec", "kernels"]:
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
+    result = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -46,9 +46,43 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
         check=True,
         capture_output=True,
+        text=True,
     )
+    BUILD_OUTPUT.append(result.stdout + result.stderr)
     (path,) = out.glob("fedcodec-*.whl")
     return path
+
+
+#: What the wheel build printed (the fixture's pip output).
+BUILD_OUTPUT: list[str] = []
+
+
+def test_the_build_is_quiet_and_ships_the_schemas(wheel: Path) -> None:
+    """Every installed folder is declared: no setuptools warning about a package absent
+    from the configuration (issue 24, item 8), and the JSON schemas are in the wheel."""
+    output = "".join(BUILD_OUTPUT)
+    assert "absent from the `packages` configuration" not in output, output
+    assert "Warning" not in output, output
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for schema in ("compare", "frontier", "speed"):
+        assert f"fedcodec/tools/schemas/{schema}.schema.json" in names
+
+
+def test_the_readme_names_the_namespace_package_error(tmp_path: Path) -> None:
+    """A folder named ``fedcodec`` in the current directory (a clone, seen from the folder
+    above it) shadows the package; the README's troubleshooting quotes the error."""
+    (tmp_path / "fedcodec").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", "import fedcodec; fedcodec.get_codec"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    error = result.stderr.strip().splitlines()[-1]
+    assert error == "AttributeError: module 'fedcodec' has no attribute 'get_codec'"
+    readme = (ROOT / "README.md").read_text()
+    assert "`module 'fedcodec' has no attribute 'get_codec'`" in readme
 
 
 def test_wheel_holds_the_kernels(wheel: Path) -> None:

@@ -41,12 +41,12 @@ def test_state_dict_round_trip_keeps_names_and_dtypes() -> None:
     codec = fedcodec.get_codec({"id": "rdq", "bits_per_param": 6.0})
     payload = encode_state_dict(codec, new, old, seed=3)
     n_float = sum(v.numel() for v in old.values() if v.is_floating_point())
-    assert 8 * len(payload) < 7.5 * n_float  # the integer entry does not travel
+    assert 8 * len(payload) < 7.5 * n_float  # the integer entry adds a few bytes
     out = decode_state_dict(codec, payload, old, seed=3)
     assert list(out) == list(old)
     for k, v in out.items():
         assert v.dtype == old[k].dtype and v.shape == old[k].shape, k
-    assert int(out["bn.num_batches_tracked"]) == 5  # taken from old (not sent)
+    assert int(out["bn.num_batches_tracked"]) == int(new["bn.num_batches_tracked"])  # sent
     for k in ("conv.weight", "bn.running_mean", "fc.weight"):
         delta, got = (new[k] - old[k]).double(), (out[k] - old[k]).double()
         assert float(((delta - got) ** 2).sum() / (delta**2).sum()) < 0.05, k
@@ -59,7 +59,8 @@ def test_identity_codec_gives_the_exact_float32_update() -> None:
     expected = old["conv.weight"].float() + (new["conv.weight"] - old["conv.weight"]).float()
     assert torch.equal(out["conv.weight"], expected)
     layout = update_layout(old)
-    vec = fedcodec.decode(encode_state_dict(codec, new, old))
+    floats = {k: v for k, v in new.items() if v.is_floating_point()}  # a bare codec payload
+    vec = fedcodec.decode(encode_state_dict(codec, floats, old))
     assert vec.size == layout.size == sum(v.numel() for v in old.values() if v.is_floating_point())
 
 
@@ -169,3 +170,102 @@ def test_ddp_bucket_layout_follows_the_bucket_parameters() -> None:
     levels = codec.decode_levels(codec.encode_vector(x, layout=big))
     assert levels.coder == "ctx" and levels.tensors is not None
     assert levels.tensors.tolist() == [[60, 40], [1, 60]]
+
+
+# -- integer entries travel exactly (issue 24, item 6) --------------------------------------
+def bn_states() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """An old and a new state of a small Conv-BatchNorm model, from fixed numbers."""
+    rng = np.random.default_rng(24)
+
+    def t(*shape: int) -> torch.Tensor:
+        return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+
+    old = {"conv.weight": t(8, 3, 3, 3), "bn.weight": t(8), "bn.bias": t(8),
+           "bn.running_mean": t(8), "bn.running_var": t(8).abs(),
+           "bn.num_batches_tracked": torch.tensor(40, dtype=torch.int64),
+           "mask": torch.from_numpy(rng.random(8) < 0.5)}  # fmt: skip
+    new = {k: (v + 0.01 * t(*v.shape) if v.is_floating_point() else v) for k, v in old.items()}
+    new["bn.num_batches_tracked"] = torch.tensor(46, dtype=torch.int64)
+    new["mask"] = ~old["mask"]
+    return old, new
+
+
+STATE_FIXTURE = Path(__file__).parent / "fixtures" / "state_dict_bn.bin"
+STATE_CONFIG = {"id": "rdq", "bits_per_param": 2.0}
+
+
+def test_integer_buffers_travel_exactly() -> None:
+    old, new = bn_states()
+    codec = fedcodec.get_codec(STATE_CONFIG)
+    payload = encode_state_dict(codec, new, old, seed=3)
+    assert payload[:4] == b"FEDS"
+    restored = decode_state_dict(codec, payload, old, seed=3)
+    assert list(restored) == list(old)
+    assert restored["bn.num_batches_tracked"].dtype == torch.int64
+    assert int(restored["bn.num_batches_tracked"]) == 46  # the new value, not the old 40
+    assert torch.equal(restored["mask"], new["mask"])
+    err = (restored["conv.weight"] - new["conv.weight"]).pow(2).mean()
+    assert float(err) < float((new["conv.weight"] - old["conv.weight"]).pow(2).mean())
+
+
+def test_state_dict_message_golden_bytes() -> None:
+    """The message's bytes are fixed (docs/format.md, "State-dict messages")."""
+    old, new = bn_states()
+    codec = fedcodec.get_codec(STATE_CONFIG)
+    payload = encode_state_dict(codec, new, old, seed=3)
+    assert payload == STATE_FIXTURE.read_bytes()
+    restored = decode_state_dict(codec, STATE_FIXTURE.read_bytes(), old, seed=3)
+    assert int(restored["bn.num_batches_tracked"]) == 46
+
+
+def test_a_float_only_state_is_the_codec_payload_as_before() -> None:
+    old, new = bn_states()
+    old = {k: v for k, v in old.items() if v.is_floating_point()}
+    new = {k: v for k, v in new.items() if v.is_floating_point()}
+    codec = fedcodec.get_codec(STATE_CONFIG)
+    payload = encode_state_dict(codec, new, old, seed=3)
+    assert payload[:4] == b"FEDC"
+    vector = torch.cat([(new[k] - old[k]).reshape(-1) for k in old]).numpy()
+    assert payload == codec.encode_vector(vector, layout=update_layout(new), seed=3)
+
+
+def test_a_bare_payload_keeps_the_old_integer_entries() -> None:
+    """Payloads written before state-dict messages still decode."""
+    old, new = bn_states()
+    codec = fedcodec.get_codec(STATE_CONFIG)
+    floats = {k: v for k, v in new.items() if v.is_floating_point()}
+    vector = torch.cat([(floats[k] - old[k]).reshape(-1) for k in floats]).numpy()
+    bare = codec.encode_vector(vector, layout=update_layout(new), seed=3)
+    restored = decode_state_dict(codec, bare, old, seed=3)
+    assert int(restored["bn.num_batches_tracked"]) == 40
+
+
+def test_damaged_state_dict_messages_raise_decode_error() -> None:
+    old, new = bn_states()
+    codec = fedcodec.get_codec(STATE_CONFIG)
+    payload = encode_state_dict(codec, new, old, seed=3)
+    for n in range(0, len(payload), 7):  # truncations
+        with pytest.raises(fedcodec.DecodeError):
+            decode_state_dict(codec, payload[:n], old, seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # byte flips (the checksum catches them)
+        damaged = bytearray(payload)
+        damaged[int(rng.integers(len(damaged)))] ^= int(rng.integers(1, 256))
+        with pytest.raises(fedcodec.DecodeError):
+            decode_state_dict(codec, bytes(damaged), old, seed=3)
+    other = dict(old)
+    other["bn.num_batches_tracked"] = torch.tensor([1, 2], dtype=torch.int64)
+    with pytest.raises(fedcodec.DecodeError, match="does not match"):
+        decode_state_dict(codec, payload, other, seed=3)
+    fewer = {k: v for k, v in old.items() if k != "mask"}
+    with pytest.raises(fedcodec.DecodeError, match="integer entries"):
+        decode_state_dict(codec, payload, fewer, seed=3)
+
+
+def test_the_mapping_path_hints_at_encode_state_dict() -> None:
+    """``codec.encode(model.state_dict())`` (the README's mapping path) with a BatchNorm
+    buffer names the helper that handles it."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    codec = fedcodec.get_codec({"id": "rdq"})
+    with pytest.raises(TypeError, match=r"torch tensor of dtype torch\.int64.*encode_state_dict"):
+        codec.encode(model.state_dict())

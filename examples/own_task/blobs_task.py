@@ -1,11 +1,16 @@
 """A task fedcodec does not ship: its own model and data, for ``--task``.
 
-    fedcodec train --task blobs_task:make_task --rounds 5 --codec '{"id": "rdq"}'
+From a clone, after ``make install`` (the same commands as docs/fl.md; ``--task`` finds
+``blobs_task`` in the current folder, as ``python -m`` would)::
 
-(run from this folder, or with it on ``PYTHONPATH``). Ten clients each hold Gaussian
-blobs of 8 features in 4 classes, with client-specific class means (non-IID), as a torch
-``TensorDataset`` for training and as arrays for testing; the model is a small network
-with its own layers.
+    cd examples/own_task
+    ../../.venv/bin/fedcodec train --task blobs_task:make_task --rounds 20 --codec '{"id": "rdq"}'
+    ../../.venv/bin/fedcodec frontier --task blobs_task:make_task --rounds 5
+
+Each writes a new folder under ``runs/`` (printed; ``--out`` names one). Ten clients each
+hold Gaussian blobs of 8 features in 4 classes, with client-specific class means
+(non-IID), as a torch ``TensorDataset`` for training and as arrays for testing; the model
+is a small network with its own layers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -151,7 +153,9 @@ class Task:
 
 
 def _arrays(part: Any, task: str, k: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x float32, y int64) from a pair of arrays or a torch Dataset of (x, y) items."""
+    """(x, y int64) from a pair of arrays or a torch Dataset of (x, y) items: floating
+    inputs become float32 (the harness's models are float32), any other input keeps its
+    dtype (int64 token ids for an ``nn.Embedding``, uint8 pixels a model scales itself)."""
     if isinstance(part, (tuple, list)) and len(part) == 2:
         x, y = part
     elif hasattr(part, "__getitem__") and hasattr(part, "__len__"):  # a torch Dataset
@@ -162,7 +166,15 @@ def _arrays(part: Any, task: str, k: int, what: str) -> tuple[np.ndarray, np.nda
         raise ValueError(
             f"task {task!r}: client {k}'s {what} data must be (x, y) arrays or a torch Dataset"
         )
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        x = x.astype(np.float32, copy=False)
+    elif x.dtype.kind not in "biu":
+        raise ValueError(
+            f"task {task!r}: client {k}'s {what} inputs have dtype {x.dtype}; give numbers "
+            "(floating inputs are trained as float32, integer and bool inputs as they are)"
+        )
+    x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(np.asarray(y, dtype=np.int64))
     if len(x) != len(y):
         raise ValueError(
@@ -181,6 +193,11 @@ def load_user_task(name: str, *, seed: int = 0, num_clients: int | None = None) 
     it takes them."""
     if ":" in name:
         module_name, _, attr = name.partition(":")
+        # resolve the module from the current folder first, as ``python -m`` would (the
+        # ``fedcodec`` script's own folder is on sys.path instead of the current one)
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
         try:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
