@@ -21,6 +21,52 @@ def _pyplot() -> Any:
     return plt
 
 
+#: Line styles and markers combined with the colours, so that no two series look alike.
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+
+def series_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
+    """A distinct (colour, line style, marker) for each label: tab10's colours first, then
+    tab20's lighter ones, each colour with its own line style and marker; an uncompressed
+    series is black and thicker (the reference every other is read against).
+
+    Examples
+    --------
+    >>> styles = series_styles([f"codec {i}" for i in range(13)] + ["uncompressed (float32)"])
+    >>> len({(s["color"], s["linestyle"], s["marker"]) for s in styles.values()})
+    14
+    >>> styles["uncompressed (float32)"]["color"]
+    'black'
+    """
+    from matplotlib import colormaps
+
+    tab10 = [colormaps["tab10"](i) for i in range(10)]
+    light = [colormaps["tab20"](2 * i + 1) for i in range(10)]
+    palette = tab10 + light
+    out: dict[str, dict[str, Any]] = {}
+    k = 0
+    for label in labels:
+        if label.startswith("uncompressed"):
+            out[label] = {"color": "black", "linestyle": "-", "marker": ".", "linewidth": 2.2}
+            continue
+        out[label] = {
+            "color": palette[k % len(palette)],
+            "linestyle": _LINESTYLES[k % len(_LINESTYLES)],
+            "marker": _MARKERS[k % len(_MARKERS)],
+            "linewidth": 1.4,
+        }
+        k += 1
+    return out
+
+
+def _title(ax: Any, text: str, width: int = 72) -> None:
+    """A title wrapped to the figure's width (a long run name is never cut off)."""
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(text, width)), fontsize=9)
+
+
 def _log_axes(ax: Any) -> None:
     from matplotlib.ticker import NullFormatter
 
@@ -71,7 +117,7 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_xlabel("bits per parameter (8 × payload bytes / params)")
     ax.set_ylabel("NMSE  ‖x − x̂‖² / ‖x‖²")
     n = doc["source"].get("num_updates", "?")
-    ax.set_title(f"{doc['name']}: mean over {n} client updates (NMSE < {NMSE_FLOOR:g} not shown)")
+    _title(ax, f"{doc['name']}: mean over {n} client updates (NMSE < {NMSE_FLOOR:g} not shown)")
     ax.legend(fontsize=8)
     paths = _save(fig, out, "frontier")
 
@@ -99,11 +145,11 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         _log_axes(ax)
         ax.set_xlabel("bits per parameter")
         ax.set_ylabel("NMSE")
-        ax.set_title(
+        _title(
+            ax,
             f"{cons['codec']} per client and round "
             f"({cons['num_updates']} updates; colour = round): "
             f"spread {cons['spread']:.3f}",
-            fontsize=9,
         )
         paths += _save(fig, out, "consistency")
     return paths
@@ -113,21 +159,22 @@ def plot_compare(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """``accuracy_vs_uplink.png/svg``: accuracy against cumulative uplink megabytes."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    styles = series_styles([run["label"] for run in doc["runs"]])
     for run in doc["runs"]:
         rows = [r for r in run["metrics"] if r["test_accuracy"] is not None]
         ax.plot(
             [r["uplink_bits_cum"] / 8e6 for r in rows],
             [r["test_accuracy"] for r in rows],
-            "-",
-            marker=".",
             label=run["label"],
+            markersize=4,
+            **styles[run["label"]],
         )
     ax.set_xscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_xlabel("cumulative uplink MB (8 × payload bytes, all clients)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{doc['name']}: {doc['task']}, {doc['rounds']} rounds, seed {doc['seed']}")
-    ax.legend(fontsize=8)
+    _title(ax, f"{doc['name']}: {doc['task']}, {doc['rounds']} rounds, seed {doc['seed']}")
+    ax.legend(fontsize=7, ncol=2 if len(doc["runs"]) > 8 else 1)
     paths = _save(fig, Path(out_dir), "accuracy_vs_uplink")
     return paths + plot_accuracy_vs_nmse(doc, out_dir)
 
@@ -143,15 +190,18 @@ def plot_accuracy_vs_nmse(doc: Mapping[str, Any], out_dir: str | Path) -> list[P
         return []
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    styles = series_styles([p[0] for p in points])
     for label, nmse, acc in points:
-        ax.scatter([nmse], [acc], label=label)
+        style = styles[label]
+        ax.scatter([nmse], [acc], label=label, color=style["color"], marker=style["marker"])
     ax.set_xscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_xlabel("mean update NMSE over the run")
     ax.set_ylabel("test accuracy (mean over the last 10 % of rounds)")
     rho = spearman([p[1] for p in points], [p[2] for p in points])
-    ax.set_title(
-        f"{doc['name']}: accuracy vs NMSE" + ("" if rho is None else f", Spearman ρ = {rho:.2f}")
+    _title(
+        ax,
+        f"{doc['name']}: accuracy vs NMSE" + ("" if rho is None else f", Spearman ρ = {rho:.2f}"),
     )
     ax.legend(fontsize=7)
     return _save(fig, Path(out_dir), "accuracy_vs_nmse")
