@@ -456,6 +456,8 @@ class FedcodecStrategy(Strategy):
         self.history[server_round] = sizes
         arrays, metrics = self.strategy.aggregate_train(server_round, kept)
         metrics = metrics if metrics is not None else MetricRecord()
+        if METRIC_CLIENT_KEY in metrics:  # an identifier: its average means nothing
+            del metrics[METRIC_CLIENT_KEY]
         metrics["fedcodec-uplink-bytes"] = int(sum(sizes.values()))
         metrics["fedcodec-downlink-bytes"] = int(
             sum(self.downlink_history.get(server_round, {}).values())

@@ -126,12 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     args = parser.parse_args(argv)
-    from numba.core.config import CACHE_DIR
+    from numba.core import config as numba_config
 
+    cache_dir = str(getattr(numba_config, "CACHE_DIR", "") or "")
     t0 = time.perf_counter()
     show = None if args.quiet else (lambda label: print(f"  {label}", flush=True))
     calls = warm_up(show)
-    where = CACHE_DIR or "numba's default (beside the kernels, or a per-user folder)"
+    where = cache_dir or "numba's default (beside the kernels, or a per-user folder)"
     print(f"fedcodec: compiled the kernels of {calls} codec round trips in "
           f"{time.perf_counter() - t0:.0f} s; cache: {where}")  # fmt: skip
     return 0

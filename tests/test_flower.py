@@ -4,7 +4,11 @@ Flower's transport in the deployment engine; the mod and the strategy called dir
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,8 @@ from fedcodec.fl.flower_engine import FLWR_VERSION, LocalSuperLink, _free_port, 
 from fedcodec.flower import FedcodecStrategy
 from fedcodec.seeds import UPLINK, derive_seed
 
-APP = Path(__file__).parents[1] / "examples" / "flower"
+ROOT = Path(__file__).parents[1]
+APP = ROOT / "examples" / "flower"
 PARAMS = 64 * 32 + 32 + 32 * 10 + 10  # the example's MLP
 
 
@@ -290,6 +295,7 @@ def test_downlink_compression_keeps_every_node_in_step(task_identity: Any) -> No
         for got, want in zip(arrays.to_numpy_ndarrays(), expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert metrics["fedcodec-downlink-bytes"] == sum(sizes.values())
+        assert "fedcodec-client-key" not in metrics  # an id: never averaged into a metric
         assert all(s <= full_bytes + 200 for s in sizes.values())
         if rnd == 4:
             assert strategy.downlink is not None and strategy.downlink.held[lost] == UNKNOWN
@@ -297,3 +303,43 @@ def test_downlink_compression_keeps_every_node_in_step(task_identity: Any) -> No
     assert kinds[:2] == ["full", "full"]  # round 1: the server knows nobody's model
     assert "chain" in kinds  # later rounds: payloads of the rounds a node missed
     assert strategy.downlink.message(lost, 5).base_round is None  # full model next time
+
+
+def _recipe(text: str) -> str:
+    """The first ```sh block of ``text`` that starts a SuperLink."""
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    found = [b for b in blocks if "flower-superlink" in b]
+    assert found, "no recipe"
+    return found[0]
+
+
+def _processes_naming(fragment: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if fragment in line and not line.startswith("Z")]
+
+
+def test_the_documented_flower_app_recipe_runs_as_printed(tmp_path: Path) -> None:
+    """docs/integrations.md's recipe, the same as examples/flower/README.md's, run with
+    bash in a folder laid out as a clone (issue 24, item 4): the App runs its three rounds,
+    and nothing the recipe started is left running."""
+    import shutil
+
+    docs = _recipe((ROOT / "docs" / "integrations.md").read_text())
+    assert docs == _recipe((APP / "README.md").read_text())
+    assert not _processes_naming("127.0.0.1:9093"), "port 9093 is taken by another run"
+    shutil.copytree(APP, tmp_path / "examples" / "flower",
+                    ignore=shutil.ignore_patterns(".flwr", "__pycache__"))  # fmt: skip
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLWR_", "PYTHONPATH"))}
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"  # offline: no update check
+    result = subprocess.run(["bash", "-e", "-c", docs], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    rounds = re.findall(r"round (\d): (\d+) uplink and (\d+) downlink payload bytes, 2 clients, "
+                        r"accuracy ([\d.]+)", result.stdout)  # fmt: skip
+    assert [r[0] for r in rounds] == ["1", "2", "3"], result.stdout[-3000:]
+    assert float(rounds[-1][3]) > 0.5  # it learns (chance: 0.1)
+    deadline = time.monotonic() + 60
+    while _processes_naming("127.0.0.1:9093") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _processes_naming("127.0.0.1:9093"), "the recipe left processes running"
