@@ -158,7 +158,7 @@ def plot_frontier(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 def plot_compare(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """``accuracy_vs_uplink.png/svg``: accuracy against cumulative uplink megabytes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = plt.subplots(figsize=(10.5, 4.8))
     styles = series_styles([run["label"] for run in doc["runs"]])
     for run in doc["runs"]:
         rows = [r for r in run["metrics"] if r["test_accuracy"] is not None]
@@ -174,7 +174,7 @@ def plot_compare(doc: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_xlabel("cumulative uplink MB (8 × payload bytes, all clients)")
     ax.set_ylabel("test accuracy")
     _title(ax, f"{doc['name']}: {doc['task']}, {doc['rounds']} rounds, seed {doc['seed']}")
-    ax.legend(fontsize=7, ncol=2 if len(doc["runs"]) > 8 else 1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves
     paths = _save(fig, Path(out_dir), "accuracy_vs_uplink")
     return paths + plot_accuracy_vs_nmse(doc, out_dir)
 
@@ -189,7 +189,7 @@ def plot_accuracy_vs_nmse(doc: Mapping[str, Any], out_dir: str | Path) -> list[P
     if not points:
         return []
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = plt.subplots(figsize=(10.5, 4.8))
     styles = series_styles([p[0] for p in points])
     for label, nmse, acc in points:
         style = styles[label]
@@ -203,7 +203,7 @@ def plot_accuracy_vs_nmse(doc: Mapping[str, Any], out_dir: str | Path) -> list[P
         ax,
         f"{doc['name']}: accuracy vs NMSE" + ("" if rho is None else f", Spearman ρ = {rho:.2f}"),
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, Path(out_dir), "accuracy_vs_nmse")
 
 
