@@ -719,9 +719,11 @@ def check_config(cls: type[Codec], kwargs: Mapping[str, Any]) -> None:
             fix = ""
             if isinstance(value, str):
                 try:
-                    fix = f"; write {json.dumps(json.loads(value))} without quotes"
+                    parsed = json.loads(value)
                 except ValueError:
-                    pass
+                    parsed = None
+                if isinstance(parsed, int | float):  # a quoted number (or true/false)
+                    fix = f"; write {json.dumps(parsed)} without quotes"
             raise ValueError(
                 f"codec {cid!r}: option {key!r} must be {wanted}, got {value!r} "
                 f"({type(value).__name__}){fix}"
