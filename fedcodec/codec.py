@@ -408,12 +408,19 @@ class Codec(ABC):
             )  # fmt: skip
             return frames, max_abs
         if self.takes_tensors:
+            # the container's exact size around any params and body (a rate target counts it)
+            def envelope(params_len: int, body_len: int) -> int:
+                return container.envelope_bytes(
+                    self.codec_id, dtype, shape, fingerprint, params_len, body_len, zero_ranges
+                )
+
             params, body = self._encode(
                 vector,
                 seed=seed,
                 max_abs=max_abs,
                 sumsq=sumsq,
                 tensors=tensors,  # type: ignore[call-arg]
+                envelope=envelope,
             )
         else:
             params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)

@@ -166,6 +166,21 @@ def pack(
     return b"".join([head, bytes(body), struct.pack("<I", crc)])
 
 
+def envelope_bytes(
+    codec_id: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    layout_fingerprint: int,
+    params_len: int,
+    body_len: int,
+    zero_ranges: tuple[tuple[int, int], ...] = (),
+) -> int:
+    """The bytes :func:`pack` adds around ``params_len`` bytes of parameters and
+    ``body_len`` bytes of body (exactly: ``len(pack(...)) - params_len - body_len``)."""
+    empty = pack(codec_id, dtype, shape, layout_fingerprint, b"", b"", zero_ranges)
+    return len(empty) - 2 + len(put_varint(params_len)) + len(put_varint(body_len))
+
+
 def _read_head(r: Reader, max_count: int) -> tuple[str, np.dtype, bool, tuple[int, ...], int]:
     """The fields every payload and frame starts with after its version: codec id, dtype
     (and whether a zero-range list follows), shape and element count (at most

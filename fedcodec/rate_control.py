@@ -44,7 +44,7 @@ RDOQ_LAMBDA = 0.1
 MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
 _HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
 _BISECT_ITERS = 14
-_RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
+RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
 _NMSE_AIM = 0.998  # nmse: a corrected step aims this fraction of the target error
 _NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the target
 #: coder="ctx": run-length gamma within this factor of the best at the memoryless coder's
@@ -125,6 +125,11 @@ class RateMode:
         """The step written for an all-zero update."""
         return 1.0
 
+    def met(self, s: Solver, f: Final) -> bool:
+        """Whether the measured ``f`` keeps this mode's guarantee (only ``bits_per_param``'s
+        can fail: a coder whose sizes move in steps too coarse for the target)."""
+        return True
+
     def rdoq(self, s: Solver, f: Final) -> Final:
         """levels="rdoq": RDOQ levels for this mode, given the context coder's measured
         point ``f`` (by default at its step: fixed steps, and lmbda's trade-off there)."""
@@ -173,10 +178,10 @@ class BitsPerParam(RateMode):
         best: Final | None = None
         for _ in range(4):
             t = s.measure_rdoq(step)
-            if abs(t.bits - goal) <= (_RATE_TOLERANCE - 1.0) * goal or t.bits < goal:
+            if abs(t.bits - goal) <= (RATE_TOLERANCE - 1.0) * goal or t.bits < goal:
                 if best is None or t.sse < best.sse:
                     best = t
-            if abs(t.bits - goal) <= (_RATE_TOLERANCE - 1.0) * goal:
+            if abs(t.bits - goal) <= (RATE_TOLERANCE - 1.0) * goal:
                 break
             prev = trials[-1]
             trials.append(t)
@@ -186,9 +191,13 @@ class BitsPerParam(RateMode):
             step = t.point.step * math.exp(math.log(goal / t.bits) / slope)
         return best if best is not None else f
 
+    def met(self, s: Solver, f: Final) -> bool:
+        goal = self.value * s.n
+        return abs(f.bits - goal) <= (RATE_TOLERANCE - 1.0) * goal
+
     def objective(self, s: Solver, bits: float, sse: float, step: float) -> float:
         # points within the refinement's 1 % of the target compete on error alone
-        over = max(0.0, bits - _RATE_TOLERANCE * self.value * s.n) / max(s.n, 1)
+        over = max(0.0, bits - RATE_TOLERANCE * self.value * s.n) / max(s.n, 1)
         return sse + 1e30 * over
 
     def search(self, s: Solver, offset: float, coder: int, near: Point | None) -> Point:
@@ -197,17 +206,24 @@ class BitsPerParam(RateMode):
         def closer(p: Point, best: Point | None) -> bool:
             return best is None or abs(p.bits - goal) < abs(best.bits - goal)
 
+        if s.log_step_reach > s.log_step_max and near is None:
+            widest = s.evaluate(2.0**s.log_step_max, offset, coder)
+            if widest.bits > goal:  # random rounding still spends more there: go wider
+                s.log_step_max = s.log_step_reach
         # the step is still small enough to spend the target
         return s.bisect(offset, coder, near, lambda p: p.bits >= goal, closer)
 
     def refine(self, s: Solver, p: Point) -> Final:
         f = s.measure(p)
         goal = self.value * s.n
+        tolerance = (RATE_TOLERANCE - 1.0) * goal
         step_min = 2.0**s.log_step_min
+        log_max = math.log(2.0) * s.log_step_max
         prev: Final | None = None
-        for _ in range(8):
+        measured = [f]
+        for _ in range(10):
             # the payload will be these bits within a few bytes: 1% leaves room for them
-            if abs(f.bits - goal) <= (_RATE_TOLERANCE - 1.0) * goal or f.point.step <= step_min:
+            if abs(f.bits - goal) <= tolerance or f.point.step <= step_min:
                 break
             if prev is not None and prev.bits != f.bits and prev.point.step != f.point.step:
                 slope = math.log(f.bits / prev.bits) / math.log(f.point.step / prev.point.step)
@@ -215,12 +231,28 @@ class BitsPerParam(RateMode):
                 probe = s.evaluate(f.point.step * 1.05, p.offset, p.coder)
                 base = s.evaluate(f.point.step, p.offset, p.coder)
                 slope = math.log(probe.bits / base.bits) / math.log(1.05)
-            if not slope < -1e-6:
-                break
-            new = math.log(f.point.step) + math.log(goal / f.bits) / slope
-            new = min(max(new, math.log(step_min)), math.log(2.0) * s.log_step_max)
+                if not slope < -1e-6 and prev is None:
+                    # the subsample holds too few non-zero levels to tell (a sparse rate):
+                    # start from the sparse regime's bits ∝ 1 / step; the measurements of
+                    # the whole message correct it from the next pass on
+                    slope = -1.0
+            if slope < -1e-6:
+                new = math.log(f.point.step) + math.log(goal / f.bits) / slope
+            else:
+                # sizes that move in whole bytes (or levels) can measure alike at two
+                # steps: bisect between the closest measured steps on either side
+                over = [m.point.step for m in measured if m.bits > goal]
+                under = [m.point.step for m in measured if m.bits < goal]
+                if not (over and under):
+                    break
+                new = 0.5 * (math.log(max(over)) + math.log(min(under)))
+            new = min(max(new, math.log(step_min)), log_max)
             prev, f = f, s.measure(s.evaluate(math.exp(new), p.offset, p.coder))
-        return f
+            measured.append(f)
+        if abs(f.bits - goal) <= tolerance:
+            return f
+        # out of passes: the measured point nearest the target
+        return min(measured, key=lambda m: abs(m.bits - goal))
 
 
 class NMSE(RateMode):
@@ -373,6 +405,7 @@ class Solver:
         rate_value: float | None = None,
         step_only: bool = False,
         threads: int | None = 1,
+        envelope: Callable[[int, int], int] | None = None,
     ) -> None:
         self.codec = codec
         self.step_only = step_only  # solve() need not measure the coders it will not write
@@ -398,6 +431,16 @@ class Solver:
             if not isinstance(x, np.ndarray):  # a source read in pieces, small: read it
                 self.sample = x[np.arange(n)]
         self.scale = n / max(self.sample.size, 1)
+        # the bytes around the levels' code: a typical size, or (``envelope``: the
+        # container's exact size around given params and body lengths) the exact container
+        # and RDQ parameters, the length fields' sizes taken at the target's payload size;
+        # then the ANS coder's measurements are its real bytes too (one more coding pass)
+        self.head_bits = _HEADER_BITS
+        self.exact_sizes = envelope is not None  # and the ANS coder's sizes are measured
+        if envelope is not None:
+            rdq_head = 5 + (4 if codec.rotate or codec.rounding == "dither" else 0)
+            body_guess = int(value * n / 8) if codec._rate_mode == "bits_per_param" else n // 8
+            self.head_bits = 8.0 * (envelope(rdq_head + 32, max(body_guess, 1)) + rdq_head)
         # smallest step that keeps levels within the kernels' bound (and is a float32 above
         # zero), largest that zeroes all or still reconstructs within float32's range
         top = max(max_abs, STEP_MIN)
@@ -409,7 +452,17 @@ class Solver:
                 f"({FLOAT32_MAX:.9g}) for rdq's reconstruction: scale the update down (e.g. "
                 "by 0.5) before encoding"
             )
+        # nearest rounding zeroes every value at a step of 4 max|x|, so no larger step is
+        # needed; dithered and stochastic rounding still send a level where |x| / step
+        # beats the random offset (probability |x| / step), so their rate reaches 0.01
+        # bit/param only at steps of up to ~10**3 max|x| (a constant update: 1 / 1250).
+        # A bits_per_param target out of reach at 4 max|x| widens the search to 2**14 max|x|
+        # (``log_step_reach``); the other modes' optima lie far below (their error grows
+        # with the step squared).
         self.log_step_max = math.log2(min(top * 4.0, step_cap))
+        self.log_step_reach = self.log_step_max
+        if self.mode != kernels.NEAREST:
+            self.log_step_reach = math.log2(min(top * 2.0**14, step_cap))
         self.step_cap = step_cap
         # float32 rounding of the step stays within 2**-23 of it: 2**-20 leaves margin
         self.kernel_step_min = max(max_abs / (kernels.MAX_ABS_LEVEL - 1) * (1 + 2.0**-20), STEP_MIN)
@@ -457,7 +510,7 @@ class Solver:
                 recon, sse = self.reconstruction(counts, sum_abs, sum_sq, sse, step)
         else:
             sse = sse_other
-        extra = _HEADER_BITS + (0.0 if recon is None else 8.0 * recon.size)
+        extra = self.head_bits + (0.0 if recon is None else 8.0 * recon.size)
         lo = hi = 0
         if coder == CODER_RLEG:
             bits = rleg_bits * self.scale + 8.0
@@ -611,10 +664,14 @@ class Solver:
         )
         if sse is None:
             sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
-        return Final(p, fp.bits + self.extra_bits(p), sse, fp)
+        bits = fp.bits
+        if self.exact_sizes:  # the coder's real bytes, not its estimate
+            ans_params, body = ans_coder.encode(fp, self.codec.ans_backend)
+            bits = 8.0 * (len(ans_params) + len(body))
+        return Final(p, bits + self.extra_bits(p), sse, fp)
 
     def extra_bits(self, p: Point) -> float:
-        return _HEADER_BITS + (0.0 if p.recon is None else 8.0 * p.recon.size)
+        return self.head_bits + (0.0 if p.recon is None else 8.0 * p.recon.size)
 
     def measure_levels(
         self,
@@ -707,11 +764,12 @@ class Solver:
                         # may win, as under "auto" (zero runs a subsample cannot see)
                         finals.append(self.search_and_refine(CODER_RLEG, offsets))
                     break
-                if c == CODER_RLEG:
+                if c == CODER_RLEG and self.rate.met(self, finals[-1]):
                     if hopeless:
                         continue
                     # at the context coder's step (its error), is the run-length code even
                     # shorter? If not, its own point for the target has a larger error
+                    # (a point that missed the target gives no such answer: search on)
                     ctx = finals[-1]
                     if not self.measure_levels(ctx.point, (CODER_RLEG,), ctx.sse, ctx.bits):
                         continue
