@@ -1,7 +1,7 @@
 """The first call in a new process: ``get_codec({"id": "rdq"})`` + ``encode`` + ``decode``
 of 1M float32 values, timed in fresh Python processes (the import of fedcodec not counted).
 
-Run: ``.venv/bin/python bench/first_call.py [--runs 5] [--cache-dir DIR]``
+Run: ``.venv/bin/python bench/first_call.py [--runs 5] [--cache-dir DIR] [--out FILE.json]``
 
 With a warmed numba cache (``make install`` runs ``python -m fedcodec.warmup``) this is the
 time to load the compiled kernels and code once; with an empty one (``--cache-dir`` a new
@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+from fedcodec.tools.frontier import machine_info
 
 CHILD = r"""
 import time
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--cache-dir", default=None, help="NUMBA_CACHE_DIR for the children")
     p.add_argument("--no-warmup", action="store_true", help="time a cold (empty) cache")
+    p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     env = dict(os.environ)
     if args.no_warmup:
@@ -70,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         "decode_s": [round(d, 4) for _, d in times],
         "total_median_s": round(statistics.median(total), 4),
         "total_max_s": round(max(total), 4),
+        "machine": machine_info(),
     }
-    print(json.dumps(doc, indent=1))
+    text = json.dumps(doc, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
     return 0
 
 

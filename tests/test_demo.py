@@ -12,10 +12,22 @@ pytest.importorskip("torch", reason="the demo trains: pip install 'fedcodec[torc
 from fedcodec.tools import demo
 
 
-def test_demo_writes_report_plots_and_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert demo.main(["--out", str(tmp_path), "--quick"]) == 0
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One quick demo run (``python -m fedcodec.tools.demo --quick``): its folder and what
+    it printed."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert demo.main(["--out", str(out), "--quick"]) == 0
+    return out, printed.getvalue()
+
+
+def test_demo_writes_report_plots_and_json(quick_demo: tuple[Path, str]) -> None:
+    tmp_path, printed = quick_demo
     report = (tmp_path / "report.md").read_text()
     for plot in ("frontier.png", "consistency.png", "accuracy_vs_uplink.png"):
         assert f"]({plot})" in report
@@ -25,13 +37,13 @@ def test_demo_writes_report_plots_and_json(
     assert frontier["schema"] == "fedcodec.frontier/1" and frontier["bound"] is not None
     compare = json.loads((tmp_path / "compare.json").read_text())
     assert compare["runs"][0]["label"] == "uncompressed (float32)"
-    assert f"report: {(tmp_path / 'report.md').resolve()}" in capsys.readouterr().out
+    assert f"report: {(tmp_path / 'report.md').resolve()}" in printed
 
 
-def test_the_report_summarizes_bits_accuracy_and_speed(tmp_path: Path) -> None:
+def test_the_report_summarizes_bits_accuracy_and_speed(quick_demo: tuple[Path, str]) -> None:
     """Issue 24, item 7: a summary table of every codec (bits, bytes saved, accuracy cost,
     speed), a speed section, the round counts beside each accuracy, every PNG linked."""
-    assert demo.main(["--out", str(tmp_path), "--quick"]) == 0
+    tmp_path, _ = quick_demo
     report = (tmp_path / "report.md").read_text()
     summary = report.split("## In a minute", 1)[1].split("## 1.", 1)[0]
     compare = json.loads((tmp_path / "compare.json").read_text())
