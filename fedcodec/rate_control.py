@@ -438,7 +438,9 @@ class Solver:
         self.head_bits = _HEADER_BITS
         self.exact_sizes = envelope is not None  # and the ANS coder's sizes are measured
         if envelope is not None:
-            rdq_head = 5 + (4 if codec.rotate or codec.rounding == "dither" else 0)
+            # RDQ's own parameter bytes (flags, step, seed check) as its writer lays them out
+            bare = Point(1.0, 0.5, CODER_ANS, 0.0, 0.0, None)
+            rdq_head = len(codec._header_bytes(bare, 0, CODER_ANS))
             body_guess = int(value * n / 8) if codec._rate_mode == "bits_per_param" else n // 8
             self.head_bits = 8.0 * (envelope(rdq_head + 32, max(body_guess, 1)) + rdq_head)
         # smallest step that keeps levels within the kernels' bound (and is a float32 above
