@@ -129,6 +129,30 @@ SERVER_LR_EDEN: list[dict[str, Any] | None] = [
 SHAKESPEARE_30 = {**SHAKESPEARE, "clients_per_round": 30}
 CLIENTS_30: list[dict[str, Any] | None] = [TENTH[0], TENTH[5], TENTH[1]]
 
+#: issue 25: training at a tenth of a bit. Uncompressed and EDEN 0.1 on the server-step
+#: grid the candidates get (FedAvg's server learning rate 1.0 and 0.5), then the candidates
+LOWBIT_LRS = (1.0, 0.5)
+
+
+def _at_lrs(spec: dict[str, Any]) -> list[dict[str, Any] | None]:
+    return [
+        {**spec, "config": {**spec.get("config", {}), "server_lr": lr}} if lr != 1.0 else spec
+        for lr in LOWBIT_LRS
+    ]
+
+
+LOWBIT_BASELINES: list[dict[str, Any] | None] = [
+    None,
+    {"id": "identity", "config": {"server_lr": 0.5}},
+    *_at_lrs({"id": "eden", "bits": 0.1}),
+]
+#: the candidates: rotated nearest rounding with per-block unbiasing scales
+#: (``rdq_unbiased``; its offline aggregate NMSE at 0.1 bit/param is about half of EDEN's)
+LOWBIT_CANDIDATES: list[dict[str, Any] | None] = [
+    *_at_lrs({"id": "rdq_unbiased", "bits_per_param": 0.1}),
+]
+LOWBIT: list[dict[str, Any] | None] = [*LOWBIT_BASELINES, *LOWBIT_CANDIDATES]
+
 SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, TENTH),
     "shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, SECOND_SEED),
@@ -158,6 +182,8 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "server-lr-eden-shakespeare": ({**SHAKESPEARE, "seed": 0}, SERVER_LR_EDEN),
     "clients-30-shakespeare": ({**SHAKESPEARE_30, "seed": 0}, CLIENTS_30),
     "clients-30-shakespeare-s1": ({**SHAKESPEARE_30, "seed": 1}, CLIENTS_30[:2]),
+    "lowbit-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT),
+    "lowbit-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->

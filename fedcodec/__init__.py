@@ -34,6 +34,7 @@ from .layout import Layout, flatten, unflatten
 from .measure import measure
 from .qsgd import QSGD
 from .rdq import RDQ
+from .rdq_unbiased import RDQUnbiased
 from .threelc import ThreeLC
 from .topk import TopK
 
@@ -56,6 +57,7 @@ __all__ = [
     "Identity",
     "Int8",
     "Layout",
+    "RDQUnbiased",
     "ThreeLC",
     "TopK",
     "UnknownCodecError",

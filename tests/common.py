@@ -201,6 +201,17 @@ def error_bound(config: dict[str, Any], x32: np.ndarray, payload: bytes) -> floa
                 factor = max(d - 1, 1) if codec.scale == "unbiased" else 1.0
             total += factor * energy
         return math.sqrt(total) * 1.001 + rotation + arith
+    if cid == "rdq_unbiased":
+        # per rotation block of d elements, x̂ = s q with <y, x̂> = ‖y‖²: ‖x̂‖² <=
+        # (d + ((1 + o) / (1 - o))²) ‖y‖² (o: the rounding offset; a block's kept level
+        # alone gives d), so ‖e‖² = ‖x̂‖² - ‖y‖² <= (d - 1 + ((1 + o) / (1 - o))²) ‖y‖²;
+        # the scale's 16-bit code adds 2**-11 relative
+        o = codec.rounding_offset
+        total = 0.0
+        for start, stop in _rotated.blocks(n):
+            energy = float(np.sum(a[start:stop] ** 2))
+            total += (stop - start - 1 + ((1 + o) / (1 - o)) ** 2) * energy
+        return math.sqrt(total) * (1 + 2.0**-10) + rotation + arith
     raise AssertionError(f"no error bound written down for codec {cid!r}: add one")
 
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_baselines import BASELINE_FIXTURES, baseline_fixture_input
 from test_rdq import FIXTURE_CASES, fixture_input
+from test_rdq_unbiased import make_mapping_fixture
 
 import fedcodec
 from fedcodec import RDQ
@@ -39,6 +40,8 @@ def main() -> None:
         np.save(FIXTURES / f"{name}.input.npy", x)
         np.save(FIXTURES / f"{name}.decoded.npy", codec.decode(payload, seed=seed))
         print(f"{name}: {len(payload)} bytes")
+    make_mapping_fixture()
+    print("rdq_unbiased_mapping")
     frontier_expected()
 
 

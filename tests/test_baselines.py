@@ -236,6 +236,7 @@ BASELINE_FIXTURES = {
     "drive": ({"id": "drive"}, 6),
     "eden3": ({"id": "eden", "bits": 3}, 7),
     "threelc": ({"id": "threelc", "sparsity": 1.2}, 0),
+    "rdq_unbiased": ({"id": "rdq_unbiased", "bits_per_param": 1.0}, 8),
 }
 
 
