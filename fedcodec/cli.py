@@ -186,6 +186,13 @@ def _add_train(sub: Any) -> None:
         default=None,
         help="downlink codec config (JSON) (default: the model as float32)",
     )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="a measured configuration (codec and server settings; `fedcodec presets` lists "
+        "them), instead of --codec; options given explicitly win over its server settings "
+        "(default: none)",
+    )
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
     p.add_argument(
         "--tolerate-client-errors",
@@ -229,11 +236,26 @@ def _add_train(sub: Any) -> None:
     p.set_defaults(func=_train)
 
 
+#: the train options a preset may set, at their command-line defaults
+_TRAIN_DEFAULTS = {"server_optimizer": "sgd", "server_lr": 1.0, "server_momentum": 0.9}
+
+
 def _train(args: argparse.Namespace) -> int:
     from .fl import TrainConfig, run
 
-    skip = ("func", "out", "resume", "no_progress", "command", *_ENGINE_ARGS)
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip})
+    skip = ("func", "out", "resume", "no_progress", "command", "preset", *_ENGINE_ARGS)
+    values = {k: v for k, v in vars(args).items() if k not in skip}
+    if args.preset is not None:
+        from .presets import get_preset
+
+        preset = get_preset(args.preset)
+        if args.codec is not None:
+            raise ValueError("--preset sets the codec: give --preset or --codec, not both")
+        values["codec"] = dict(preset.codec)
+        for key, value in preset.train.items():
+            if values.get(key) == _TRAIN_DEFAULTS.get(key):  # not given explicitly
+                values[key] = value
+    config = TrainConfig(**values)
     out = _out_dir(args)
     summary = run(
         config,
@@ -443,6 +465,23 @@ def _speed(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- presets --------------------------------------------------------------------------------
+def _add_presets(sub: Any) -> None:
+    p = sub.add_parser(
+        "presets",
+        formatter_class=_HelpFormatter,
+        help="list the measured training configurations (fedcodec.presets) as JSON to copy",
+    )
+    p.set_defaults(func=_presets)
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from .presets import PRESETS
+
+    print(json.dumps([p.as_dict() for p in PRESETS.values()], indent=1))
+    return 0
+
+
 # -- plot -----------------------------------------------------------------------------------
 def _add_plot(sub: Any) -> None:
     p = sub.add_parser(
@@ -488,7 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="fedcodec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_frontier, _add_compare, _add_speed, _add_plot, _add_warmup):
+    adders = (_add_train, _add_frontier, _add_compare, _add_speed, _add_plot, _add_presets)
+    for add in (*adders, _add_warmup):
         add(sub)
     args = parser.parse_args(argv)
     try:

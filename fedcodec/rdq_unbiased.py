@@ -46,7 +46,6 @@ VERSION = 1
 #: scale codes: s_b = base * 2**(-code / SCALE_RESOLUTION); ZERO_BLOCK: nothing sent
 SCALE_RESOLUTION = 1024
 ZERO_BLOCK = 0xFFFF
-_STEP_SEARCH = 40  # bisection halvings of log Δ
 _NEAREST = kernels.rounding_mode("nearest")
 
 
@@ -211,25 +210,42 @@ class RDQUnbiased(Codec):
         if not live.any():  # all zero: every block is empty, nothing to aim
             return payload_at(1.0)
         # λ trades a block's variance against its bits; the largest λ sends the fewest
-        # levels (thresholds at MAX_THRESHOLD: one level a block): bisect log λ for the
-        # largest payload <= goal
+        # levels (thresholds at MAX_THRESHOLD: one level a block)
         e2 = rms[live] ** 2
         lam_hi = float(e2.max()) * RATIO[-1] * 2.0
         lam_lo = float(e2.min()) * RATIO[0] / 2.0
         smallest = payload_at(lam_hi)
         if total_bits(*smallest) > goal:
             return smallest  # a tiny update: the header and a level a block pass the target
+        # the search runs on the ANS coder's size estimated from a histogram that sorted
+        # blocks give without quantizing; the exact payload then corrects its target
+        sorted_blocks = [np.sort(y[a:b]) for _, a, b in blocks]
+        fixed = 8.0 * (len(smallest[0]) + total_bits(*smallest) / 8.0 - len(smallest[0]))
+        fixed -= 8.0 * len(smallest[1])  # header and container, without the body
+
+        def estimate(lmbda: float) -> float:
+            hist = _estimated_histogram(
+                sorted_blocks,
+                live,
+                keep / (np.where(live, rms, 1.0) * block_thresholds(lmbda)),
+                self.rounding_offset,
+            )
+            return ans_coder.estimate_bits(hist, 0, 0, 1.0)[0] + fixed
+
+        def block_thresholds(lmbda: float) -> np.ndarray:
+            return np.where(live, thresholds(lmbda / np.where(live, rms, 1.0) ** 2), 1.0)
+
         best = smallest
-        lo_log, hi_log = math.log(lam_lo), math.log(lam_hi)
-        for _ in range(_STEP_SEARCH):
-            mid = 0.5 * (lo_log + hi_log)
-            cand = payload_at(math.exp(mid))
-            if total_bits(*cand) <= goal:
-                best, hi_log = cand, mid
-            else:
-                lo_log = mid
-            if hi_log - lo_log < 1e-3:
+        aim = goal
+        for _ in range(4):
+            lmbda = _bisect_log(lambda v, aim=aim: estimate(v) <= aim, lam_lo, lam_hi)
+            cand = payload_at(lmbda)
+            bits = total_bits(*cand)
+            if bits <= goal and (best is smallest or bits > total_bits(*best)):
+                best = cand
+            if goal * 0.995 <= bits <= goal:
                 break
+            aim *= goal / bits * (0.999 if bits > goal else 1.0)
         return best
 
     def _levels(
@@ -299,6 +315,48 @@ class RDQUnbiased(Codec):
                 out[start : start + size], _tensor_seed(seed, start), bound=bound, inverse=True
             )
             start += size
+
+
+def _bisect_log(fits: Callable[[float], bool], lo: float, hi: float) -> float:
+    """The smallest v in [lo, hi] (to 0.1 % in log) with ``fits(v)``, for ``fits``
+    monotone (false below, true above); ``hi`` if none below it fits."""
+    lo_log, hi_log = math.log(lo), math.log(hi)
+    while hi_log - lo_log > 1e-3:
+        mid = 0.5 * (lo_log + hi_log)
+        if fits(math.exp(mid)):
+            hi_log = mid
+        else:
+            lo_log = mid
+    return math.exp(hi_log)
+
+
+def _estimated_histogram(
+    sorted_blocks: list[np.ndarray], live: np.ndarray, factor: np.ndarray, offset: float
+) -> np.ndarray:
+    """Counts of levels -hk..hk that ``_levels`` would give (up to float32 rounding at the
+    bin edges), from each block's sorted values: level k is sent where |y| · factor >=
+    k - offset; a live block without a level keeps one."""
+    pos: list[np.ndarray] = []
+    neg: list[np.ndarray] = []
+    for ys, is_live, f in zip(sorted_blocks, live, factor, strict=True):
+        if not is_live:
+            continue
+        k_max = int(max(-float(ys[0]), float(ys[-1])) * f + offset)
+        edges = (np.arange(1, k_max + 2) - offset) / f  # |y| from which level k is reached
+        at_least_pos = ys.size - np.searchsorted(ys, edges, "left")
+        at_least_neg = np.searchsorted(ys, -edges, "right")
+        if k_max == 0:  # the block keeps its largest as ±1
+            at_least_pos = np.array([1 if ys[-1] > -ys[0] else 0, 0])
+            at_least_neg = np.array([1 - at_least_pos[0], 0])
+        pos.append(at_least_pos[:-1] - at_least_pos[1:])
+        neg.append(at_least_neg[:-1] - at_least_neg[1:])
+    hk = max([1, *(p.size for p in pos)])
+    hist = np.zeros(2 * hk + 1, np.int64)
+    for p, m in zip(pos, neg, strict=True):
+        hist[hk + 1 : hk + 1 + p.size] += p
+        hist[hk - m.size : hk][::-1] += m
+    hist[hk] = sum(ys.size for ys in sorted_blocks) - hist.sum()
+    return hist
 
 
 def _histogram(q: np.ndarray) -> np.ndarray:
