@@ -238,7 +238,7 @@ class RDQUnbiased(Codec):
         best = smallest
         aim = goal
         for _ in range(4):
-            lmbda = _bisect_log(lambda v, aim=aim: estimate(v) <= aim, lam_lo, lam_hi)
+            lmbda = _bisect_log(estimate, aim, lam_lo, lam_hi)
             cand = payload_at(lmbda)
             bits = total_bits(*cand)
             if bits <= goal and (best is smallest or bits > total_bits(*best)):
@@ -317,13 +317,13 @@ class RDQUnbiased(Codec):
             start += size
 
 
-def _bisect_log(fits: Callable[[float], bool], lo: float, hi: float) -> float:
-    """The smallest v in [lo, hi] (to 0.1 % in log) with ``fits(v)``, for ``fits``
-    monotone (false below, true above); ``hi`` if none below it fits."""
+def _bisect_log(bits: Callable[[float], float], aim: float, lo: float, hi: float) -> float:
+    """The smallest v in [lo, hi] (to 0.1 % in log) with ``bits(v) <= aim``, for ``bits``
+    decreasing in v; ``hi`` if none below it fits."""
     lo_log, hi_log = math.log(lo), math.log(hi)
     while hi_log - lo_log > 1e-3:
         mid = 0.5 * (lo_log + hi_log)
-        if fits(math.exp(mid)):
+        if bits(math.exp(mid)) <= aim:
             hi_log = mid
         else:
             lo_log = mid
