@@ -152,6 +152,8 @@ LOWBIT_CANDIDATES: list[dict[str, Any] | None] = [
     *_at_lrs({"id": "rdq_unbiased", "bits_per_param": 0.1}),
 ]
 LOWBIT: list[dict[str, Any] | None] = [*LOWBIT_BASELINES, *LOWBIT_CANDIDATES]
+#: Fashion-MNIST: the preset must not lose it (uncompressed, EDEN 0.1, the preset)
+LOWBIT_FMNIST: list[dict[str, Any] | None] = [None, {"id": "eden", "bits": 0.1}]
 
 SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, TENTH),
@@ -184,6 +186,7 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "clients-30-shakespeare-s1": ({**SHAKESPEARE_30, "seed": 1}, CLIENTS_30[:2]),
     "lowbit-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT),
     "lowbit-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT),
+    "lowbit-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FMNIST),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
