@@ -175,29 +175,42 @@ class RDQUnbiased(Codec):
         rms = np.sqrt(energy / np.array([max(b - a, 1) for _, a, b in blocks]))
         live = energy > 0
         keep = 1.0 - self.rounding_offset  # |z| from which a level is sent
-        peak = np.array([float(np.abs(y[a:b]).max()) if b > a else 0.0 for _, a, b in blocks])
+        offset = self.rounding_offset
         z = np.empty(n, np.float32)
-
-        def scaled(lmbda: float) -> np.ndarray:
-            """y with each block divided by its threshold (block thresholds at λ)."""
-            t = np.where(live, thresholds(lmbda / np.where(live, rms, 1.0) ** 2), 1.0)
-            for i, (_, a, b) in enumerate(blocks):
-                factor = keep / (rms[i] * t[i]) if live[i] else 0.0
-                # in float64 a block at a time: a subnormal block's factor passes float32
-                z[a:b] = y[a:b].astype(np.float64) * factor
-            return z
-
         head = bytes([VERSION]) + put_varint(len(sizes)) + b"".join(put_varint(s) for s in sizes)
         check = struct.pack("<I", _rng.seed_check(seed))
 
+        def block_thresholds(lmbda: float) -> np.ndarray:
+            return np.where(live, thresholds(lmbda / np.where(live, rms, 1.0) ** 2), 1.0)
+
         def payload_at(lmbda: float) -> tuple[bytes, bytes]:
-            q = self._levels(scaled(lmbda), 1.0, blocks, peak)
-            codes, base = self._scales(y, q, blocks, energy)
-            lo, hi = ans_coder.choose_range(_histogram(q))
+            """The payload with block thresholds at λ: z = y scaled per block so that one
+            rounding (offset θ, step 1) sends what each threshold asks."""
+            factor = keep / (np.where(live, rms, 1.0) * block_thresholds(lmbda))
+            scales = np.zeros(len(blocks))
+            hk = 1
+            for i, (_, a, b) in enumerate(blocks):
+                zb = z[a:b]
+                if not live[i]:
+                    zb[:] = 0.0
+                    continue
+                # in float64 a block at a time (a subnormal block's factor passes float32;
+                # the levels as the ANS pass rounds them)
+                wide = y[a:b].astype(np.float64) * float(factor[i])
+                zb[:] = wide
+                q = np.floor(np.abs(zb.astype(np.float64)) + offset)
+                if not q.any():  # the block keeps its largest value as a level ±1
+                    j = int(np.argmax(np.abs(wide)))
+                    zb[j] = 1.0 if wide[j] > 0 else -1.0
+                    q[j] = 1.0
+                hk = max(hk, int(q.max()))
+                scales[i] = energy[i] / kernels.dot(np.abs(y[a:b]), q.astype(np.float32))
+            codes, base = _scale_codes(scales)
+            hist = _level_histogram(z, offset, hk)
+            lo, hi = ans_coder.choose_range(hist)
             fp = ans_coder.full_pass(
-                q.astype(np.float32), 1.0, _NEAREST, 0.5, np.uint64(0), np.zeros(0), lo, hi,
-                want_sse=False,
-            )  # fmt: skip
+                z, 1.0, _NEAREST, offset, np.uint64(0), _NO_RECON, lo, hi, want_sse=False
+            )
             ans_params, body = ans_coder.encode(fp)
             params = head + struct.pack("<d", base) + codes.astype("<u2").tobytes() + check
             return params + ans_params, body
@@ -232,9 +245,6 @@ class RDQUnbiased(Codec):
             )
             return ans_coder.estimate_bits(hist, 0, 0, 1.0)[0] + fixed
 
-        def block_thresholds(lmbda: float) -> np.ndarray:
-            return np.where(live, thresholds(lmbda / np.where(live, rms, 1.0) ** 2), 1.0)
-
         best = smallest
         aim = goal
         for _ in range(4):
@@ -247,37 +257,6 @@ class RDQUnbiased(Codec):
                 break
             aim *= goal / bits * (0.999 if bits > goal else 1.0)
         return best
-
-    def _levels(
-        self, z: np.ndarray, step: float, blocks: list[tuple[int, int, int]], peak: np.ndarray
-    ) -> np.ndarray:
-        """Dead-zone levels of ``z`` at ``step``; a live block keeps at least its largest."""
-        a = np.abs(z) * np.float32(1.0 / step) + np.float32(self.rounding_offset)
-        q = np.floor(np.minimum(a, np.float32(kernels.MAX_ABS_LEVEL))).astype(np.int32)
-        q[z < 0] *= -1
-        for i, (_, lo, hi) in enumerate(blocks):
-            if peak[i] > 0 and not q[lo:hi].any():
-                j = lo + int(np.argmax(np.abs(z[lo:hi])))
-                q[j] = 1 if z[j] > 0 else -1
-        return q
-
-    @staticmethod
-    def _scales(
-        y: np.ndarray, q: np.ndarray, blocks: list[tuple[int, int, int]], energy: np.ndarray
-    ) -> tuple[np.ndarray, float]:
-        """Each block's unbiasing scale ‖y_b‖² / <y_b, q_b> as codes and their base."""
-        s = np.zeros(len(blocks))
-        for i, (_, a, b) in enumerate(blocks):
-            if energy[i] > 0:
-                s[i] = energy[i] / kernels.dot(y[a:b], q[a:b].astype(np.float32))
-        live = s > 0
-        codes = np.full(len(blocks), ZERO_BLOCK, np.int64)
-        if not live.any():
-            return codes, 1.0
-        base = float(s[live].max())
-        k = np.rint(-np.log2(s[live] / base) * SCALE_RESOLUTION)
-        codes[live] = np.clip(k, 0, ZERO_BLOCK - 1)
-        return codes, base
 
     # -- decoding ------------------------------------------------------------------------
     def _decode(
@@ -298,15 +277,21 @@ class RDQUnbiased(Codec):
         codes = np.frombuffer(r.take(2 * len(blocks), "block scales"), dtype="<u2")
         (check,) = r.unpack("<I", "seed check")
         seed = _rotated.check_seed(self.codec_id, seed, check)
-        q = ans_coder.decode_levels(r, body, n)
+        # the levels into ``out`` as floats, then each block times its scale
+        ans_coder.decode(r, body, out, _NEAREST, 1.0, _NO_RECON, np.uint64(0))
         bound = 0.0
-        for (_, a, b), code in zip(blocks, codes, strict=True):
-            if code == ZERO_BLOCK:
-                out[a:b] = 0
-                continue
-            s = base * 2.0 ** (-float(code) / SCALE_RESOLUTION)
-            out[a:b] = q[a:b].astype(np.float32) * np.float32(s)
-            bound = max(bound, s * float(np.abs(q[a:b]).max(initial=0)))
+        with np.errstate(over="ignore"):
+            for (_, a, b), code in zip(blocks, codes, strict=True):
+                block = out[a:b]
+                if code == ZERO_BLOCK:
+                    block[:] = 0
+                    continue
+                s = base * 2.0 ** (-float(code) / SCALE_RESOLUTION)
+                bound = max(bound, s * float(np.abs(block).max(initial=0)))
+                if s >= 2.0**-126:
+                    block *= np.float32(s)
+                else:  # a subnormal scale: through float64, a block at a time
+                    block[:] = block.astype(np.float64) * s
         if not np.isfinite(out).all():
             raise DecodeError("rdq_unbiased: decoded values pass float32's range")
         start = 0
@@ -333,7 +318,7 @@ def _bisect_log(bits: Callable[[float], float], aim: float, lo: float, hi: float
 def _estimated_histogram(
     sorted_blocks: list[np.ndarray], live: np.ndarray, factor: np.ndarray, offset: float
 ) -> np.ndarray:
-    """Counts of levels -hk..hk that ``_levels`` would give (up to float32 rounding at the
+    """Counts of levels -hk..hk that ``payload_at`` would send (up to rounding at the
     bin edges), from each block's sorted values: level k is sent where |y| · factor >=
     k - offset; a live block without a level keeps one."""
     pos: list[np.ndarray] = []
@@ -359,10 +344,31 @@ def _estimated_histogram(
     return hist
 
 
-def _histogram(q: np.ndarray) -> np.ndarray:
-    """Counts of levels -hk..hk (hk: the largest |level|, at least 1)."""
-    hk = max(int(np.abs(q).max(initial=0)), 1)
-    return np.bincount(q.astype(np.int64) + hk, minlength=2 * hk + 1)
+_NO_RECON = np.zeros(0)
+
+
+def _scale_codes(scales: np.ndarray) -> tuple[np.ndarray, float]:
+    """The blocks' scales as 16-bit codes under a float64 base (0: an all-zero block)."""
+    live = scales > 0
+    codes = np.full(scales.size, ZERO_BLOCK, np.int64)
+    if not live.any():
+        return codes, 1.0
+    base = float(scales[live].max())
+    k = np.rint(-np.log2(scales[live] / base) * SCALE_RESOLUTION)
+    codes[live] = np.clip(k, 0, ZERO_BLOCK - 1)
+    return codes, base
+
+
+def _level_histogram(z: np.ndarray, offset: float, hk: int) -> np.ndarray:
+    """Counts of the levels -hk..hk that rounding z (step 1, ``offset``) gives, a block of
+    2**16 at a time."""
+    hist = np.zeros(2 * hk + 1, np.int64)
+    for a in range(0, z.size, 1 << 16):
+        part = z[a : a + (1 << 16)].astype(np.float64)
+        q = np.floor(np.abs(part) + offset).astype(np.int64)
+        q[part < 0] *= -1
+        hist += np.bincount(q + hk, minlength=2 * hk + 1)
+    return hist
 
 
 register_codec(RDQUnbiased)

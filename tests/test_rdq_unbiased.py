@@ -169,3 +169,19 @@ def make_mapping_fixture() -> None:
     np.save(
         FIXTURES / f"{MAPPING_FIXTURE}.decoded.npy", codec.decode(payload, seed=9, layout=layout)
     )
+
+
+def test_peak_memory_is_a_small_multiple_of_the_update() -> None:
+    """The rotated update, its scaled copy and the sorted blocks of the rate search; the
+    decoder writes levels into the output and scales them there."""
+    from test_memory import peak_bytes
+
+    from fedcodec.tools.sample_updates import laplace
+
+    x = laplace(1_000_000, seed=0)
+    codec = RDQUnbiased()
+    codec.decode(codec.encode(x, seed=1), seed=1)  # compile first
+    enc_peak, payload = peak_bytes(codec.encode, x, seed=1)
+    dec_peak, _ = peak_bytes(codec.decode, payload, seed=1)
+    assert enc_peak <= 4.0 * x.nbytes
+    assert dec_peak <= 1.75 * x.nbytes
