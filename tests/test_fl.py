@@ -401,9 +401,17 @@ def test_an_update_the_encoder_refuses_stops_the_run(tmp_path: Path) -> None:
         exp.run(tmp_path, progress=False)
 
 
-def test_failing_clients_are_dropped_and_the_round_goes_on(tmp_path: Path) -> None:
-    # fault injection: training errors are tolerated on request, link faults always drop
-    exp_config = cfg(codec={"id": "rdq", "bits_per_param": 2.0}, tolerate_client_errors=True)
+@pytest.mark.parametrize(
+    "codec",
+    [{"id": "rdq", "bits_per_param": 2.0}, {"id": "rdq_unbiased", "bits_per_param": 2.0}],
+)
+def test_failing_clients_are_dropped_and_the_round_goes_on(
+    tmp_path: Path, codec: dict[str, Any]
+) -> None:
+    # fault injection: training errors are tolerated on request, link faults always drop;
+    # rdq_unbiased's clients code independently (each its own seed): the mean of the
+    # others stays unbiased
+    exp_config = cfg(codec=codec, tolerate_client_errors=True)
 
     def transport(round_: int, client: int, payload: bytes) -> bytes:
         if client % 4 == 1:  # a flipped byte: the CRC catches it

@@ -96,6 +96,21 @@ def test_digits_agrees_with_the_harness_bit_for_bit(tmp_path: Path) -> None:
     ).read_text()
 
 
+def test_the_tenth_bit_preset_agrees_with_the_harness(tmp_path: Path) -> None:
+    """The preset's codec (rdq_unbiased: a rotation from each client's own seed) and server
+    settings give the same bytes and accuracy in Flower's engine as in the harness."""
+    from fedcodec.presets import get_preset
+
+    preset = get_preset("tenth-bit")
+    config = TrainConfig(
+        task="digits", rounds=2, num_clients=6, clients_per_round=3,
+        codec={**preset.codec, "bits_per_param": 1.0}, **preset.train,
+    )  # fmt: skip
+    a, b, flower, harness = both_engines(config, tmp_path)
+    assert_agree(a, b)
+    assert flower["uplink_bits_total"] == harness["uplink_bits_total"] > 0
+
+
 def test_own_task_and_feddyn_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user's task (a module on the path, imported by Flower's processes too) with
     FedDyn, whose g lives in the node's state."""
