@@ -152,6 +152,12 @@ LOWBIT_CANDIDATES: list[dict[str, Any] | None] = [
     *_at_lrs({"id": "rdq_unbiased", "bits_per_param": 0.1}),
 ]
 LOWBIT: list[dict[str, Any] | None] = [*LOWBIT_BASELINES, *LOWBIT_CANDIDATES]
+#: the smallest rate of rdq_unbiased within a point of uncompressed (server lr 1.0, where
+#: the error is a third of 0.1 bit/param's or less)
+LOWBIT_RATES: list[dict[str, Any] | None] = [
+    None,
+    *({"id": "rdq_unbiased", "bits_per_param": b} for b in (0.2, 0.3, 0.5)),
+]
 #: Fashion-MNIST: the preset must not lose it (uncompressed, EDEN 0.1, the preset)
 LOWBIT_FMNIST: list[dict[str, Any] | None] = [None, {"id": "eden", "bits": 0.1}]
 
@@ -187,6 +193,7 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT),
     "lowbit-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT),
     "lowbit-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FMNIST),
+    "lowbit-rates-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_RATES),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
@@ -202,6 +209,8 @@ CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     # the same float32 run
     "server-lr-shakespeare": ("shakespeare-s0", [0, None, None]),
     "server-lr-eden-shakespeare": ("shakespeare-s0", [0, None, None]),
+    # the lowbit suite's float32 run
+    "lowbit-rates-shakespeare-s0": ("lowbit-shakespeare-s0", [0, None, None, None]),
     # FedAvg: the rates suite's seed-1 float32 run
     "feddyn-shakespeare-s1": ("rates-shakespeare-s1", [0, None, None, None]),
 }
