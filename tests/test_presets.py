@@ -13,6 +13,7 @@ import fedcodec
 from fedcodec.presets import PRESETS, get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_DEFAULTS = {"server_optimizer": "sgd", "server_lr": 1.0, "server_momentum": 0.9}
 
 
 def test_every_preset_builds_its_codec_and_train_config() -> None:
@@ -25,8 +26,16 @@ def test_every_preset_builds_its_codec_and_train_config() -> None:
         config = TrainConfig(codec=preset.codec, **preset.train)
         for key, value in preset.train.items():
             assert getattr(config, key) == value
-        for path in preset.evidence:  # the suites the choice rests on are committed
-            assert (ROOT / path).is_file(), path
+        for path in preset.evidence:  # the suites the choice rests on are committed ...
+            doc = json.loads((ROOT / path).read_text())
+            runs = [r for r in doc["runs"] if r["codec"] == preset.codec]
+            # ... and hold a run of exactly this codec and these server settings
+            settings = {**doc["base_config"]}
+            assert any(
+                all({**settings, **(r["config"] or {})}.get(k, TRAIN_DEFAULTS[k]) == v
+                    for k, v in preset.train.items())
+                for r in runs
+            ), path  # fmt: skip
 
 
 def test_an_unknown_preset_names_the_closest() -> None:
