@@ -185,3 +185,28 @@ def test_peak_memory_is_a_small_multiple_of_the_update() -> None:
     dec_peak, _ = peak_bytes(codec.decode, payload, seed=1)
     assert enc_peak <= 4.0 * x.nbytes
     assert dec_peak <= 1.75 * x.nbytes
+
+
+def test_the_rate_search_histogram_matches_the_levels_sent() -> None:
+    """The search's histogram (from sorted blocks, without quantizing) against a plain
+    count of the levels the payload carries."""
+    from fedcodec.rdq_unbiased import _estimated_histogram
+
+    rng = np.random.default_rng(3)
+    blocks = [rng.standard_t(3, size=m).astype(np.float32) * s
+              for m, s in ((512, 1.0), (64, 0.01), (16, 5.0), (8, 0.0))]  # fmt: skip
+    live = np.array([b.any() for b in blocks])
+    for factor_scale in (0.3, 1.0, 4.0):
+        factor = np.array([factor_scale / (np.sqrt(np.mean(b.astype(np.float64) ** 2)) or 1.0)
+                           for b in blocks])  # fmt: skip
+        hist = _estimated_histogram([np.sort(b) for b in blocks], live, factor, 0.5)
+        hk = (hist.size - 1) // 2
+        want = np.zeros_like(hist)
+        for b, f, is_live in zip(blocks, factor, live, strict=True):
+            z = b.astype(np.float64) * f
+            q = (np.floor(np.abs(z) + 0.5) * np.sign(z)).astype(np.int64)
+            if is_live and not q.any():
+                j = int(np.argmax(np.abs(z)))
+                q[j] = 1 if z[j] > 0 else -1
+            want += np.bincount(np.clip(q, -hk, hk) + hk, minlength=hist.size)
+        np.testing.assert_array_equal(hist, want)
