@@ -8,16 +8,16 @@ makes it unbiased the way EDEN does, block by block:
 
 1. each tensor is rotated (randomized Hadamard, shared seed; rotation blocks of 2**16
    elements and the binary decomposition of the rest, as :func:`_rotated.blocks`);
-2. each block b is weighted by ``rms_b ** (rate_spread - 1)``, so that one step gives
-   the blocks rates that grow with their RMS (``rate_spread=0``: the same bits per
-   element everywhere; 1: one step for all, which starves small blocks), and quantized
-   with a dead zone (``q = sign(z) floor(|z|/Δ + rounding_offset)``); a block whose
-   levels would all be zero keeps its largest one;
+2. each block b gets its own threshold T_b (in units of its RMS) from a bit allocation
+   over the blocks (the table below): blocks with more energy get more bits; levels are
+   ``q = sign(z) floor(|z| + rounding_offset)`` of the block scaled so that |z| reaches
+   ``1 - rounding_offset`` at T_b; a block whose levels would all be zero keeps its
+   largest one as ±1;
 3. block b is reconstructed as ``s_b q_b`` with ``s_b = ‖y_b‖² / <y_b, q_b>``: over the
    random rotation, the decoded update is then unbiased (Vargaftik et al. 2022's scale);
 4. the levels are ANS-coded with the message's own model (:mod:`fedcodec.coders.ans`);
-   the step Δ is searched so that the whole payload lands at ``bits_per_param`` (never
-   above it, within 2 % below it on updates of 10k params or more).
+   the allocation's λ is searched (on a size estimate, then the exact payload) so that
+   the whole payload is as large as ``bits_per_param`` allows, never above it.
 
 Payload parameters (format version 1, little-endian): ``u8`` version, varint tensor
 count T, T varint tensor sizes (their sum is the update's size), ``f64`` base scale,
