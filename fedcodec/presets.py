@@ -51,7 +51,7 @@ PRESETS: dict[str, Preset] = {
                 "no error feedback"
             ),
             codec={"id": "rdq_unbiased", "bits_per_param": 0.1},
-            train={"server_optimizer": "sgd", "server_lr": 1.0},
+            train={"server_optimizer": "sgd", "server_lr": 0.5},
             evidence=(
                 "bench/results/bits_accuracy_lowbit-shakespeare-s0.json",
                 "bench/results/bits_accuracy_lowbit-shakespeare-s1.json",
