@@ -6,6 +6,7 @@ import doctest
 import importlib
 import pkgutil
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,18 @@ def test_readme_setup_is_two_commands() -> None:
     assert commands == ["make demo", "make test"]
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_readme_preset_command_runs_as_printed(tmp_path: Path) -> None:
+    """The README's `--preset tenth-bit` line, run by bash as printed (in a folder whose
+    .venv is this checkout's)."""
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [ln for ln in (root / "README.md").read_text().splitlines() if "--preset" in ln]
+    assert len(lines) == 1, lines
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    subprocess.run(["bash", "-c", lines[0]], cwd=tmp_path, check=True, capture_output=True)
+    config = json.loads((tmp_path / "runs" / "digits-tenth" / "config.json").read_text())
+    assert config["codec"]["id"] == "rdq_unbiased" and config["server_lr"] == 0.5
