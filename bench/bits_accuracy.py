@@ -158,6 +158,18 @@ LOWBIT_RATES: list[dict[str, Any] | None] = [
     None,
     *({"id": "rdq_unbiased", "bits_per_param": b} for b in (0.3, 0.5)),
 ]
+#: a finer server-step grid at 0.1 bit/param (EDEN's best was lr 0.5, between 1.0 and 0.25):
+#: EDEN at 0.7 and 0.35, rdq_unbiased at 0.7, and rdq_unbiased at 0.105 bit/param (the
+#: targets' bound on the measured mean uplink) at 0.5 and 0.7
+LOWBIT_GRID: list[dict[str, Any] | None] = [
+    None,
+    *({"id": "eden", "bits": 0.1, "config": {"server_lr": lr}} for lr in (0.7, 0.35)),
+    {"id": "rdq_unbiased", "bits_per_param": 0.1, "config": {"server_lr": 0.7}},
+    *(
+        {"id": "rdq_unbiased", "bits_per_param": 0.105, "config": {"server_lr": lr}}
+        for lr in (0.5, 0.7)
+    ),
+]
 #: Fashion-MNIST: the preset must not lose it (uncompressed, EDEN 0.1, the preset)
 LOWBIT_FMNIST: list[dict[str, Any] | None] = [
     None,
@@ -198,6 +210,8 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT),
     "lowbit-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FMNIST),
     "lowbit-rates-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_RATES),
+    "lowbit-grid-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_GRID),
+    "lowbit-grid-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_GRID),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
