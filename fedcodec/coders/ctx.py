@@ -178,9 +178,9 @@ def encode(q: np.ndarray, tensors: np.ndarray, size_hint_bits: float) -> tuple[b
     return bytes(params), out[:nbytes].tobytes()
 
 
-def decode_levels(r: Reader, body: memoryview, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
-    (int32 levels, the ``(T, 2)`` tensors)."""
+def read_tensors(r: Reader, n: int, what: str) -> np.ndarray:
+    """The parameters' tensor shapes (the last parameters): an int64 ``(T, 2)`` array of
+    rows and columns, each at least 1, whose products add up to ``n``."""
     count = r.varint("tensor count", max(n, 1))
     tensors = np.empty((count, 2), dtype=np.int64)
     total = 0
@@ -188,14 +188,21 @@ def decode_levels(r: Reader, body: memoryview, n: int) -> tuple[np.ndarray, np.n
         rows = r.varint("rows", max(n, 1))
         cols = r.varint("columns", max(n, 1))
         if rows < 1 or cols < 1:
-            raise DecodeError("rdq/ctx: a tensor with no rows or columns")
+            raise DecodeError(f"{what}: a tensor with no rows or columns")
         total += rows * cols
         if total > n:
-            raise DecodeError(f"rdq/ctx: tensors hold more than the {n} elements")
+            raise DecodeError(f"{what}: tensors hold more than the {n} elements")
         tensors[t] = rows, cols
     r.finish()
     if total != n:
-        raise DecodeError(f"rdq/ctx: tensors hold {total} elements, the payload {n}")
+        raise DecodeError(f"{what}: tensors hold {total} elements, the payload {n}")
+    return tensors
+
+
+def decode_levels(r: Reader, body: memoryview, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
+    (int32 levels, the ``(T, 2)`` tensors)."""
+    tensors = read_tensors(r, n, "rdq/ctx")
     q = np.empty(n, dtype=np.int32)
     status = _ctx._ctx_decode(
         np.frombuffer(body, dtype=np.uint8), tensors, kernels.MAX_ABS_LEVEL, q
