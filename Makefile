@@ -52,7 +52,8 @@ bench-short: install
 		-p no:cacheprovider --benchmark-min-rounds=15 --benchmark-max-time=0.3 \
 		--benchmark-warmup=off --benchmark-timer=time.process_time \
 		--benchmark-json=bench/results/ci-latest.json
-	$(PY) bench/check_regression.py bench/results/ci-latest.json bench/results/reference-short.json \
+	$(PY) bench/check_regression.py bench/results/ci-latest.json \
+		bench/results/reference-short.json bench/results/reference-short-intel.json \
 		--retries 2
 
 clean:

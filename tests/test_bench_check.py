@@ -4,6 +4,7 @@ the command lines ``make bench-short`` runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,8 +26,11 @@ def bench_short(out: Path, env: dict[str, str]) -> None:
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
 
 
-def check(new: Path, ref: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "bench/check_regression.py", str(new), str(ref), "--retries", "2"]
+def check(
+    new: Path, ref: Path | list[Path], env: dict[str, str], retries: int = 2
+) -> subprocess.CompletedProcess[str]:
+    refs = [str(r) for r in (ref if isinstance(ref, list) else [ref])]
+    cmd = [sys.executable, "bench/check_regression.py", str(new), *refs, "--retries", str(retries)]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -55,3 +59,29 @@ def test_check_fails_a_codec_slowed_2_5x_and_passes_the_rest(tmp_path: Path) -> 
     assert lines["test_baseline_encode[1M-drive]"].endswith("FAIL"), result.stdout
     assert not lines["test_baseline_encode[1M-qsgd-s4-b512]"].endswith("FAIL"), result.stdout
     assert "re-measuring 1 benchmark(s)" in result.stdout
+
+
+def _bench_json(path: Path, vendor: str, ratio: float) -> Path:
+    """A pytest-benchmark file of one gated benchmark at ``ratio`` yardsticks."""
+    bench = {
+        "name": "test_encode[1M-x]",
+        "stats": {"min": ratio * 0.004},
+        "extra_info": {"yardstick_s": 0.004},
+        "options": {"timer": "process_time"},
+    }
+    data = {"machine_info": {"cpu": {"vendor_id_raw": vendor}}, "benchmarks": [bench]}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_check_compares_with_the_reference_of_the_same_cpu_make(tmp_path: Path) -> None:
+    # 5 yardsticks now: 2.5x the AMD reference (fails there), 1.25x the Intel one
+    new = _bench_json(tmp_path / "new.json", "GenuineIntel", 5.0)
+    amd = _bench_json(tmp_path / "amd.json", "AuthenticAMD", 2.0)
+    intel = _bench_json(tmp_path / "intel.json", "GenuineIntel", 4.0)
+    env = dict(os.environ)
+    for refs, code in (([amd, intel], 0), ([intel, amd], 0), ([amd], 1)):
+        result = check(new, refs, env, retries=0)
+        assert result.returncode == code, result.stdout + result.stderr
+    assert f"reference: {amd}" in result.stdout
+    assert "test_encode[1M-x]" in result.stdout and "FAIL" in result.stdout
