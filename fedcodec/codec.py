@@ -169,6 +169,8 @@ class Codec(ABC):
     #: Whether :meth:`_encode` takes ``tensors``: the (rows, cols) of each tensor of the
     #: update (a mapping's tensors, an array of ndim >= 2 as rows × the rest, else one row).
     takes_tensors: ClassVar[bool] = False
+    #: whether ``_encode`` and ``_decode`` take ``threads`` (one frame coded in parallel)
+    takes_threads: ClassVar[bool] = False
 
     # -- configuration -------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -421,6 +423,7 @@ class Codec(ABC):
                 sumsq=sumsq,
                 tensors=tensors,  # type: ignore[call-arg]
                 envelope=envelope,
+                **({"threads": threads} if self.takes_threads else {}),
             )
         else:
             params, body = self._encode(vector, seed=seed, max_abs=max_abs, sumsq=sumsq)
@@ -530,7 +533,7 @@ class Codec(ABC):
         env = container.unpack(payload)  # type: ignore[arg-type]
         if max_elements is not None and env.count > max_elements:
             raise DecodeError(f"payload holds {env.count} elements, more than {max_elements}")
-        return self._decode_envelope(env, seed=seed, out=out, layout=layout)
+        return self._decode_envelope(env, seed=seed, out=out, layout=layout, threads=threads)
 
     def _decode_frames(
         self,
@@ -563,11 +566,13 @@ class Codec(ABC):
         seed: int | None,
         out: np.ndarray | None = None,
         layout: Layout | None = None,
+        threads: int | None = None,
     ) -> np.ndarray:
         """:meth:`decode` after the container is parsed and its checksum verified."""
+        more = {"threads": threads} if self.takes_threads else {}
 
         def body(flat: np.ndarray) -> None:
-            self._decode(env.params, env.body, flat, seed=seed)
+            self._decode(env.params, env.body, flat, seed=seed, **more)
             for start, stop in env.zero_ranges:
                 flat[start:stop] = 0.0
 
@@ -779,4 +784,4 @@ def decode(
         return cls()._decode_frames(frames, seed=seed, threads=threads)
     if max_elements is not None and env.count > max_elements:
         raise DecodeError(f"payload holds {env.count} elements, more than {max_elements}")
-    return cls()._decode_envelope(env, seed=seed)
+    return cls()._decode_envelope(env, seed=seed, threads=threads)

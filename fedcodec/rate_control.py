@@ -20,6 +20,7 @@ from . import kernels
 from .codec import FLOAT32_MAX, _map
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
+from .coders import sctx as sctx_coder
 from .coders import rleg as rleg_coder
 from .kernels import ctx as _ctx
 from .kernels import quant as _quantize
@@ -28,7 +29,9 @@ from .kernels import rng as _rng
 if TYPE_CHECKING:
     from .rdq import RDQ
 
-CODER_ANS, CODER_RLEG, CODER_CTX = 0, 1, 2
+CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX = 0, 1, 2, 3
+#: the coder options that use a context coder: static contexts (id 3), adaptive (id 2)
+CONTEXT_CODERS = {"ctx": CODER_SCTX, "ctx-adaptive": CODER_CTX}
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
 #: the rate search runs on this many evenly spaced elements: 2**14, up to 2**16 for
 #: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole
@@ -708,7 +711,10 @@ class Solver:
                 if body is not None:
                     finals.append(Final(point, 8.0 * len(body) + extra, sse, None, body))
             else:
-                params, body = ctx_coder.encode(q, self.tensors, p.bits)
+                if coder == CODER_SCTX:
+                    params, body = sctx_coder.encode(q, self.tensors, self.threads)
+                else:
+                    params, body = ctx_coder.encode(q, self.tensors, p.bits)
                 finals.append(
                     Final(point, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
                 )
@@ -729,11 +735,12 @@ class Solver:
             # the context coder, or today's codes where they are smaller (very sparse or
             # tiny updates, where side information and adaptation cost more than they save):
             # never worse than "auto"
-            "ctx": [CODER_ANS, CODER_CTX, CODER_RLEG],
+            "ctx": [CODER_ANS, CODER_SCTX, CODER_RLEG],
+            "ctx-adaptive": [CODER_ANS, CODER_CTX, CODER_RLEG],
         }
         offsets = RDO_OFFSETS if codec.levels in ("rdo", "rdoq") else (0.5,)
         todo = coders[codec.coder]
-        if codec.coder == "ctx" and not ctx_coder.has_structure(self.tensors):
+        if codec.coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):
             todo = coders["auto"]  # vectors and 1-d tensors: the best of today's codes
         if self.step_only:
             # the caller codes the point itself (a framed update's frames, which correct a
@@ -741,7 +748,7 @@ class Solver:
             todo = [CODER_ANS]
         finals: list[Final] = []
         for c in todo:
-            if c != CODER_ANS and codec.coder == "ctx":
+            if c != CODER_ANS and codec.coder in CONTEXT_CODERS:
                 ans = finals[0]
                 assert ans.ans is not None
                 floor = rleg_coder.lower_bound_bits(ans.ans.model.lo, ans.ans.counts[:-1])
@@ -777,7 +784,7 @@ class Solver:
                         continue
             finals.append(self.search_and_refine(c, offsets))
         if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):
-            measured = [f for f in finals if f.point.coder == CODER_CTX]
+            measured = [f for f in finals if f.point.coder in (CODER_CTX, CODER_SCTX)]
             if measured:
                 finals.append(self.rate.rdoq(self, measured[0]))
         best = min(finals, key=self.objective)
@@ -793,9 +800,10 @@ class Solver:
             "ans": (CODER_ANS,),
             "rleg": (CODER_RLEG,),
             "auto": (CODER_ANS, CODER_RLEG),
-            "ctx": (CODER_ANS, CODER_CTX, CODER_RLEG),
+            "ctx": (CODER_ANS, CODER_SCTX, CODER_RLEG),
+            "ctx-adaptive": (CODER_ANS, CODER_CTX, CODER_RLEG),
         }[coder]
-        if coder == "ctx" and not ctx_coder.has_structure(self.tensors):
+        if coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):
             todo = (CODER_ANS, CODER_RLEG)
         finals: list[Final] = []
         if CODER_ANS in todo:

@@ -24,12 +24,15 @@ from .codec import FLOAT32_MAX, Codec, _map, frame_seed, plan_frames, register_c
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
+from .coders import sctx as sctx_coder
 from .container import Reader
 from .errors import DecodeError
 from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
     CODER_RLEG,
+    CODER_SCTX,
+    CONTEXT_CODERS,
     MAX_RECON,
     RATE_MODES,
     RATE_TOLERANCE,
@@ -41,11 +44,11 @@ from .rate_control import (
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform", "rdoq")
-CODER_NAMES = ("ans", "rleg", "ctx")  # by coder id (flags bits 3-4)
+CODER_NAMES = ("ans", "rleg", "ctx-adaptive", "ctx")  # by coder id (flags bits 3-4)
 _FRAME_HEADER = 48  # about a frame's container bytes, for the rate target's correction
 _FRAMED_RATE_TOLERANCE = 0.01
 _FRAMED_RATE_PASSES = 5
-CODERS = ("ans", "rleg", "auto", "ctx")
+CODERS = ("ans", "rleg", "auto", "ctx", "ctx-adaptive")
 RATE_PARAMS = tuple(RATE_MODES)
 
 
@@ -103,6 +106,7 @@ class RDQ(Codec):
 
     codec_id: ClassVar[str] = "rdq"
     takes_tensors: ClassVar[bool] = True
+    takes_threads: ClassVar[bool] = True
     description: ClassVar[str] = (
         "rate-distortion optimized scalar quantization + context-adaptive, ANS or run-length code"
     )
@@ -155,10 +159,10 @@ class RDQ(Codec):
             levels = "rdo" if rounding == "nearest" else "uniform"
         if levels not in LEVELS:
             raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
-        if levels == "rdoq" and (rounding != "nearest" or coder != "ctx"):
+        if levels == "rdoq" and (rounding != "nearest" or coder not in CONTEXT_CODERS):
             raise ValueError(
                 'levels="rdoq" chooses levels with the context coder\'s rates: it needs '
-                'rounding="nearest" and coder="ctx"'
+                'rounding="nearest" and coder="ctx" or "ctx-adaptive"'
             )
         if levels == "rdo" and rounding != "nearest":
             raise ValueError(
@@ -227,9 +231,10 @@ class RDQ(Codec):
         sumsq: float,
         tensors: tuple[tuple[int, int], ...] = (),
         envelope: Callable[[int, int], int] | None = None,
+        threads: int | None = 1,
     ) -> tuple[bytes, bytes]:
         seed, stream, work, max_abs, tensors = self._prepare(x, seed, max_abs, tensors)
-        final = Solver(self, work, max_abs, sumsq, stream, tensors).solve()
+        final = Solver(self, work, max_abs, sumsq, stream, tensors, threads=threads).solve()
         params, body = self._write(final, seed)
         if envelope is None or self._rate_mode != "bits_per_param" or max_abs == 0.0:
             return params, body  # (an empty or all-zero update has nothing to aim)
@@ -248,8 +253,9 @@ class RDQ(Codec):
             if best[0] <= (RATE_TOLERANCE - 1.0) * goal or value <= 0:
                 break
             final = Solver(
-                self, work, max_abs, sumsq, stream, tensors, rate_value=value, envelope=envelope
-            ).solve()
+                self, work, max_abs, sumsq, stream, tensors,
+                rate_value=value, envelope=envelope, threads=threads,
+            ).solve()  # fmt: skip
             p2, b2 = self._write(final, seed)
             real = payload_bits(p2, b2)
             if abs(real - goal) < best[0]:
@@ -331,7 +337,7 @@ class RDQ(Codec):
             (flags >> 3) & 3,
             (flags >> 5) & 1,
         )
-        if mode > 2 or coder > 2 or flags >> 6:
+        if mode > 2 or flags >> 6:
             raise DecodeError(f"rdq: invalid flags {flags:#04x}")
         (step,) = r.unpack("<f", "step")
         if not (math.isfinite(step) and step > 0):
@@ -366,10 +372,11 @@ class RDQ(Codec):
         seed: int | None,
         start: int = 0,
         rotation_seed: int | None = None,
+        threads: int | None = 1,
     ) -> None:
         """Decode into ``out``; a frame at element ``start`` of a framed update draws its
         dither from there and undoes its own rotation (``rotation_seed``; default
-        ``seed``)."""
+        ``seed``). ``threads``: the static context coder's blocks side by side."""
         h = self._header(params, seed)
         r, mode, step, recon = h.reader, h.mode, h.step, h.recon
         stream = _rng.shifted(h.stream, start)
@@ -378,6 +385,8 @@ class RDQ(Codec):
         elif h.coder == CODER_RLEG:
             r.finish()
             rleg_coder.decode(body, out, mode, step, recon, stream)
+        elif h.coder == CODER_SCTX:
+            sctx_coder.decode(r, body, out, mode, step, recon, stream, threads)
         else:
             ctx_coder.decode(r, body, out, mode, step, recon, stream)
         if h.rotate:
@@ -421,6 +430,8 @@ class RDQ(Codec):
         elif h.coder == CODER_RLEG:
             h.reader.finish()
             q = rleg_coder.decode_levels(env.body, env.count)
+        elif h.coder == CODER_SCTX:
+            q, tensors = sctx_coder.decode_levels(h.reader, env.body, env.count)
         else:
             q, tensors = ctx_coder.decode_levels(h.reader, env.body, env.count)
         return Levels(q, h.step, CODER_NAMES[h.coder], tensors)
@@ -488,8 +499,8 @@ class Levels:
 
     levels: np.ndarray  # int32, flat
     step: float
-    coder: str  # "ans", "rleg" or "ctx"
-    tensors: np.ndarray | None  # the context coder's (rows, cols) per tensor
+    coder: str  # "ans", "rleg", "ctx" or "ctx-adaptive"
+    tensors: np.ndarray | None  # the context coders' (rows, cols) per tensor
 
 
 register_codec(RDQ)

@@ -227,11 +227,12 @@ def test_structure_pays_against_the_memoryless_coders() -> None:
     assert fedcodec.decode(payload).shape == (256 * 400 + 256,)
 
 
-def test_shapes_in_the_parameters_are_checked() -> None:
+@pytest.mark.parametrize(("coder", "coder_id"), [("ctx-adaptive", 2), ("ctx", 3)])
+def test_shapes_in_the_parameters_are_checked(coder: str, coder_id: int) -> None:
     x = structured(40, 150, seed=5)
-    payload = RDQ(step=1e-8, coder="ctx", levels="uniform").encode(x)
+    payload = RDQ(step=1e-8, coder=coder, levels="uniform").encode(x)
     env = container.unpack(payload)
-    assert env.params[0] >> 3 & 3 == 2  # the context coder was chosen
+    assert env.params[0] >> 3 & 3 == coder_id  # the context coder was chosen
     head, shapes = env.params[:5], env.params[5:]
     assert shapes == b"\x01\x28\x96\x01"  # one tensor, 40 rows, 150 columns
     forgeries = (b"\x01\x28\x95\x01", b"\x01\x29\x96\x01", b"\x02\x28\x96\x01\x01\x01")
@@ -258,16 +259,16 @@ def test_context_entropy_of_a_known_source() -> None:
     assert bits < 8 * len(body) < 1.05 * bits
 
 
-@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx"])
+@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx", "ctx-adaptive"])
 def test_decode_levels_returns_the_coded_integers(coder: str) -> None:
-    x = structured(30, 40, seed=4).ravel()
-    codec = RDQ(step=float(np.abs(x).max()) / 20, levels="uniform", coder=coder)
-    lv = codec.decode_levels(codec.encode(x.reshape(30, 40)))
+    x = structured(120, 250, seed=4).ravel()  # large enough for the static models
+    codec = RDQ(step=float(np.abs(x).max()) / 200, levels="uniform", coder=coder)
+    lv = codec.decode_levels(codec.encode(x.reshape(120, 250)))
     expected = np.trunc(x.astype(np.float64) / lv.step + np.copysign(0.5, x)).astype(np.int32)
     np.testing.assert_array_equal(lv.levels, expected)
     assert lv.coder == coder
-    if coder == "ctx":
-        assert lv.tensors is not None and lv.tensors.tolist() == [[30, 40]]
+    if coder.startswith("ctx"):
+        assert lv.tensors is not None and lv.tensors.tolist() == [[120, 250]]
     with pytest.raises(fedcodec.DecodeError):
         codec.decode_levels(fedcodec.get_codec({"id": "int8"}).encode(x))
 
