@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from ._config import inline_jit, jit
-from .ctx import BIN_OFFSET, NUM_BINS, SIDE_BITS, SIDE_OFFSET, _side_index, _sign_context
+from .ctx import BIN_OFFSET, NUM_BINS, SIDE_BITS, SIDE_OFFSET, _side_index
 
 PREC = 15
 PROB_SCALE = 1 << PREC
@@ -275,24 +275,12 @@ def _push(x: int, f: int, c: int, words: np.ndarray, pos: int) -> tuple[int, int
     return ((x // f) << PREC) + x % f + c, pos
 
 
-@inline_jit
-def _push_rcp(
-    x: int, f: int, rcp: int, rsh: int, bias: int, words: np.ndarray, pos: int
-) -> tuple[int, int]:
-    """:func:`_push` with the division as a multiplication by a reciprocal (see
-    :func:`reciprocals`): ``x // f == (x * rcp) >> rsh`` for every state the encoder
-    holds (``x < 2**31``), and ``x + bias + q * (2**PREC - f)`` is the new state."""
-    if x >= (f << (31 - PREC)):
-        pos -= 1
-        words[pos] = x & 0xFFFF
-        x >>= 16
-    return x + bias + ((x * rcp) >> rsh) * (PROB_SCALE - f), pos
-
-
 def reciprocals(freq: np.ndarray, cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rcp, rsh, bias) of each frequency for :func:`_push_rcp` (Alverson's integer
+    """(rcp, rsh, bias) of each frequency (Alverson's integer
     division by multiplication: ``rcp = ceil(2**(31 + s) / f)``, ``s = ceil(log2 f)``; for
-    ``f = 1`` the quotient comes out one short and the bias adds it back)."""
+    ``f = 1`` the quotient comes out one short and the bias adds it back). The push is
+    then ``x + bias + ((x * rcp) >> rsh) * (2**PREC - f)``: ``x // f == (x * rcp) >> rsh``
+    for every state the encoder holds (``x < 2**31``)."""
     f = np.maximum(freq, 1).astype(np.int64)
     shift = np.zeros_like(f)
     for b in range(1, PREC + 1):  # ceil(log2 f)
@@ -796,18 +784,6 @@ def _block_decode(
     if pos != n_data:
         return ERR_TRAILING
     return 0
-
-
-@jit
-def _block_bits(counts: np.ndarray) -> float:
-    """The block's section size in bits as its model predicts it: model plus the ideal
-    bits of its symbols (the stream adds its 32-bit state and rounding)."""
-    alpha = np.empty(NUM_CTX, np.int64)
-    alpha[:NUM_LEVEL_CTX] = NSYM
-    alpha[NUM_LEVEL_CTX:] = 2
-    freq_p = np.zeros((NUM_CTX, NSYM), np.int64)
-    prec = np.zeros(NUM_CTX, np.int64)
-    return _build_model(counts, alpha, freq_p, prec)
 
 
 @jit

@@ -195,12 +195,11 @@ def decode_levels(
 
     def one(j: int) -> int:
         section = data[offsets[j] : offsets[j + 1]]
-        return int(
-            _k._block_decode(
-                section, p.blocks[j], p.starts, tensors, use, totals, row_idx, col_part,
-                p.row_off, p.col_off, kernels.MAX_ABS_LEVEL, q,
-            )  # fmt: skip
-        )
+        status = _k._block_decode(
+            section, p.blocks[j], p.starts, tensors, use, totals, row_idx, col_part,
+            p.row_off, p.col_off, kernels.MAX_ABS_LEVEL, q,
+        )  # fmt: skip
+        return int(status)
 
     for j, status in enumerate(_map(one, list(range(len(p.blocks))), threads)):
         if status < 0:
