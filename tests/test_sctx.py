@@ -162,7 +162,7 @@ def reference_encode(
         f = [v << (K.PREC - precs[0]) for v in freqs[0]]
         cum = [sum(f[:s]) for s in range(len(f))]
         (x,), words = rans([(f[s], cum[s]) for s in indices], 1)
-        side_section = bits.to_bytes(2) + u16([x >> 16, x & 0xFFFF] + words)
+        side_section = bits.to_bytes(2) + u16([x >> 16, x & 0xFFFF, *words])
     # the blocks: whole rows, cut from the shapes alone
     blocks: list[list[tuple[int, int, int]]] = [[]]
     filled = 0
