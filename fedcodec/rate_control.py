@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX = 0, 1, 2, 3
 #: the coder options that use a context coder: static contexts (id 3), adaptive (id 2)
-CONTEXT_CODERS = {"ctx": CODER_SCTX, "ctx-adaptive": CODER_CTX}
+CONTEXT_CODERS = {"ctx": CODER_CTX, "ctx-static": CODER_SCTX}
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
 #: the rate search runs on this many evenly spaced elements: 2**14, up to 2**16 for
 #: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole
@@ -735,8 +735,8 @@ class Solver:
             # the context coder, or today's codes where they are smaller (very sparse or
             # tiny updates, where side information and adaptation cost more than they save):
             # never worse than "auto"
-            "ctx": [CODER_ANS, CODER_SCTX, CODER_RLEG],
-            "ctx-adaptive": [CODER_ANS, CODER_CTX, CODER_RLEG],
+            "ctx": [CODER_ANS, CODER_CTX, CODER_RLEG],
+            "ctx-static": [CODER_ANS, CODER_SCTX, CODER_RLEG],
         }
         offsets = RDO_OFFSETS if codec.levels in ("rdo", "rdoq") else (0.5,)
         todo = coders[codec.coder]
@@ -800,8 +800,8 @@ class Solver:
             "ans": (CODER_ANS,),
             "rleg": (CODER_RLEG,),
             "auto": (CODER_ANS, CODER_RLEG),
-            "ctx": (CODER_ANS, CODER_SCTX, CODER_RLEG),
-            "ctx-adaptive": (CODER_ANS, CODER_CTX, CODER_RLEG),
+            "ctx": (CODER_ANS, CODER_CTX, CODER_RLEG),
+            "ctx-static": (CODER_ANS, CODER_SCTX, CODER_RLEG),
         }[coder]
         if coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):
             todo = (CODER_ANS, CODER_RLEG)

@@ -227,7 +227,7 @@ def test_structure_pays_against_the_memoryless_coders() -> None:
     assert fedcodec.decode(payload).shape == (256 * 400 + 256,)
 
 
-@pytest.mark.parametrize(("coder", "coder_id"), [("ctx-adaptive", 2), ("ctx", 3)])
+@pytest.mark.parametrize(("coder", "coder_id"), [("ctx", 2), ("ctx-static", 3)])
 def test_shapes_in_the_parameters_are_checked(coder: str, coder_id: int) -> None:
     x = structured(40, 150, seed=5)
     payload = RDQ(step=1e-8, coder=coder, levels="uniform").encode(x)
@@ -259,7 +259,7 @@ def test_context_entropy_of_a_known_source() -> None:
     assert bits < 8 * len(body) < 1.05 * bits
 
 
-@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx", "ctx-adaptive"])
+@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx", "ctx-static"])
 def test_decode_levels_returns_the_coded_integers(coder: str) -> None:
     x = structured(120, 250, seed=4).ravel()  # large enough for the static models
     codec = RDQ(step=float(np.abs(x).max()) / 200, levels="uniform", coder=coder)

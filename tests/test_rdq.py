@@ -307,16 +307,15 @@ FIXTURE_CASES = {
     # no rate search: the whole bitstream is pinned
     "rdq_ans_step_segments_f16": ({"step": 0.05, "levels": "uniform", "coder": "ans"}, 0),
     "rdq_rleg_step": ({"step": 2e-3, "levels": "uniform", "coder": "rleg"}, 0),
-    # the adaptive context coder on a matrix with row/column structure (side information
-    # pays); coder="ctx" before the static context coder
-    "rdq_ctx_nmse": ({"nmse": 0.02, "coder": "ctx-adaptive"}, 0),
-    "rdq_ctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-adaptive"}, 5),
-    # levels chosen with the adaptive context coder's rates
-    "rdq_ctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-adaptive"}, 0),
-    # the static context coder (coder id 3, the default)
-    "rdq_sctx_nmse": ({"nmse": 0.02}, 0),
-    "rdq_sctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx"}, 5),
-    "rdq_sctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq"}, 0),
+    # the context coder on a matrix with row/column structure (side information pays)
+    "rdq_ctx_nmse": ({"nmse": 0.02, "coder": "ctx"}, 0),
+    "rdq_ctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx"}, 5),
+    # levels chosen with the context coder's rates
+    "rdq_ctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq"}, 0),
+    # the static context coder (coder id 3)
+    "rdq_sctx_nmse": ({"nmse": 0.02, "coder": "ctx-static"}, 0),
+    "rdq_sctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-static"}, 5),
+    "rdq_sctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-static"}, 0),
 }
 
 

@@ -341,7 +341,7 @@ def test_decoder_on_random_bytes(data: bytes, rows: int, cols: int) -> None:
 # -- the codec --------------------------------------------------------------------------------
 def test_rdq_codes_a_multi_block_update_and_decodes_it_on_threads() -> None:
     x = structured(1200, 1000, seed=7)  # 1.2M elements: two blocks
-    codec = RDQ(nmse=0.05)
+    codec = RDQ(nmse=0.05, coder="ctx-static")
     payload = codec.encode_vector(x.reshape(-1), layout=fedcodec.flatten({"w": x})[1])
     assert coder_id(payload) == 3  # the static coder won
     assert (
@@ -367,14 +367,14 @@ def test_rdq_round_trips_many_small_tensors() -> None:
         w = structured(30 + i, 40 + 2 * i, seed=i)
         update[f"layer{i}.weight"] = w / np.sqrt(np.mean(w.astype(np.float64) ** 2))
     update |= {f"layer{i}.bias": rng.laplace(size=30 + i).astype(np.float32) for i in range(40)}
-    codec = RDQ(nmse=0.05, coder="ctx")
+    codec = RDQ(nmse=0.05, coder="ctx-static")
     assert coder_id(codec.encode(update)) == 3
     check_mapping_round_trip(codec, update)
 
 
 def test_a_corrupted_rdq_payload_raises_decode_error() -> None:
     x = structured(120, 250, seed=90)
-    codec = RDQ(nmse=0.02)
+    codec = RDQ(nmse=0.02, coder="ctx-static")
     payload = codec.encode(x)
     assert coder_id(payload) == 3
     start = len(payload) - 4 - len(container.unpack(payload).body)

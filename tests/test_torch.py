@@ -166,10 +166,9 @@ def test_ddp_bucket_layout_follows_the_bucket_parameters() -> None:
     big = _bucket_layout(Bucket([torch.zeros(60, 40), torch.zeros(60)]), 2460)
     assert big is not None
     x = np.concatenate([structured_matrix(60, 40, zero_every=3).ravel(), np.zeros(60, np.float32)])
-    # (the adaptive context coder: on 2,460 elements the static coder's models cost more)
-    codec = fedcodec.RDQ(nmse=0.05, coder="ctx-adaptive")
+    codec = fedcodec.RDQ(nmse=0.05)
     levels = codec.decode_levels(codec.encode_vector(x, layout=big))
-    assert levels.coder == "ctx-adaptive" and levels.tensors is not None
+    assert levels.coder == "ctx" and levels.tensors is not None
     assert levels.tensors.tolist() == [[60, 40], [1, 60]]
 
 
