@@ -55,9 +55,10 @@ def test_peak_memory_is_a_small_multiple_of_the_update(config: dict) -> None:
     ],
 )
 @pytest.mark.parametrize("shape", [(1_000_000,), (1000, 1000)])
-def test_peak_memory_of_the_context_coder(config: dict, shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("coder", ["ctx", "ctx-static"])
+def test_peak_memory_of_the_context_coder(config: dict, shape: tuple[int, ...], coder: str) -> None:
     x = structured_matrix(1000, 1000, seed=0, zero_every=5).reshape(shape)
-    codec = RDQ(coder="ctx", **config)
+    codec = RDQ(coder=coder, **config)
     codec.decode(codec.encode(x, seed=1), seed=1)  # compile first
     enc_peak, payload = peak_bytes(codec.encode, x, seed=1)
     dec_peak, _ = peak_bytes(codec.decode, payload, seed=1)
