@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -26,8 +26,20 @@ from .kernels import ctx as _ctx
 from .kernels import quant as _quantize
 from .kernels import rng as _rng
 
-if TYPE_CHECKING:
-    from .rdq import RDQ
+
+class SolverCodec(Protocol):
+    """What the solver reads from the codec it serves (``fedcodec.rdq.RDQ``; a protocol,
+    so that this module does not import the codec that imports it)."""
+
+    coder: str
+    levels: str
+    ans_backend: str
+    _mode: int
+    _rate_mode: str
+    _rate_value: float
+
+    def _header_bytes(self, point: Point, seed: int, coder: int) -> bytearray: ...
+
 
 CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX = 0, 1, 2, 3
 #: the coder options that use a context coder: static contexts (id 3), adaptive (id 2)
@@ -398,7 +410,7 @@ class Solver:
 
     def __init__(
         self,
-        codec: RDQ,
+        codec: SolverCodec,
         x: np.ndarray,
         max_abs: float,
         sumsq: float,

@@ -46,6 +46,7 @@ RDQ_CONFIGS: tuple[dict[str, Any], ...] = (
     {"coder": "ans", "rounding": "dither", "rotate": True},
     {"coder": "rleg"},
     {"coder": "auto"},
+    {"coder": "ctx-static"},
 )
 
 #: Other codecs' configurations beyond their defaults that take other kernels.
@@ -115,7 +116,13 @@ def warm_up(progress: Callable[[str], None] | None = None) -> int:
     ErrorFeedback(get_codec({"id": "topk"})).encode(flat, seed=1)
     frames = codec.encode(flat, seed=1, frame_elements=30_000, threads=1)
     codec.decode(frames, seed=1, threads=1)
-    return calls + 3
+    # a matrix large enough that the static context coder's models pay (its decoder)
+    rng = np.random.default_rng(1)
+    scales = rng.lognormal(size=(300, 1)) * rng.lognormal(size=(1, 400))
+    matrix = (scales * rng.laplace(size=(300, 400)) * 1e-4).astype(np.float32)
+    static = get_codec({"id": "rdq", "coder": "ctx-static", "nmse": 0.05})
+    static.decode(static.encode(matrix, seed=1), seed=1)
+    return calls + 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:

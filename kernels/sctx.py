@@ -379,7 +379,7 @@ def _finish(x: int, words: np.ndarray, pos: int, out: np.ndarray, head: int) -> 
 @inline_jit
 def _word(data: np.ndarray, pos: int) -> int:
     if pos + 1 < data.shape[0]:
-        return np.int64(data[pos]) | (np.int64(data[pos + 1]) << 8)
+        return int(np.int64(data[pos]) | (np.int64(data[pos + 1]) << 8))
     return 0
 
 
@@ -559,8 +559,8 @@ def _block_encode(
     push (symbol 0) ``y`` is state 0 and ``x`` state 1 (both start at ``RANS_L``, so which
     one takes the first push does not matter). Returns (final state 0, final state 1,
     first word used), or (ERR_CAPACITY, 0, 0)."""
-    x = np.int64(RANS_L)
-    y = np.int64(RANS_L)
+    x: int = np.int64(RANS_L)  # type: ignore[assignment]  # int64 for numba
+    y: int = np.int64(RANS_L)  # type: ignore[assignment]
     pos = words.shape[0]
     e = n_coded
     for k in range(segs.shape[0] - 1, -1, -1):

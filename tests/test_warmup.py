@@ -42,6 +42,12 @@ for config in ({"nmse": 0.05}, {"rounding": "dither"}, {"rounding": "stochastic"
                {"coder": "ans"}, {"coder": "rleg"}, {"levels": "rdoq", "nmse": 0.05}):
     c = fedcodec.get_codec({"id": "rdq", **config})
     c.decode(c.encode(update, seed=5), seed=5)
+matrix = (rng.lognormal(size=(200, 1)) * rng.lognormal(size=(1, 500))
+          * rng.laplace(size=(200, 500)) * 1e-4).astype(np.float32)
+static = fedcodec.get_codec({"id": "rdq", "coder": "ctx-static"})
+payload = static.encode(matrix, seed=1)
+assert fedcodec.container.unpack(payload).params[0] >> 3 & 3 == 3  # the static coder
+static.decode(payload, seed=1)
 for dtype in (np.float16, np.float64):
     codec.decode(codec.encode(update[:9_999].astype(dtype), seed=1), seed=1)
 print("compiled:", sorted(set(compiled)))

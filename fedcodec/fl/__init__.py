@@ -34,8 +34,9 @@ from .data import (
     load_synthetic,
     parse_play,
 )
+from .engines import run
 from .process import ClientError, FederatedProcess, ServerState, derive_seed
-from .runner import ALGORITHMS, Experiment, TrainConfig, run
+from .runner import ALGORITHMS, Experiment, TrainConfig
 from .tasks import TASKS, Task, build_model, load_task, load_user_task
 
 __all__ = [
