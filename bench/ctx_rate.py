@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from structure_estimate import layout_of
 import fedcodec
 from fedcodec import container
 from fedcodec.rdq import CODER_NAMES
+from fedcodec.tools import frontier
 from fedcodec.tools.rd_bound import RDBound
 
 CODERS = ("ctx-static", "ctx", "ans", "rleg")
@@ -103,7 +103,7 @@ def main() -> None:
         json.dumps(
             {
                 "command": "python bench/ctx_rate.py " + " ".join(str(r) for r in args.runs),
-                "machine": platform.processor() or platform.machine(),
+                "machine": frontier.machine_info()["processor"],
                 "numpy": np.__version__,
                 "rows": rows,
                 "summary": summary,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import fedcodec
+from fedcodec.tools import frontier
 
 
 def structured(rows: int, cols: int, rng: np.random.Generator, zero_every: int = 0) -> Any:
@@ -93,7 +93,7 @@ def main() -> None:
             codec.encode_vector(vector, layout=layout)
         pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
         return
-    machine = platform.processor() or platform.machine()
+    machine = frontier.machine_info()["processor"]
     print(f"{machine}, numpy {np.__version__}, {args.rate}")
     print(
         "update        params  coder       threads  bits/param  encode M/s  decode M/s"
