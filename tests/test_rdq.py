@@ -315,6 +315,7 @@ FIXTURE_CASES = {
     # the static context coder (coder id 3)
     "rdq_sctx_nmse": ({"nmse": 0.02, "coder": "ctx-static"}, 0),
     "rdq_sctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-static"}, 5),
+    # (rdoq's levels are the adaptive coder's: this payload is coder id 2)
     "rdq_sctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-static"}, 0),
 }
 
