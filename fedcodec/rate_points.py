@@ -1,0 +1,134 @@
+"""RDQ's rate control, the shared vocabulary: the coder ids, the constants of the search,
+an operating point (:class:`Point`) and a measured one (:class:`Final`), and what the
+solver reads from its codec (:class:`SolverCodec`) and a rate mode from the solver
+(:class:`SearchSolver`). Imported by :mod:`.rate_modes` and :mod:`.rate_control`; imports
+neither.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .codec import FLOAT32_MAX
+from .coders import ans as ans_coder
+
+
+class SolverCodec(Protocol):
+    """What the solver reads from the codec it serves (``fedcodec.rdq.RDQ``; a protocol,
+    so that this module does not import the codec that imports it)."""
+
+    coder: str
+    levels: str
+    ans_backend: str
+    _mode: int
+    _rate_mode: str
+    _rate_value: float
+
+    def _header_bytes(self, point: Point, seed: int, coder: int) -> bytearray: ...
+
+
+CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX = 0, 1, 2, 3
+#: the coder options that use a context coder: static contexts (id 3), adaptive (id 2)
+CONTEXT_CODERS = {"ctx": CODER_CTX, "ctx-static": CODER_SCTX}
+_HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
+#: the rate search runs on this many evenly spaced elements: 2**14, up to 2**16 for
+#: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole
+#: message, and the corrections cost more than the search there
+_SAMPLE_MIN, _SAMPLE_MAX = 1 << 14, 1 << 16
+#: passes over a message of more elements run in chunks of this many (on threads)
+_PAR_CHUNK = 1 << 22
+RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo" (and "rdoq")
+#: levels="rdoq": squared error (in steps²) one bit is worth when choosing levels: about
+#: the high-rate slope (ln 2 / 6 ≈ 0.116); 0.06, 0.1, 0.15 and 0.22 came within 1 % of each
+#: other on real CNN and LSTM updates, 0.1 the best (bench/rdoq_gain.py)
+RDOQ_LAMBDA = 0.1
+MAX_RECON = 16  # levels 1..16 may get their conditional-mean reconstruction sent
+_HEADER_BITS = 8.0 * 40  # container + parameters, for rate targets (payload ≈ body + this)
+_BISECT_ITERS = 14
+RATE_TOLERANCE = 1.01  # bits_per_param: accept a full-message measurement within 1 %
+_NMSE_AIM = 0.998  # nmse: a corrected step aims this fraction of the target error
+_NMSE_GROW = 1.01  # nmse: grow the step while the error is this far below the target
+#: coder="ctx": run-length gamma within this factor of the best at the memoryless coder's
+#: step also gets its own step search (as under "auto")
+_RLEG_CLOSE = 1.03
+_RDOQ_TRIALS = 6  # levels="rdoq" with nmse: RDOQ passes at most
+_LN2_6 = math.log(2.0) / 6.0
+#: The smallest positive float32 (a subnormal): the smallest step a payload can carry.
+STEP_MIN = 2.0**-149
+
+
+def max_step(max_abs: float) -> float:
+    """Largest step whose reconstructions of values up to ``max_abs`` stay finite in
+    float32 (every rounding reconstructs within 1.5 steps of the value; 2 leave margin)."""
+    return (FLOAT32_MAX - max_abs) / 2.0
+
+
+@dataclass
+class Point:
+    """An operating point (step, rounding offset, coder) estimated on the subsample."""
+
+    step: float
+    offset: float
+    coder: int
+    bits: float  # predicted payload bits
+    sse: float  # absolute squared error, extrapolated to the whole message
+    recon: np.ndarray | None
+    lo: int = 0  # ANS level range chosen from the subsample
+    hi: int = 0
+
+
+@dataclass
+class Final:
+    """The chosen point measured exactly on the whole message, ready to be written."""
+
+    point: Point
+    bits: float
+    sse: float
+    ans: ans_coder.FullPass | None
+    body: bytes = b""  # run-length gamma or context-coded body
+    params: bytes = b""  # the context coder's parameters
+
+
+_NO_RECON = np.zeros(0)
+
+
+class SearchSolver(Protocol):
+    """What a rate mode asks of the solver (:class:`fedcodec.rate_control.Solver`)."""
+
+    n: int
+    sumsq: float
+    log_step_min: float
+    log_step_max: float
+    log_step_reach: float
+
+    def evaluate(self, step: float, offset: float, coder: int) -> Point: ...
+
+    def bisect(
+        self,
+        offset: float,
+        coder: int,
+        near: Point | None,
+        ok: Callable[[Point], bool],
+        better: Callable[[Point, Point | None], bool],
+    ) -> Point: ...
+
+    def golden(self, offset: float, coder: int, near: Point | None = None) -> Point: ...
+
+    def fixed_step(self, step: float) -> float: ...
+
+    def exact_sse(self, p: Point) -> float: ...
+
+    def measure(self, p: Point, sse: float | None = None) -> Final: ...
+
+    def measure_rdoq(self, step: float) -> Final: ...
+
+    def rdoq_levels(self, step: float, q: np.ndarray) -> tuple[np.ndarray | None, float]: ...
+
+    def final_levels(
+        self, step: float, q: np.ndarray, recon: np.ndarray | None, sse: float
+    ) -> Final: ...
