@@ -82,6 +82,20 @@ def _refill(data: np.ndarray, pos: int, buf: np.uint64, nbits: int) -> tuple[int
 
 
 @inline_jit
+def _get_bits(
+    data: np.ndarray, pos: int, buf: np.uint64, nbits: int, count: int
+) -> tuple[int, int, np.uint64, int]:
+    """Read a ``count``-bit field (``count <= 32``, least significant bit first); returns
+    (value or ERR_EXHAUSTED, pos, buf, nbits)."""
+    if nbits < count:
+        pos, buf, nbits = _refill(data, pos, buf, nbits)
+        if nbits < count:
+            return ERR_EXHAUSTED, pos, buf, nbits
+    value = int(np.int64(buf & ((np.uint64(1) << np.uint64(count)) - np.uint64(1))))
+    return value, pos, buf >> np.uint64(count), nbits - count
+
+
+@inline_jit
 def _get_gamma(
     data: np.ndarray, pos: int, buf: np.uint64, nbits: int
 ) -> tuple[np.int64, int, np.uint64, int]:

@@ -17,7 +17,8 @@ is the final state (high word, low word) followed by the words in the order the 
 reads them. A stream decodes back to state ``2**15`` with every word read, or it is
 invalid.
 
-Models (bits packed least significant first, ``docs/format.md``): per context a used bit;
+Models (bits packed and Elias-gamma codes as ``kernels.bits`` writes them, least
+significant first, ``docs/format.md``): per context a used bit;
 a used context sends its precision ``p`` (4 bits), ``a`` = one more than its largest symbol
 (Elias-gamma), then the frequencies of symbols ``0 .. a - 2`` at precision ``p``
 (Elias-gamma of ``f + 1``); symbol ``a - 1`` gets the rest of ``2**p`` (at least 1). The
@@ -32,7 +33,9 @@ import math
 import numpy as np
 
 from ._config import inline_jit, jit
+from .bits import _flush_bytes, _get_bits, _get_gamma, _put_bits, _put_gamma
 from .ctx import BIN_OFFSET, NUM_BINS, SIDE_BITS, SIDE_OFFSET, _side_index
+from .quant import _bit_length
 
 PREC = 15
 PROB_SCALE = 1 << PREC
@@ -56,69 +59,6 @@ ERR_TRAILING = -4
 
 #: ideal bits of a frequency f / 2**PREC
 _LOG2 = np.array([0.0] + [math.log2(f) for f in range(1, PROB_SCALE + 1)])
-
-
-# -- bit packing of the models ----------------------------------------------------------------
-@inline_jit
-def _put(out: np.ndarray, bitpos: int, value: int, count: int) -> int:
-    """Write ``count`` bits of ``value`` (least significant first); the caller sized
-    ``out``."""
-    for b in range(count):
-        if (value >> b) & 1:
-            out[bitpos >> 3] |= np.uint8(1 << (bitpos & 7))
-        bitpos += 1
-    return bitpos
-
-
-@inline_jit
-def _gamma_len(v: int) -> int:
-    n = 0
-    while (v >> n) > 1:
-        n += 1
-    return 2 * n + 1
-
-
-@inline_jit
-def _put_gamma(out: np.ndarray, bitpos: int, v: int) -> int:
-    """Elias-gamma of ``v >= 1``: n zeros, then v's n + 1 bits from the top one down."""
-    n = 0
-    while (v >> n) > 1:
-        n += 1
-    bitpos += n  # zeros (the buffer starts zeroed)
-    for b in range(n, -1, -1):
-        if (v >> b) & 1:
-            out[bitpos >> 3] |= np.uint8(1 << (bitpos & 7))
-        bitpos += 1
-    return bitpos
-
-
-@inline_jit
-def _get(data: np.ndarray, st: np.ndarray, count: int) -> int:
-    """Read ``count`` bits; ``st[0]`` is the bit position, reads past the end set
-    ``st[1] = 1`` and give zeros."""
-    v = 0
-    for b in range(count):
-        pos = st[0]
-        if (pos >> 3) < data.shape[0]:
-            v |= ((np.int64(data[pos >> 3]) >> (pos & 7)) & 1) << b
-        else:
-            st[1] = 1
-        st[0] = pos + 1
-    return v
-
-
-@inline_jit
-def _get_gamma(data: np.ndarray, st: np.ndarray, max_n: int) -> int:
-    """Elias-gamma (see :func:`_put_gamma`); -1 for more than ``max_n`` leading zeros."""
-    n = 0
-    while _get(data, st, 1) == 0:
-        n += 1
-        if n > max_n or st[1]:
-            return -1
-    v = 1
-    for _ in range(n):
-        v = (v << 1) | _get(data, st, 1)
-    return v
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -168,9 +108,9 @@ def _model_cost(counts: np.ndarray, a: int, p: int, f: np.ndarray) -> float:
     for s in range(a):
         if f[s] > 0:
             top = s
-    bits = 1.0 + 4.0 + _gamma_len(top + 1)
+    bits = 1.0 + 4.0 + 2 * _bit_length(top + 1) - 1  # Elias-gamma: 2n - 1 bits
     for s in range(top):
-        bits += _gamma_len(f[s] + 1)
+        bits += 2 * _bit_length(f[s] + 1) - 1
     for s in range(a):
         if counts[s] > 0:
             bits += counts[s] * (p - _LOG2[f[s]])
@@ -209,48 +149,75 @@ def _build_model(
 
 
 @jit
-def _write_model(freq_p: np.ndarray, prec: np.ndarray, out: np.ndarray, bitpos: int) -> int:
+def _write_model(
+    freq_p: np.ndarray, prec: np.ndarray, out: np.ndarray, pos: int, buf: np.uint64, nbits: int
+) -> tuple[int, np.uint64, int]:
+    """Append a model (``kernels.bits``' packing; the caller sized ``out``)."""
     for c in range(prec.shape[0]):
         p = prec[c]
         if p < 0:
-            bitpos = _put(out, bitpos, 0, 1)
+            pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(0), 1)
             continue
-        bitpos = _put(out, bitpos, 1, 1)
-        bitpos = _put(out, bitpos, p, 4)
+        pos, buf, nbits = _put_bits(out, pos, buf, nbits, np.uint64(1 | (p << 1)), 5)
         top = 0
         for s in range(freq_p.shape[1]):
             if freq_p[c, s] > 0:
                 top = s
-        bitpos = _put_gamma(out, bitpos, top + 1)
+        pos, buf, nbits = _put_gamma(out, pos, buf, nbits, top + 1)
         for s in range(top):
-            bitpos = _put_gamma(out, bitpos, freq_p[c, s] + 1)
-    return bitpos
+            pos, buf, nbits = _put_gamma(out, pos, buf, nbits, freq_p[c, s] + 1)
+    return pos, buf, nbits
+
+
+@jit
+def _model_section(freq_p: np.ndarray, prec: np.ndarray, out: np.ndarray) -> int:
+    """A block's model from byte 0 of zeroed ``out``; its bytes, padded to 16 bits."""
+    pos, buf, nbits = _write_model(freq_p, prec, out, 0, np.uint64(0), 0)
+    bits = 8 * pos + nbits
+    _flush_bytes(out, pos, buf, nbits)
+    return ((bits + 15) >> 4) << 1
 
 
 @jit
 def _read_model(
-    data: np.ndarray, st: np.ndarray, alpha: np.ndarray, freq: np.ndarray, cum: np.ndarray
-) -> int:
+    data: np.ndarray,
+    pos: int,
+    buf: np.uint64,
+    nbits: int,
+    alpha: np.ndarray,
+    freq: np.ndarray,
+    cum: np.ndarray,
+) -> tuple[int, int, np.uint64, int]:
     """Read a model into the coder's frequencies (``freq[c, s]`` out of ``2**PREC``) and
-    cumulative frequencies (``cum[c, s]``, ``cum[c, a] = 2**PREC``); 0 or ERR_INVALID."""
+    cumulative frequencies (``cum[c, s]``, ``cum[c, a] = 2**PREC``); returns (0 or an
+    error, and the reader's state)."""
     freq[:, :] = 0
     cum[:, :] = 0
     for c in range(alpha.shape[0]):
-        if _get(data, st, 1) == 0:
+        used, pos, buf, nbits = _get_bits(data, pos, buf, nbits, 1)
+        if used < 0:
+            return ERR_EXHAUSTED, pos, buf, nbits
+        if used == 0:
             continue
-        p = _get(data, st, 4)
-        top = _get_gamma(data, st, 8) - 1
-        if top < 0 or top >= alpha[c]:
-            return ERR_INVALID
+        p, pos, buf, nbits = _get_bits(data, pos, buf, nbits, 4)
+        g, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+        if p < 0 or g < 0:
+            return ERR_EXHAUSTED, pos, buf, nbits
+        top = int(g) - 1
+        if top >= alpha[c]:
+            return ERR_INVALID, pos, buf, nbits
         rest = 1 << p
         for s in range(top):
-            f = _get_gamma(data, st, PREC + 1) - 1
-            if f < 0 or f > rest:
-                return ERR_INVALID
+            g, pos, buf, nbits = _get_gamma(data, pos, buf, nbits)
+            if g < 0:
+                return ERR_EXHAUSTED, pos, buf, nbits
+            f = int(g) - 1
+            if f > rest:
+                return ERR_INVALID, pos, buf, nbits
             freq[c, s] = f << (PREC - p)
             rest -= f
         if rest < 1:
-            return ERR_INVALID
+            return ERR_INVALID, pos, buf, nbits
         freq[c, top] = rest << (PREC - p)
         acc = 0
         for s in range(alpha[c]):
@@ -258,9 +225,7 @@ def _read_model(
             acc += freq[c, s]
         for s in range(alpha[c], cum.shape[1]):
             cum[c, s] = acc
-    if st[1]:
-        return ERR_EXHAUSTED
-    return 0
+    return 0, pos, buf, nbits
 
 
 # -- rANS -------------------------------------------------------------------------------------
@@ -321,13 +286,14 @@ def _side_encode(
     stream (``indices``: every side tensor's rows' then columns' indices, in tensor order).
     Returns the section's bytes, or ERR_CAPACITY."""
     out[:] = 0
-    bitpos = 0
+    pos, buf, nbits = 0, np.uint64(0), 0
     for t in range(use_side.shape[0]):
-        bitpos = _put(out, bitpos, use_side[t], 1)
-        if use_side[t]:
-            bitpos = _put(out, bitpos, totals[t], SIDE_BITS)
+        field = use_side[t] | (totals[t] << 1) if use_side[t] else 0
+        pos, buf, nbits = _put_bits(
+            out, pos, buf, nbits, np.uint64(field), 1 + SIDE_BITS * use_side[t]
+        )
     if indices.shape[0] == 0:
-        return (bitpos + 7) >> 3
+        return _flush_bytes(out, pos, buf, nbits)
     counts = np.zeros((1, SIDE_SYMS), np.int64)
     for k in range(indices.shape[0]):
         counts[0, indices[k]] += 1
@@ -335,8 +301,9 @@ def _side_encode(
     freq_p = np.zeros((1, SIDE_SYMS), np.int64)
     prec = np.zeros(1, np.int64)
     _build_model(counts, alpha, freq_p, prec)
-    bitpos = _write_model(freq_p, prec, out, bitpos)
-    head = ((bitpos + 15) >> 4) << 1  # whole 16-bit words
+    pos, buf, nbits = _write_model(freq_p, prec, out, pos, buf, nbits)
+    head = ((8 * pos + nbits + 15) >> 4) << 1  # whole 16-bit words
+    _flush_bytes(out, pos, buf, nbits)
     shift = PREC - prec[0]
     cum = np.zeros(SIDE_SYMS, np.int64)
     acc = 0
@@ -394,30 +361,34 @@ def _side_decode(
     """Inverse of :func:`_side_encode`: fills ``use_side``, ``totals`` and the indices
     (``indices`` holds room for every tensor's rows and columns); returns the number of
     indices, or an error."""
-    st = np.zeros(2, np.int64)
+    pos, buf, nbits = 0, np.uint64(0), 0
     count = 0
     for t in range(tensors.shape[0]):
-        use_side[t] = _get(data, st, 1)
+        used, pos, buf, nbits = _get_bits(data, pos, buf, nbits, 1)
+        if used < 0:
+            return ERR_EXHAUSTED
+        use_side[t] = used
         totals[t] = 0
-        if use_side[t]:
+        if used:
             rows, cols = tensors[t, 0], tensors[t, 1]
             if rows < 2 or cols < 2 or rows * cols < 64:
                 return ERR_INVALID
-            totals[t] = _get(data, st, SIDE_BITS)
+            total, pos, buf, nbits = _get_bits(data, pos, buf, nbits, SIDE_BITS)
+            if total < 0:
+                return ERR_EXHAUSTED
+            totals[t] = total
             count += rows + cols
-    if st[1]:
-        return ERR_EXHAUSTED
     if count == 0:
-        if ((st[0] + 7) >> 3) != data.shape[0]:
+        if ((8 * pos - nbits + 7) >> 3) != data.shape[0]:
             return ERR_TRAILING
         return 0
     alpha = np.full(1, SIDE_SYMS, np.int64)
     freq = np.zeros((1, SIDE_SYMS), np.int64)
     cum = np.zeros((1, SIDE_SYMS + 1), np.int64)
-    status = _read_model(data, st, alpha, freq, cum)
+    status, pos, buf, nbits = _read_model(data, pos, buf, nbits, alpha, freq, cum)
     if status < 0:
         return status
-    pos = ((st[0] + 15) >> 4) << 1
+    pos = ((8 * pos - nbits + 15) >> 4) << 1  # the bits read, in whole 16-bit words
     n_data = data.shape[0]
     if pos + 4 > n_data:
         return ERR_EXHAUSTED
@@ -684,11 +655,10 @@ def _block_decode(
     alpha[NUM_LEVEL_CTX:] = 2
     freq = np.zeros((NUM_CTX, NSYM), np.int64)
     cum = np.zeros((NUM_CTX, NSYM + 1), np.int64)
-    st = np.zeros(2, np.int64)
-    status = _read_model(data, st, alpha, freq, cum)
+    status, pos, _, nbits = _read_model(data, 0, np.uint64(0), 0, alpha, freq, cum)
     if status < 0:
         return status
-    pos = ((st[0] + 15) >> 4) << 1
+    pos = ((8 * pos - nbits + 15) >> 4) << 1  # the bits read, in whole 16-bit words
     n_data = data.shape[0]
     if pos + 8 > n_data:
         return ERR_EXHAUSTED

@@ -33,8 +33,11 @@ class Bits:
         self.bits += [(value >> b) & 1 for b in range(count)]
 
     def gamma(self, v: int) -> None:
-        n = v.bit_length() - 1
-        self.bits += [0] * n + [(v >> b) & 1 for b in range(n, -1, -1)]
+        """Elias-gamma as run-length gamma's: n - 1 zeros, a one, the low n - 1 bits."""
+        n = v.bit_length()
+        self.put(0, n - 1)
+        self.put(1, 1)
+        self.put(v - (1 << (n - 1)), n - 1)
 
     def to_bytes(self, align: int) -> bytes:
         """Padded with zeros to whole ``align``-byte units."""

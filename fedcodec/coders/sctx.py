@@ -15,11 +15,11 @@ the side section and the blocks. Byte for byte in ``docs/format.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .. import kernels
+from ..codec import _map
 from ..container import Reader, put_varint
 from ..errors import DecodeError
 from ..kernels import quant as _quantize
@@ -72,12 +72,6 @@ def plan(tensors: np.ndarray) -> Plan:
     return Plan(tensors, starts, row_off, col_off, blocks, sizes)
 
 
-def _map(fn: Any, items: list[Any], threads: int | None) -> list[Any]:
-    from ..codec import _map as codec_map  # the codec module imports the coders
-
-    return codec_map(fn, items, threads)
-
-
 def encode(
     q: np.ndarray, tensors: np.ndarray, threads: int | None = 1, use: np.ndarray | None = None
 ) -> tuple[bytes, bytes]:
@@ -127,7 +121,7 @@ def encode(
         prec = np.zeros(_k.NUM_CTX, np.int64)
         bits = _k._build_model(counts, alpha, freq_p, prec)
         model = np.zeros(_MODEL_BYTES, np.uint8)
-        head = ((_k._write_model(freq_p, prec, model, 0) + 15) >> 4) << 1
+        head = _k._model_section(freq_p, prec, model)
         shift = np.where(prec >= 0, _k.PREC - prec, 0)
         freq = freq_p << shift[:, None]
         cum = np.zeros_like(freq)
