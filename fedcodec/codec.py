@@ -1,41 +1,66 @@
-"""The codec interface (numcodecs-style), the registry and the generic encode/decode path."""
+"""The codec interface (numcodecs-style): :class:`Codec`, :func:`get_codec` and
+:func:`decode`.
+
+A codec implements ``_encode``/``_decode`` on a flat float32 vector; :class:`Codec` wraps
+them in the versioned container (checks, dtype and shape, all-zero tensors, layouts) and
+its framed payloads come from :class:`fedcodec.framing.FramedCodec`. Which class a codec id
+names is :mod:`fedcodec.registry`'s; its names (``register_codec``, ``BUILTIN_CODECS``, ...)
+and the framing helpers are importable from here as before.
+"""
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import itertools
 import json
 import os
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
 
 from . import container
 from .errors import DecodeError, UnknownCodecError
+from .framing import (
+    FramedCodec,
+    _tensors,
+    _zero_ranges,
+    default_threads,
+    frame_seed,
+    plan_frames,
+)
 from .kernels import max_abs_and_sumsq, segment_max_abs_and_sumsq
 from .layout import Layout, as_numpy, flatten
+from .registry import (
+    BUILTIN_CODECS,
+    ENTRY_POINT_GROUP,
+    available_codecs,
+    check_config,
+    lookup,
+    register_codec,
+    registered_codecs,
+)
 
-ENTRY_POINT_GROUP = "fedcodec.codecs"
-#: The built-in codecs: id -> "module:Class". The one list: pyproject.toml's entry points
-#: (``fedcodec.codecs`` and numcodecs' ``fedcodec.<id>``) and ``fedcodec.numcodecs`` follow
-#: it, and tests/test_packaging.py checks that they do.
-BUILTIN_CODECS: dict[str, str] = {
-    "rdq": "fedcodec.rdq:RDQ",
-    "identity": "fedcodec.identity:Identity",
-    "fp16": "fedcodec.fp16:FP16",
-    "bf16": "fedcodec.bf16:BF16",
-    "int8": "fedcodec.int8:Int8",
-    "topk": "fedcodec.topk:TopK",
-    "qsgd": "fedcodec.qsgd:QSGD",
-    "drive": "fedcodec.drive:Drive",
-    "eden": "fedcodec.eden:Eden",
-    "threelc": "fedcodec.threelc:ThreeLC",
-}
+__all__ = [
+    "BUILTIN_CODECS",
+    "ENTRY_POINT_GROUP",
+    "FLOAT16_MAX",
+    "FLOAT32_MAX",
+    "VERIFY_ABOVE",
+    "Codec",
+    "FramedCodec",
+    "available_codecs",
+    "check_config",
+    "decode",
+    "default_threads",
+    "frame_seed",
+    "get_codec",
+    "plan_frames",
+    "register_codec",
+    "registered_codecs",
+]
+
 #: Encoding an update with max |x| above this decodes its own payload to prove that every
 #: reconstruction stays within float32's range (else ``ValueError``); real updates never
 #: come close, so this costs nothing in practice.
@@ -47,111 +72,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
 
 
-def _tensors(layout: Layout | None, shape: tuple[int, ...], n: int) -> tuple[tuple[int, int], ...]:
-    """(rows, cols) of each tensor: a conv kernel is out-channels × the rest, a vector one
-    row; a mapping's tensors from its layout, an array as one tensor."""
-    shapes = [s for _, s, _ in layout.entries] if layout is not None else [shape]
-    out = []
-    for s in shapes:
-        size = int(np.prod(s, dtype=np.int64)) if s else 1
-        rows = int(s[0]) if len(s) >= 2 and s[0] > 0 else 1
-        out.append((rows, size // rows))
-    if sum(r * c for r, c in out) != n:  # a shape that does not describe the vector
-        return ((1, n),)
-    return tuple(out)
-
-
-def _zero_ranges(edges: np.ndarray, seg_max: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """Merged (start, stop) ranges of the non-empty segments whose max |x| is zero."""
-    ranges: list[tuple[int, int]] = []
-    for j in np.flatnonzero((seg_max == 0.0) & (np.diff(edges) > 0)):
-        start, stop = int(edges[j]), int(edges[j + 1])
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], stop)
-        else:
-            ranges.append((start, stop))
-    return tuple(ranges)
-
-
-def plan_frames(
-    tensors: tuple[tuple[int, int], ...], n: int, frame_elements: int
-) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
-    """Cut an update of ``n`` elements made of ``tensors`` into frames of at most
-    ``frame_elements``: (start, stop, the frame's tensors). Frames end at tensor boundaries
-    where they can; a larger tensor is cut by rows (a row longer than a frame into
-    pieces of one row)."""
-    frames: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
-    cur: list[tuple[int, int]] = []
-    start = pos = 0
-
-    def close() -> None:
-        nonlocal start, cur
-        if pos > start:
-            frames.append((start, pos, tuple(cur)))
-        start, cur = pos, []
-
-    for rows, cols in tensors:
-        size = rows * cols
-        if size == 0:
-            continue
-        if size <= frame_elements:
-            if pos + size - start > frame_elements:
-                close()
-            cur.append((rows, cols))
-            pos += size
-            continue
-        close()
-        if cols <= frame_elements:
-            per = frame_elements // cols
-            for r in range(0, rows, per):
-                block = min(per, rows - r)
-                cur.append((block, cols))
-                pos += block * cols
-                close()
-        else:
-            for _ in range(rows):
-                for c in range(0, cols, frame_elements):
-                    piece = min(frame_elements, cols - c)
-                    cur.append((1, piece))
-                    pos += piece
-                    close()
-    close()
-    if not frames and n:
-        frames.append((0, n, ((1, n),)))
-    return frames
-
-
-def frame_seed(seed: int | None, start: int) -> int | None:
-    """The seed of the frame at element ``start`` where frames use their own randomness
-    (codecs that code frames independently; RDQ's rotation of a framed update)."""
-    if seed is None:
-        return None
-    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), 0xF4A3E, int(start)])
-               .generate_state(1, np.uint32)[0])  # fmt: skip
-
-
-def default_threads() -> int:
-    """All usable cores."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _map(fn: Any, items: list[Any], threads: int | None) -> list[Any]:
-    """``[fn(item) ...]`` on ``threads`` threads (the kernels release the GIL)."""
-    threads = default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    if threads == 1 or len(items) < 2:
-        return [fn(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
-
-
-class Codec(ABC):
+class Codec(FramedCodec, ABC):
     """Base class of every fedcodec codec.
 
     A codec's configuration is its constructor's keyword arguments (stored as attributes of
@@ -315,11 +236,6 @@ class Codec(ABC):
 
         return self._decode_into(first.env, body, out=out, layout=layout)
 
-    def _check_shared(self, f: container.Frame) -> None:
-        mine = zlib.crc32(self._shared_params(f.env.params), zlib.crc32(self.codec_id.encode()))
-        if mine != f.shared:
-            raise DecodeError(f"frame {f.index}: its decode parameters are not the update's")
-
     def encode_vector(
         self,
         vector: np.ndarray,
@@ -432,80 +348,6 @@ class Codec(ABC):
         )
         return iter([payload]), max_abs
 
-    def _frames(
-        self,
-        vector: np.ndarray,
-        tensors: tuple[tuple[int, int], ...],
-        frame_elements: int,
-        threads: int | None,
-        *,
-        seed: int | None,
-        max_abs: float,
-        sumsq: float,
-        dtype: np.dtype,
-        shape: tuple[int, ...],
-        fingerprint: int,
-        zero_ranges: tuple[tuple[int, int], ...],
-    ) -> Iterator[bytes]:
-        """The frames of a framed payload, one at a time."""
-        frames = self._plan(tensors, vector.size, frame_elements)
-        shared, coded = self._encode_frames(
-            vector, frames, seed=seed, max_abs=max_abs, sumsq=sumsq, threads=threads
-        )
-        shared_crc = zlib.crc32(shared, zlib.crc32(self.codec_id.encode()))
-        uid = container.update_id(shared_crc, vector.size, fingerprint, coded[0][1])
-        for index, ((start, stop, _), (params, body)) in enumerate(zip(frames, coded, strict=True)):
-            zeros = tuple(
-                (max(a, start) - start, min(b, stop) - start)
-                for a, b in zero_ranges
-                if a < stop and b > start
-            )
-            coded[index] = (b"", b"")  # what is yielded is the caller's
-            yield container.pack_frame(
-                self.codec_id, dtype, shape, fingerprint, uid, shared_crc, frame_elements,
-                len(frames), index, start, stop - start, params, body, zeros,
-            )  # fmt: skip
-
-    def _plan(
-        self, tensors: tuple[tuple[int, int], ...], n: int, frame_elements: int
-    ) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
-        """How an update is cut into frames (:func:`plan_frames`)."""
-        return plan_frames(tensors, n, frame_elements)
-
-    def _encode_frames(
-        self,
-        x: np.ndarray,
-        frames: list[tuple[int, int, tuple[tuple[int, int], ...]]],
-        *,
-        seed: int | None,
-        max_abs: float,
-        sumsq: float,
-        threads: int | None,
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        """(the decode parameters every frame shares, (parameters, body) of each frame).
-        By default each frame is coded on its own (with :func:`frame_seed`)."""
-
-        def one(frame: tuple[int, int, tuple[tuple[int, int], ...]]) -> tuple[bytes, bytes]:
-            start, stop, tensors = frame
-            part = x[start:stop]
-            part_max, part_sumsq, _ = max_abs_and_sumsq(part)
-            opts: dict[str, Any] = {"seed": frame_seed(seed, start)}
-            if self.takes_tensors:
-                opts["tensors"] = tensors
-            return self._encode(part, max_abs=part_max, sumsq=part_sumsq, **opts)
-
-        return b"", _map(one, frames, threads)
-
-    def _decode_frame(
-        self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
-    ) -> None:
-        """Decode the frame at element ``start`` into ``out`` (its slice)."""
-        self._decode(params, body, out, seed=frame_seed(seed, start))
-
-    def _shared_params(self, params: bytes) -> bytes:
-        """The part of a frame's parameters every frame shares (see _encode_frames)."""
-        return b""
-
     def decode(
         self,
         payload: bytes | bytearray | memoryview | list[bytes],
@@ -534,30 +376,6 @@ class Codec(ABC):
         if max_elements is not None and env.count > max_elements:
             raise DecodeError(f"payload holds {env.count} elements, more than {max_elements}")
         return self._decode_envelope(env, seed=seed, out=out, layout=layout, threads=threads)
-
-    def _decode_frames(
-        self,
-        frames: list[container.Frame],
-        *,
-        seed: int | None,
-        out: np.ndarray | None = None,
-        layout: Layout | None = None,
-        threads: int | None = None,
-    ) -> np.ndarray:
-        first = frames[0]
-        for f in frames:
-            self._check_shared(f)
-
-        def body(flat: np.ndarray) -> None:
-            def one(f: container.Frame) -> None:
-                part = flat[f.start : f.start + f.length]
-                self._decode_frame(f.env.params, f.env.body, part, seed=seed, start=f.start)
-                for a, b in f.env.zero_ranges:
-                    part[a:b] = 0.0
-
-            _map(one, frames, threads)
-
-        return self._decode_into(first.env, body, out=out, layout=layout)
 
     def _decode_envelope(
         self,
@@ -647,110 +465,12 @@ class Codec(ABC):
         """Decode into ``out`` (float32, the element count); raise DecodeError on defects."""
 
 
-_REGISTRY: dict[str, type[Codec]] = {}
-_entry_points_loaded = False
-
-
-def register_codec(cls: type[Codec], codec_id: str | None = None) -> type[Codec]:
-    """Register a codec class under ``codec_id`` (default ``cls.codec_id``); usable as decorator."""
-    cid = codec_id or getattr(cls, "codec_id", None)
-    if not cid:
-        raise ValueError(f"{cls.__name__} has no codec_id")
-    _REGISTRY[cid] = cls
-    return cls
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _REGISTRY:
-            register_codec(ep.load(), ep.name)
-
-
-def registered_codecs() -> dict[str, type[Codec]]:
-    """Every registered codec id and class (entry points included)."""
-    _load_entry_points()
-    return dict(sorted(_REGISTRY.items()))
-
-
-def available_codecs() -> dict[str, str]:
-    """Every registered codec id with its one-line description."""
-    return {cid: cls.description for cid, cls in registered_codecs().items()}
-
-
-def _accepts(kind: str, value: Any) -> bool:
-    """Whether a config value fits one type name of an ``__init__`` annotation."""
-    if kind == "None":
-        return value is None
-    if kind == "bool":
-        return isinstance(value, bool | np.bool_)
-    if isinstance(value, bool | np.bool_):
-        return False  # True is an int to Python, never a number of a config
-    if kind == "float":
-        return isinstance(value, int | float | np.integer | np.floating)
-    if kind == "int":
-        return isinstance(value, int | np.integer) or (
-            isinstance(value, float | np.floating) and float(value).is_integer()
-        )
-    if kind == "str":
-        return isinstance(value, str)
-    return True  # a type this check does not know: the codec's own checks decide
-
-
-def check_config(cls: type[Codec], kwargs: Mapping[str, Any]) -> None:
-    """Check a config's options against ``cls.__init__``'s keyword parameters and their
-    annotated types (``float``, ``int``, ``str``, ``bool``, ``... | None``): an unknown
-    option names the closest known one, a quoted number is refused with its fix."""
-    params = {
-        name: p
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
-    cid = getattr(cls, "codec_id", cls.__name__)
-    for key, value in kwargs.items():
-        if key not in params:
-            close = difflib.get_close_matches(str(key), list(params), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(params) or "none"
-            raise ValueError(f"codec {cid!r} has no option {key!r}{hint} (options: {known})")
-        annotation = params[key].annotation
-        if not isinstance(annotation, str):
-            annotation = getattr(annotation, "__name__", str(annotation))
-        kinds = [k.strip() for k in annotation.split("|")]
-        if not any(_accepts(k, value) for k in kinds):
-            words = {
-                "None": "null",
-                "float": "a number",
-                "int": "an integer",
-                "bool": "true or false",
-            }
-            wanted = " or ".join(words.get(k, f"a {k}") for k in kinds)
-            fix = ""
-            if isinstance(value, str):
-                try:
-                    parsed = json.loads(value)
-                except ValueError:
-                    parsed = None
-                if isinstance(parsed, int | float):  # a quoted number (or true/false)
-                    fix = f"; write {json.dumps(parsed)} without quotes"
-            raise ValueError(
-                f"codec {cid!r}: option {key!r} must be {wanted}, got {value!r} "
-                f"({type(value).__name__}){fix}"
-            )
-
-
 def get_codec(config: Mapping[str, Any]) -> Codec:
     """Build a codec from a config such as ``{"id": "rdq", "bits_per_param": 2.0}``."""
     if not isinstance(config, Mapping) or "id" not in config:
         raise ValueError('a codec config is a mapping with an "id" key, e.g. {"id": "rdq"}')
     cid = config["id"]
-    cls = _REGISTRY.get(cid)
-    if cls is None:
-        _load_entry_points()
-        cls = _REGISTRY.get(cid)
+    cls = lookup(cid)
     if cls is None:
         raise UnknownCodecError(
             f"unknown codec id {cid!r}; available: {', '.join(registered_codecs())}"
@@ -774,10 +494,7 @@ def decode(
     else:
         env = container.unpack(payload)  # type: ignore[arg-type]
         codec_id = env.codec_id
-    cls = _REGISTRY.get(codec_id)
-    if cls is None:
-        _load_entry_points()
-        cls = _REGISTRY.get(codec_id)
+    cls = lookup(codec_id)
     if cls is None:
         raise DecodeError(f"payload names unknown codec {codec_id!r}")
     if container.is_framed(payload):

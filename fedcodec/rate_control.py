@@ -17,11 +17,12 @@ from dataclasses import replace
 import numpy as np
 
 from . import kernels
-from .codec import FLOAT32_MAX, _map
+from .codec import FLOAT32_MAX
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
 from .coders import sctx as sctx_coder
+from .framing import _map
 from .kernels import ctx as _ctx
 from .kernels import quant as _quantize
 from .kernels import rng as _rng

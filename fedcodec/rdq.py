@@ -20,13 +20,14 @@ from typing import ClassVar, cast
 import numpy as np
 
 from . import _rotated, container, kernels
-from .codec import FLOAT32_MAX, Codec, _map, frame_seed, plan_frames, register_codec
+from .codec import FLOAT32_MAX, Codec
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import rleg as rleg_coder
 from .coders import sctx as sctx_coder
 from .container import Reader
 from .errors import DecodeError
+from .framing import _map, frame_seed, plan_frames
 from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
@@ -41,6 +42,7 @@ from .rate_control import (
     Point,
     Solver,
 )
+from .registry import register_codec
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform", "rdoq")

@@ -36,11 +36,13 @@ from typing import ClassVar
 import numpy as np
 
 from . import _rotated, kernels
-from .codec import Codec, frame_seed, register_codec
+from .codec import Codec
 from .coders import ans as ans_coder
 from .container import Reader, put_varint
 from .errors import DecodeError
+from .framing import frame_seed
 from .kernels import rng as _rng
+from .registry import register_codec
 
 VERSION = 1
 #: scale codes: s_b = base * 2**(-code / SCALE_RESOLUTION); ZERO_BLOCK: nothing sent

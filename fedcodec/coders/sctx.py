@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from ..codec import _map
 from ..container import Reader, put_varint
 from ..errors import DecodeError
+from ..framing import _map
 from ..kernels import quant as _quantize
 from ..kernels import sctx as _k
 from . import ctx as ctx_coder

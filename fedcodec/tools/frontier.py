@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ..codec import _tensors, get_codec
+from ..codec import get_codec
 from ..coders import ctx as ctx_coder
+from ..framing import _tensors
 from ..layout import Layout, unflatten
 from ..measure import measure
 from .rd_bound import RDBound
