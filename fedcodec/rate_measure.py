@@ -1,0 +1,169 @@
+"""RDQ's rate control, the measurement half: a point (step, rounding offset, coder) chosen
+on the subsample, measured on the whole message and written with the coders it may use.
+
+:class:`Measurement` is a mixin of :class:`fedcodec.rate_control.Solver`: it runs the
+encoder's own passes over the whole update (quantize, count or code) and returns
+:class:`~fedcodec.rate_points.Final` measurements; the search that picks the points, and
+the levels chosen with the context coder's rates (``levels="rdoq"``), stay in the solver.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from .coders import ans as ans_coder
+from .coders import ctx as ctx_coder
+from .coders import rleg as rleg_coder
+from .coders import sctx as sctx_coder
+from .framing import _map
+from .kernels import quant as _quantize
+from .kernels import rng as _rng
+from .rate_modes import RateMode
+from .rate_points import (
+    _NO_RECON,
+    _PAR_CHUNK,
+    CODER_ANS,
+    CODER_CTX,
+    CODER_RLEG,
+    CODER_SCTX,
+    CONTEXT_CODERS,
+    Final,
+    Point,
+    SolverCodec,
+)
+
+
+class Measurement:
+    """Exact measurements on the whole message (the solver's state is set by its
+    ``__init__``: the message, its rounding and stream, the coders' tensors, threads)."""
+
+    codec: SolverCodec
+    x: Any  # a float32 vector, or a source read in pieces
+    n: int
+    mode: int
+    stream: np.uint64
+    threads: int | None
+    step_only: bool
+    rate: RateMode
+    tensors: np.ndarray
+    head_bits: float
+    exact_sizes: bool
+
+    def exact_sse(self, p: Point) -> float:
+        """The squared error of ``p`` on the whole message (one pass, nothing coded; in
+        chunks of ``_PAR_CHUNK`` elements on ``threads`` threads, summed in order: the
+        same number for any thread count)."""
+        inv = 1.0 / p.step
+        recon = _NO_RECON if p.recon is None else p.recon
+
+        def part(bounds: tuple[int, int]) -> float:
+            a, b = bounds
+            xs = self.x[a:b]
+            if self.mode == kernels.NEAREST:
+                return float(_quantize._sse_nearest(xs, inv, p.offset, recon))
+            q = np.empty(b - a, dtype=np.int32)
+            stream = _rng.shifted(self.stream, a)
+            return float(_quantize._quantize(xs, inv, self.mode, p.offset, stream, q))
+
+        bounds = getattr(self.x, "bounds", None)  # a source read in its own pieces
+        if bounds is None and self.n <= _PAR_CHUNK:
+            return part((0, self.n)) * p.step * p.step
+        chunks = bounds or [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
+        return sum(_map(part, chunks, self.threads)) * p.step * p.step
+
+    def measure(self, p: Point, sse: float | None = None) -> Final:
+        """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
+        if self.step_only:
+            # only the step is wanted (the caller codes it): nothing to count
+            return Final(p, p.bits, p.sse if sse is None else sse, None)
+        if p.coder != CODER_ANS:
+            (final,) = self.measure_levels(p, (p.coder,), sse)
+            return final
+        inv = 1.0 / p.step
+        recon = _NO_RECON if p.recon is None else p.recon
+        # only the NMSE target needs the exact error of the whole message; the other modes
+        # keep the subsample's estimate (exact anyway for the random roundings)
+        exact = self.rate.exact_sse and sse is None
+        fp = ans_coder.full_pass(
+            self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact
+        )
+        if sse is None:
+            sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse
+        bits = fp.bits
+        if self.exact_sizes:  # the coder's real bytes, not its estimate
+            ans_params, body = ans_coder.encode(fp, self.codec.ans_backend)
+            bits = 8.0 * (len(ans_params) + len(body))
+        return Final(p, bits + self.extra_bits(p), sse, fp)
+
+    def extra_bits(self, p: Point) -> float:
+        return self.head_bits + (0.0 if p.recon is None else 8.0 * p.recon.size)
+
+    def measure_levels(
+        self,
+        p: Point,
+        coders: tuple[int, ...],
+        sse: float | None = None,
+        beat: float = math.inf,
+        slack: float = 1.0,
+    ) -> list[Final]:
+        """Quantize once at ``p`` and write the levels with each of ``coders`` (run-length
+        gamma, context): their length is the measurement. ``sse``, when known (the ANS
+        coder's measurement of the same point), saves the error pass. The run-length code
+        gives up once it is longer than ``slack`` times ``beat`` bits or a coder before it
+        (it is left out)."""
+        inv = 1.0 / p.step
+        recon = _NO_RECON if p.recon is None else p.recon
+        q = np.empty(self.n, dtype=np.int32)
+        sse_random = _quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)
+        if sse is None and self.mode != kernels.NEAREST:
+            sse = sse_random * p.step * p.step
+        elif sse is None and self.rate.exact_sse:
+            sse = _quantize._sse_nearest(self.x, inv, p.offset, recon) * p.step * p.step
+        elif sse is None:
+            sse = p.sse
+        extra = self.extra_bits(p)
+        finals = []
+        for coder in coders:
+            point = replace(p, coder=coder)
+            if coder == CODER_RLEG:
+                limit = None if math.isinf(beat) else max(int((slack * beat - extra) / 8.0), 0)
+                body = rleg_coder.encode(q, p.bits, limit)
+                if body is not None:
+                    finals.append(Final(point, 8.0 * len(body) + extra, sse, None, body))
+            else:
+                if coder == CODER_SCTX:
+                    params, body = sctx_coder.encode(q, self.tensors, self.threads)
+                else:
+                    params, body = ctx_coder.encode(q, self.tensors, p.bits)
+                finals.append(
+                    Final(point, 8.0 * (len(body) + len(params)) + extra, sse, None, body, params)
+                )
+                beat = min(beat, finals[-1].bits)
+        return finals
+
+    def code_point(self, point: Point, coder: str) -> Final:
+        """The levels of ``point`` (a step, rounding offset and reconstruction chosen for a
+        whole update: a frame of it quantizes exactly as the whole would), written with
+        the smallest of the coders ``coder`` allows."""
+        todo = {
+            "ans": (CODER_ANS,),
+            "rleg": (CODER_RLEG,),
+            "auto": (CODER_ANS, CODER_RLEG),
+            "ctx": (CODER_ANS, CODER_CTX, CODER_RLEG),
+            "ctx-static": (CODER_ANS, CODER_SCTX, CODER_RLEG),
+        }[coder]
+        if coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):
+            todo = (CODER_ANS, CODER_RLEG)
+        finals: list[Final] = []
+        if CODER_ANS in todo:
+            finals.append(self.measure(replace(point, coder=CODER_ANS), point.sse))
+        rest = tuple(c for c in todo if c != CODER_ANS)
+        if rest:
+            beat = finals[0].bits if finals else math.inf
+            finals += self.measure_levels(point, rest, point.sse, beat)
+        return min(finals, key=lambda f: f.bits)
