@@ -195,6 +195,12 @@ def _add_train(sub: Any) -> None:
     )
     p.add_argument("--error-feedback", action="store_true", help="uplink error feedback")
     p.add_argument(
+        "--uplink-rate-by-examples",
+        action="store_true",
+        help="each client's uplink rate in proportion to its training examples, the average "
+        "kept (fedcodec.rate_share; needs a codec with a rate target)",
+    )
+    p.add_argument(
         "--tolerate-client-errors",
         action="store_true",
         help="drop a client whose training or encoding raises (fault-injection experiments) "
@@ -237,7 +243,12 @@ def _add_train(sub: Any) -> None:
 
 
 #: the train options a preset may set, at their command-line defaults
-_TRAIN_DEFAULTS = {"server_optimizer": "sgd", "server_lr": 1.0, "server_momentum": 0.9}
+_TRAIN_DEFAULTS = {
+    "server_optimizer": "sgd",
+    "server_lr": 1.0,
+    "server_momentum": 0.9,
+    "uplink_rate_by_examples": False,
+}
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fedcodec.flower needs Flower: pip install 'fedcodec[flower]'") from exc
 
-from . import container
+from . import container, rate_share
 from .codec import Codec, get_codec
 from .downlink import HISTORY_ROUNDS, UNKNOWN, Downlink, DownlinkMessage, apply_downlink
 from .error_feedback import ErrorFeedback
@@ -64,6 +64,10 @@ METRIC_BYTES = "fedcodec-payload-bytes"
 #: The client key the reply's payload was encoded with (the server derives the seed from it).
 METRIC_CLIENT_KEY = "fedcodec-client-key"
 #: The train message's compressed broadcast (``FedcodecStrategy(downlink_codec=...)``).
+#: the train config's entry that carries the reference size for rates by examples
+REFERENCE_KEY = "fedcodec-reference-examples"
+#: the reply metric Flower's strategies weight a client by
+NUM_EXAMPLES_KEY = "num-examples"
 DOWNLINK_KEY = "fedcodec-downlink"
 DOWNLINK_CONFIG_KEY = "fedcodec-downlink-config"
 HELD_KEY = "fedcodec.held"
@@ -233,6 +237,7 @@ def fedcodec_mod(
     client_key: Callable[[Any], int] = client_key_of,
     threads: int = 1,
     downlink_codec: Codec | Mapping[str, Any] | None = None,
+    rate_by_examples: bool = False,
 ) -> Callable[[Message, Any, Any], Message]:
     """A client mod compressing the update in the reply to every TRAIN message.
 
@@ -250,8 +255,40 @@ def fedcodec_mod(
     ``partition-id`` node config). The reply's MetricRecords get
     ``fedcodec-payload-bytes``, the payload size the client sent, and
     ``fedcodec-client-key``.
+
+    With ``rate_by_examples`` the codec's rate target is multiplied by the client's share
+    (:mod:`fedcodec.rate_share`): its ``num-examples`` reply metric over the reference size
+    that ``FedcodecStrategy(reference_examples=...)`` puts in the train config.
     """
     inner = _codec(codec)
+    if rate_by_examples:
+        if error_feedback:
+            raise ValueError("rate_by_examples does not combine with error_feedback")
+        rate_share.rate_key(inner.get_config())  # a codec with a rate target, or say so
+    scaled: dict[float, Codec] = {}
+
+    def codec_for(msg: Message, out: Message) -> Codec:
+        if not rate_by_examples:
+            return inner
+        config = msg.content.config_records.get("config")
+        reference = config.get(REFERENCE_KEY) if config is not None else None
+        if reference is None:
+            raise ValueError(
+                f"fedcodec_mod(rate_by_examples=True): the train message has no {REFERENCE_KEY!r}"
+                " config; wrap the strategy as FedcodecStrategy(..., reference_examples=...)"
+            )
+        found = [m[NUM_EXAMPLES_KEY] for m in out.content.metric_records.values()
+                 if NUM_EXAMPLES_KEY in m]  # fmt: skip
+        if not found:
+            raise ValueError(
+                f"fedcodec_mod(rate_by_examples=True): the train reply has no "
+                f"{NUM_EXAMPLES_KEY!r} metric to take the client's share from"
+            )
+        share = rate_share.example_share(float(found[0]), float(reference))  # type: ignore[arg-type]
+        if share not in scaled:
+            scaled[share] = get_codec(rate_share.scaled_config(inner.get_config(), share))
+        return scaled[share]
+
     down_codec = _codec(downlink_codec) if downlink_codec is not None else None
 
     def mod(msg: Message, ctxt: Any, call_next: Any) -> Message:
@@ -285,7 +322,9 @@ def fedcodec_mod(
         key = client_key(ctxt)
         s = derive_seed(seed, server_round, key, UPLINK)
         if not error_feedback:
-            payload = inner.encode_vector(update, layout=layout, seed=s, threads=threads)
+            payload = codec_for(msg, out).encode_vector(
+                update, layout=layout, seed=s, threads=threads
+            )
         else:  # the residual lives in the node's state between rounds (and processes)
             feedback = ErrorFeedback(inner)
             if RESIDUAL_KEY in ctxt.state.array_records:
@@ -325,6 +364,12 @@ class FedcodecStrategy(Strategy):
     server has not reached yet or that failed, the full model (float32). Clients train from
     the model they decoded, and their updates are relative to it. Evaluate messages carry
     the model as they are.
+
+    With ``reference_examples`` (:func:`fedcodec.rate_share.reference_examples` of the
+    clients' training sizes) every train config carries it, and ``fedcodec_mod(...,
+    rate_by_examples=True)`` scales each client's rate by its examples over it, the mean
+    rate over the clients staying the codec's (issue 25: FedAvg weights a client by its
+    examples, and so does its coding error in the round's mean).
     """
 
     def __init__(
@@ -337,8 +382,12 @@ class FedcodecStrategy(Strategy):
         threads: int | None = None,
         downlink_codec: Codec | Mapping[str, Any] | None = None,
         downlink_rounds_kept: int = HISTORY_ROUNDS,
+        reference_examples: float | None = None,
     ) -> None:
         super().__init__()
+        #: sent in every train config for ``fedcodec_mod(rate_by_examples=True)``
+        #: (:func:`fedcodec.rate_share.reference_examples` of the clients' sizes)
+        self.reference_examples = reference_examples
         self.threads = threads  # decoding a framed payload (default: all cores)
         self.strategy = strategy
         self.codec = _codec(codec)
@@ -368,6 +417,8 @@ class FedcodecStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
+        if self.reference_examples is not None:
+            config = ConfigRecord({**config, REFERENCE_KEY: float(self.reference_examples)})
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
         self._sent_to[server_round] = {int(m.metadata.dst_node_id) for m in messages}
         if self.downlink is None:

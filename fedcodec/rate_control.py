@@ -1,11 +1,12 @@
 """RDQ's rate control: one step Δ per message, chosen for the user's rate mode.
 
 A :class:`Solver` searches on a subsample, then measures the chosen point on the whole
-message (the measurement half is :mod:`.rate_measure`'s mixin); a strategy per mode (:mod:`.rate_modes`: ``bits_per_param``, ``nmse``, ``lmbda``,
-``step``, ``step_rms``) says what "best" means (its objective and Lagrange multiplier), how
-to search, and how to correct the step once measured. Every mode keeps its guarantee
-(``docs/codecs/rdq.md``). The points, constants and coder ids both use are
-:mod:`.rate_points`' (importable from here, as before).
+message (the measurement half is :mod:`.rate_measure`'s mixin); a strategy per mode
+(:mod:`.rate_modes`: ``bits_per_param``, ``nmse``, ``lmbda``, ``step``, ``step_rms``) says
+what "best" means (its objective and Lagrange multiplier), how to search, and how to
+correct the step once measured. Every mode keeps its guarantee (``docs/codecs/rdq.md``).
+The points, constants and coder ids both use are :mod:`.rate_points`' (importable from
+here, as before).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..codec import Codec
+from .. import rate_share
+from ..codec import Codec, get_codec
 from ..downlink import HISTORY_ROUNDS, Downlink
 from ..error_feedback import ErrorFeedback
 from ..identity import Identity
@@ -115,6 +116,11 @@ class FederatedProcess:
         :mod:`fedcodec.downlink`); ``None`` broadcasts the model itself as float32.
     error_feedback : bool
         Keep each client's uplink residual (:class:`fedcodec.ErrorFeedback`).
+    uplink_rate_by_examples : bool
+        Give client k the uplink codec's rate times its share of the examples
+        (:mod:`fedcodec.rate_share`: ``clip(n_k / reference, 0.2, 10)``, the reference
+        chosen so that the mean share over all clients is 1); the codec needs a rate
+        target (``bits_per_param``, EDEN's ``bits``).
     transport : callable(round, client, payload) -> payload, optional
         The network between a client and the server (tests use it to corrupt payloads).
     """
@@ -132,6 +138,7 @@ class FederatedProcess:
         uplink: Codec | None = None,
         downlink: Codec | None = None,
         error_feedback: bool = False,
+        uplink_rate_by_examples: bool = False,
         transport: Transport | None = None,
         tolerate_client_errors: bool = False,
         model_init: np.ndarray,
@@ -143,6 +150,20 @@ class FederatedProcess:
         self.uplink = uplink if uplink is not None else Identity()
         self.downlink = downlink
         self.error_feedback = ErrorFeedback(self.uplink) if error_feedback else None
+        #: client -> its uplink codec, where rates follow the examples
+        self.uplinks: dict[int, Codec] = {}
+        if uplink_rate_by_examples:
+            if error_feedback:
+                raise ValueError("uplink_rate_by_examples does not combine with error_feedback")
+            config = self.uplink.get_config()
+            sizes = [c.num_train for c in data.clients]
+            reference = rate_share.reference_examples(sizes)
+            self.uplinks = {
+                k: get_codec(
+                    rate_share.scaled_config(config, rate_share.example_share(n, reference))
+                )
+                for k, n in enumerate(sizes)
+            }
         self.transport = transport
         self.tolerate_client_errors = tolerate_client_errors
         self.model_init = model_init
@@ -201,7 +222,8 @@ class FederatedProcess:
                     delta.copy(), key=k, layout=self.layout, seed=seed, threads=1
                 )
             else:
-                payload = self.uplink.encode_vector(delta, layout=self.layout, seed=seed, threads=1)
+                codec = self.uplinks.get(k, self.uplink)
+                payload = codec.encode_vector(delta, layout=self.layout, seed=seed, threads=1)
         except Exception as exc:
             raise StageError(stage, exc) from exc
         return payload, delta, loss

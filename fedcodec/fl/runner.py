@@ -63,6 +63,7 @@ class TrainConfig:
     codec: dict[str, Any] | None = None
     downlink_codec: dict[str, Any] | None = None
     error_feedback: bool = False
+    uplink_rate_by_examples: bool = False
     tolerate_client_errors: bool = False
     num_clients: int | None = None
     partition: str | None = None
@@ -187,6 +188,7 @@ class Experiment:
             uplink=get_codec(c.codec) if c.codec else None,
             downlink=get_codec(c.downlink_codec) if c.downlink_codec else None,
             error_feedback=c.error_feedback,
+            uplink_rate_by_examples=c.uplink_rate_by_examples,
             transport=transport,
             tolerate_client_errors=c.tolerate_client_errors,
             model_init=self.trainer.get_vector(),
@@ -347,7 +349,11 @@ class Experiment:
                 f"version {CHECKPOINT_VERSION}: rerun without --resume (CHANGELOG.md)"
             )
         saved, now = meta["config"], self.config.to_json()
-        differ = sorted(k for k in now if k not in _RESUMABLE and saved.get(k) != now[k])
+        # a field added after the checkpoint was written has its default there
+        defaults = TrainConfig().to_json()
+        differ = sorted(
+            k for k in now if k not in _RESUMABLE and saved.get(k, defaults[k]) != now[k]
+        )
         if differ:
             raise ValueError(f"cannot resume: the config differs from the checkpoint's in {differ}")
         state = ServerState.from_arrays(arrays)
