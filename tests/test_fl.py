@@ -509,6 +509,24 @@ def test_resume_refuses_another_config(tmp_path: Path) -> None:
         run(cfg(), tmp_path / "empty", resume=True, progress=False)
 
 
+def test_resume_reads_a_checkpoint_older_than_a_config_field(tmp_path: Path) -> None:
+    """A checkpoint written before a field existed holds that field at its default."""
+    import json
+
+    run(cfg(rounds=2), tmp_path, progress=False)
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    del meta["config"]["uplink_rate_by_examples"]  # as written before issue 25's field
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    run(cfg(rounds=3), tmp_path, resume=True, progress=False)
+    assert [r["round"] for r in lines(tmp_path)] == [1, 2, 3]
+    with pytest.raises(ValueError, match="differs from the checkpoint's in .'seed'"):
+        run(cfg(rounds=4, seed=1), tmp_path, resume=True, progress=False)
+
+
 def test_seeds_derive_from_run_round_client() -> None:
     assert derive_seed(0, 1, 2, 3) == derive_seed(0, 1, 2, 3)
     assert (
