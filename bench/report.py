@@ -1,0 +1,328 @@
+"""Render docs/benchmarks.md's tables from the committed results in ``bench/results/``.
+
+The page's prose is written by hand; each table sits between two markers::
+
+    <!-- report:NAME -->
+    ...generated: do not edit by hand...
+    <!-- /report:NAME -->
+
+and is what ``BLOCKS[NAME]`` renders from its JSON files. Run::
+
+    python bench/report.py            # rewrite the generated blocks in place
+    python bench/report.py --check    # exit 1 (and name them) if any block is stale
+
+The test suite runs the check (tests/test_bench_report.py), so a result changed without
+its page, or a table edited by hand, fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+MARK = re.compile(r"<!-- report:([\w-]+) -->\n(.*?)<!-- /report:\1 -->", re.S)
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RESULTS / name).read_text())
+    return data
+
+
+def _cpu(machine: Any) -> str:
+    """The machine's CPU as the results name it."""
+    if isinstance(machine, str):
+        return machine
+    cpu = machine.get("processor") or machine.get("machine") or "?"
+    return f"{cpu}, {machine.get('cpu_count', '?')} cores"
+
+
+def _x(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}×"
+
+
+def _table(header: list[str], align: str, rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+# -- rate ------------------------------------------------------------------------------------
+def frontier_cnn() -> list[str]:
+    d = _load("frontier_fmnist_cnn.json")
+    targets = sorted({r["nmse"] for r in d["table"]})
+    series: dict[str, dict[float, dict[str, Any]]] = {}
+    for r in d["table"]:
+        series.setdefault(r["series"], {})[r["nmse"]] = r
+    rows = []
+    for name, cells in series.items():
+        label = "rdq (default coder)" if name == "rdq" else name
+        rows.append(
+            [label]
+            + [
+                "-"
+                if cells[t]["bits_per_param"] is None
+                else f"{cells[t]['bits_per_param']:.3f} ({_x(cells[t]['ratio_to_bound'])})"
+                for t in targets
+            ]
+        )
+    bound = {r["nmse"]: r["bound_bits_per_param"] for r in d["table"]}
+    rows.append(["**memoryless bound**"] + [f"{bound[t]:.3f}" for t in targets])
+    src = d["source"]
+    return [
+        f"{d['name']}: {src['num_updates']} updates of {src['params_per_update'][0]:,} params; "
+        f"{_cpu(d['machine'])}, {d['created'][:10]}; `bench/results/frontier_fmnist_cnn.json`",
+        "",
+        *_table(
+            ["codec", *(f"NMSE {t:g}: bits/param (× bound)" for t in targets)],
+            "l" + "r" * len(targets),
+            rows,
+        ),
+    ]
+
+
+STRUCTURE_COLUMNS = {
+    "ans": "rdq `ans`",
+    "auto": "rdq `auto`",
+    "context_estimate": "KT estimate",
+    "ideal_ctx": "ideal, its contexts",
+    "ctx": "**rdq default**",
+    "rdoq": 'rdq `levels="rdoq"`',
+}
+
+
+def structure() -> list[str]:
+    rows, notes = [], []
+    for run, label in (("cnn", "Fashion-MNIST `cnn`"), ("lstm", "Shakespeare `lstm` 2×256")):
+        d = _load(f"structure_estimate_{run}.json")
+        for i, r in enumerate(d["rows"]):
+            first = f"{label} ({d['params']:,}; {d['updates']} updates)" if i == 0 else ""
+            cells = [
+                f"**{_x(r[c]['ratio_to_bound'])}**" if c == "ctx" else _x(r[c]["ratio_to_bound"])
+                for c in STRUCTURE_COLUMNS
+            ]
+            reached = max(r[c]["nmse_reached_max"] for c in ("ans", "auto", "ctx", "rdoq"))
+            rows.append(
+                [first, f"{r['nmse_target']:g}", f"{reached:.4g}", f"{r['bound_at_target']:.3f}"]
+                + cells
+            )
+        notes.append(f"`bench/results/structure_estimate_{run}.json` ({_cpu(d['machine'])})")
+    return [
+        *_table(
+            [
+                "updates (params)",
+                "NMSE target",
+                "largest NMSE reached",
+                "bound at target (bits/param)",
+                *STRUCTURE_COLUMNS.values(),
+            ],
+            "llrr" + "r" * len(STRUCTURE_COLUMNS),
+            rows,
+        ),
+        "",
+        "Results: " + "; ".join(notes) + ".",
+    ]
+
+
+# -- speed -----------------------------------------------------------------------------------
+def ctx_speed() -> list[str]:
+    out: list[str] = []
+    runs = [("ctx_speed_bpp1.json", "1 bit/param"), ("ctx_speed_nmse005.json", "NMSE 0.05")]
+    rows = []
+    machine = ""
+    for name, rate in runs:
+        d = _load(name)
+        machine = f"{_cpu(d['machine'])}; {d.get('note', '')}"
+        by = {(r["update"], r["coder"], r["threads"]): r for r in d["rows"]}
+        for (update, coder, threads), r in by.items():
+            if threads != 1:
+                continue
+            two = by.get((update, coder, 2))
+            rows.append(
+                [
+                    rate,
+                    update,
+                    f"{r['params']:,}",
+                    coder,
+                    f"{r['bits_per_param']:.3f}",
+                    f"{r['encode_mps']:.1f}",
+                    f"{r['decode_mps']:.1f}",
+                    "-" if two is None else f"{two['encode_mps']:.1f}",
+                    "-" if two is None else f"{two['decode_mps']:.1f}",
+                ]
+            )
+    out += _table(
+        [
+            "rate",
+            "update",
+            "params",
+            "coder",
+            "bits/param",
+            "encode M/s (1 thread)",
+            "decode M/s (1 thread)",
+            "encode (2 threads)",
+            "decode (2 threads)",
+        ],
+        "lllrrrrrr",
+        rows,
+    )
+    out += ["", f"Machine: {machine}. Results: `bench/results/ctx_speed_bpp1.json`, "
+            "`bench/results/ctx_speed_nmse005.json`."]  # fmt: skip
+    return out
+
+
+def codec_speed() -> list[str]:
+    d = _load("speed.json")
+    sizes = d["sizes"]
+    by: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in d["rows"]:
+        by.setdefault(r["codec"], {})[r["params"]] = r
+    rows = []
+    before_ctx = d["created"][:10] < "2026-11-30"  # RDQ's default was the ANS coder then
+    for codec, cells in by.items():
+        big = cells[max(sizes)]
+        label = codec
+        if before_ctx and codec.startswith("rdq(") and "coder=" not in codec:
+            label = codec[:-1] + ", coder=ans)"
+        rows.append(
+            [label, f"{big['bits_per_param']:.3f}"]
+            + [
+                f"{cells[s]['encode_mparams_per_s']:.0f} / {cells[s]['decode_mparams_per_s']:.0f}"
+                for s in sizes
+            ]
+            + [f"{big['encode_x_copy']:.0f} / {big['decode_x_copy']:.0f}"]
+        )
+    return [
+        f"{_cpu(d['machine'])}, {d['created'][:10]}, best of {d['repeats']}; "
+        "`bench/results/speed.json`",
+        "",
+        *_table(
+            ["codec (config of that date)", "bits/param", *(
+                f"{s // 1_000_000}M: encode / decode M params/s" for s in sizes
+            ), f"{max(sizes) // 1_000_000}M: × copy time (enc / dec)"],  # fmt: skip
+            "lr" + "r" * len(sizes) + "r",
+            rows,
+        ),
+    ]
+
+
+# -- bits to accuracy ------------------------------------------------------------------------
+def _accuracy(suites: list[str]) -> list[str]:
+    rows = []
+    machines = set()
+    for suite in suites:
+        d = _load(f"bits_accuracy_{suite}.json")
+        machines.add(_cpu(d["machine"]))
+        base = next((r for r in d["table"] if r["label"] == "uncompressed (float32)"), None)
+        for i, r in enumerate(d["table"]):
+            delta = "" if base is None else f"{100 * (r['tail_accuracy'] - base['tail_accuracy']):+.2f}"
+            rows.append(
+                [
+                    f"`{suite}` ({d['rounds']} rounds)" if i == 0 else "",
+                    r["label"],
+                    f"{r['mean_bits_per_param']:.3f}",
+                    f"{r['tail_accuracy']:.4f}",
+                    delta,
+                    "-" if r["rounds_to_target"] is None else str(r["rounds_to_target"]),
+                ]
+            )
+    return [
+        *_table(
+            [
+                "suite",
+                "codec",
+                "mean uplink bits/param",
+                "tail accuracy",
+                "points vs uncompressed",
+                "rounds to target",
+            ],
+            "llrrrr",
+            rows,
+        ),
+        "",
+        f"Machines: {', '.join(sorted(machines))}. Results: "
+        + ", ".join(f"`bench/results/bits_accuracy_{s}.json`" for s in suites)
+        + ".",
+    ]
+
+
+def accuracy_tenth() -> list[str]:
+    return _accuracy(["shakespeare-s0", "shakespeare-s1", "fmnist-s0"])
+
+
+def accuracy_lowbit() -> list[str]:
+    return _accuracy(
+        [
+            "lowbit-shakespeare-s0",
+            "lowbit-shakespeare-s1",
+            "lowbit-grid-shakespeare-s0",
+            "lowbit-grid-shakespeare-s1",
+            "lowbit-rates-shakespeare-s0",
+            "lowbit-fmnist-s0",
+        ]
+    )
+
+
+BLOCKS: dict[str, Callable[[], list[str]]] = {
+    "frontier-cnn": frontier_cnn,
+    "structure": structure,
+    "ctx-speed": ctx_speed,
+    "codec-speed": codec_speed,
+    "accuracy-tenth": accuracy_tenth,
+    "accuracy-lowbit": accuracy_lowbit,
+}
+
+
+def render(page: str) -> tuple[str, list[str]]:
+    """The page with every generated block re-rendered, and the names of those that
+    changed (a block the page lacks, or one it names that is not in ``BLOCKS``, is an
+    error)."""
+    found = [m.group(1) for m in MARK.finditer(page)]
+    unknown = sorted(set(found) - BLOCKS.keys())
+    missing = sorted(BLOCKS.keys() - set(found))
+    if unknown or missing:
+        raise SystemExit(f"{PAGE}: unknown blocks {unknown}, missing blocks {missing}")
+    changed = []
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        body = "\n".join(BLOCKS[name]()) + "\n"
+        if body != m.group(2):
+            changed.append(name)
+        return f"<!-- report:{name} -->\n{body}<!-- /report:{name} -->"
+
+    return MARK.sub(sub, page), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if a block is stale")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page (default: %(default)s)")
+    args = parser.parse_args(argv)
+    page = args.page.read_text()
+    new, changed = render(page)
+    if args.check:
+        if changed:
+            print(
+                f"{args.page}: generated blocks out of date: {', '.join(changed)} "
+                "(run: python bench/report.py)"
+            )
+            return 1
+        print(f"{args.page}: every generated block matches bench/results/")
+        return 0
+    args.page.write_text(new)
+    print(f"{args.page}: rewrote {', '.join(changed) or 'nothing (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""docs/benchmarks.md: its tables are what the committed results render to, and every
+``bench/results/...`` path the docs cite exists (issue 27)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "benchmarks.md"
+CITED = re.compile(r"bench/results/[A-Za-z0-9_.{},<>*-]+")
+
+
+def test_report_check_passes_as_documented() -> None:
+    """``python bench/report.py --check``, as docs/benchmarks.md and bench/report.py print it."""
+    assert "python bench/report.py --check" in PAGE.read_text()
+    run = subprocess.run(
+        [sys.executable, "bench/report.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_report_check_fails_on_a_table_edited_by_hand(tmp_path: Path) -> None:
+    page = PAGE.read_text()
+    start = page.index("<!-- report:frontier-cnn -->")
+    cell = page.index("0.54×", start)
+    stale = tmp_path / "benchmarks.md"
+    stale.write_text(page[:cell] + "0.50×" + page[cell + len("0.54×") :])
+    run = subprocess.run(
+        [sys.executable, "bench/report.py", "--check", "--page", str(stale)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    assert "frontier-cnn" in run.stdout
+
+
+def test_the_summary_stays_short() -> None:
+    assert len(PAGE.read_text().splitlines()) <= 400
+
+
+def _expand(path: str) -> list[str]:
+    """``a_{x,y}.json`` -> ``a_x.json``, ``a_y.json`` (shell brace expansion)."""
+    parts = re.split(r"\{([^{}]*)\}", path)
+    options = [p.split(",") if i % 2 else [p] for i, p in enumerate(parts)]
+    return ["".join(c) for c in itertools.product(*options)]
+
+
+def test_every_cited_results_path_exists() -> None:
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    docs.append(ROOT / "bench" / "results" / "lab_notes.md")
+    missing = []
+    for doc in docs:
+        for m in CITED.finditer(doc.read_text()):
+            path = m.group(0).rstrip(".,")
+            if "<" in path or "SUITE" in path or "*" in path:  # a pattern, not a file
+                continue
+            for p in _expand(path):
+                if not (ROOT / p).exists():
+                    missing.append(f"{doc.relative_to(ROOT)}: {p}")
+    assert not missing, missing
