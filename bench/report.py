@@ -111,10 +111,8 @@ def structure() -> list[str]:
                 for c in STRUCTURE_COLUMNS
             ]
             reached = max(r[c]["nmse_reached_max"] for c in ("ans", "auto", "ctx", "rdoq"))
-            rows.append(
-                [first, f"{r['nmse_target']:g}", f"{reached:.4g}", f"{r['bound_at_target']:.3f}"]
-                + cells
-            )
+            target, bound = f"{r['nmse_target']:g}", f"{r['bound_at_target']:.3f}"
+            rows.append([first, target, f"{reached:.4g}", bound, *cells])
         notes.append(f"`bench/results/structure_estimate_{run}.json` ({_cpu(d['machine'])})")
     return [
         *_table(
@@ -206,9 +204,12 @@ def codec_speed() -> list[str]:
         "`bench/results/speed.json`",
         "",
         *_table(
-            ["codec (config of that date)", "bits/param", *(
-                f"{s // 1_000_000}M: encode / decode M params/s" for s in sizes
-            ), f"{max(sizes) // 1_000_000}M: × copy time (enc / dec)"],  # fmt: skip
+            [
+                "codec (config of that date)",
+                "bits/param",
+                *(f"{s // 1_000_000}M: encode / decode M params/s" for s in sizes),
+                f"{max(sizes) // 1_000_000}M: × copy time (enc / dec)",
+            ],
             "lr" + "r" * len(sizes) + "r",
             rows,
         ),
@@ -224,7 +225,9 @@ def _accuracy(suites: list[str]) -> list[str]:
         machines.add(_cpu(d["machine"]))
         base = next((r for r in d["table"] if r["label"] == "uncompressed (float32)"), None)
         for i, r in enumerate(d["table"]):
-            delta = "" if base is None else f"{100 * (r['tail_accuracy'] - base['tail_accuracy']):+.2f}"
+            delta = ""
+            if base is not None:
+                delta = f"{100 * (r['tail_accuracy'] - base['tail_accuracy']):+.2f}"
             rows.append(
                 [
                     f"`{suite}` ({d['rounds']} rounds)" if i == 0 else "",
