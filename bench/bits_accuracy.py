@@ -235,6 +235,10 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-share-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_SHARE_FMNIST),
 }
 
+#: suites without an uncompressed run of their own: suite -> the suite (same task, settings
+#: and seed; the harness is deterministic) whose uncompressed run and target they read
+BASELINE_OF: dict[str, str] = {"lowbit-share-fmnist-s0": "lowbit-fmnist-s0"}
+
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
 #: (source suite, the source's run index for each of the suite's runs; None: from scratch)
 CONTINUES: dict[str, tuple[str, list[int | None]]] = {
