@@ -197,6 +197,8 @@ LOWBIT_SHARE_RATES: list[dict[str, Any] | None] = [
 #: share is 1): rdq_unbiased 0.1 at server lr 1.0, next to its own uncompressed run (runs
 #: of the CNN are not bit-identical across CPU makes, so lowbit-fmnist-s0's is not reused)
 LOWBIT_SHARE_FMNIST: list[dict[str, Any] | None] = [None, LOWBIT_SHARE[1]]
+#: ... and at server lr 0.7 (on Shakespeare 0.7 and 1.0 were within 0.1 points)
+LOWBIT_SHARE_FMNIST_LR: list[dict[str, Any] | None] = [None, LOWBIT_SHARE[2]]
 #: Fashion-MNIST: the preset must not lose it (uncompressed, EDEN 0.1, the preset)
 LOWBIT_FMNIST: list[dict[str, Any] | None] = [
     None,
@@ -243,6 +245,7 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-share-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_SHARE),
     "lowbit-share-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_SHARE_FMNIST),
     "lowbit-share-rates-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_SHARE_RATES),
+    "lowbit-share-fmnist-lr-s0": ({**FMNIST, "seed": 0}, LOWBIT_SHARE_FMNIST_LR),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
@@ -264,6 +267,7 @@ CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     "lowbit-share-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None, None, None]),
     "lowbit-share-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None, None, None, None]),
     "lowbit-share-rates-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None]),
+    "lowbit-share-fmnist-lr-s0": ("lowbit-share-fmnist-s0", [0, None]),
     # FedAvg: the rates suite's seed-1 float32 run
     "feddyn-shakespeare-s1": ("rates-shakespeare-s1", [0, None, None, None]),
 }
