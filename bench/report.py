@@ -275,6 +275,18 @@ def accuracy_lowbit() -> list[str]:
     )
 
 
+def accuracy_share() -> list[str]:
+    return _accuracy(
+        [
+            "lowbit-share-shakespeare-s0",
+            "lowbit-share-shakespeare-s1",
+            "lowbit-share-rates-shakespeare-s0",
+            "lowbit-share-fmnist-s0",
+            "lowbit-share-fmnist-lr-s0",
+        ]
+    )
+
+
 BLOCKS: dict[str, Callable[[], list[str]]] = {
     "frontier-cnn": frontier_cnn,
     "structure": structure,
@@ -282,6 +294,7 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "codec-speed": codec_speed,
     "accuracy-tenth": accuracy_tenth,
     "accuracy-lowbit": accuracy_lowbit,
+    "accuracy-share": accuracy_share,
 }
 
 

@@ -46,16 +46,17 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="tenth-bit",
             description=(
-                "training at 0.1 bit/param uplink: rdq_unbiased (rotated nearest rounding, "
-                "unbiased per rotation block, bits allocated over blocks by their RMS), "
-                "no error feedback"
+                "training at 0.1 bit/param mean uplink: rdq_unbiased (rotated nearest "
+                "rounding, unbiased per rotation block, bits allocated over blocks by their "
+                "RMS), each client's rate in proportion to its training examples "
+                "(fedcodec.rate_share; the mean kept), server lr 0.7, no error feedback"
             ),
             codec={"id": "rdq_unbiased", "bits_per_param": 0.1},
-            train={"server_optimizer": "sgd", "server_lr": 0.5},
+            train={"server_optimizer": "sgd", "server_lr": 0.7, "uplink_rate_by_examples": True},
             evidence=(
-                "bench/results/bits_accuracy_lowbit-shakespeare-s0.json",
-                "bench/results/bits_accuracy_lowbit-shakespeare-s1.json",
-                "bench/results/bits_accuracy_lowbit-fmnist-s0.json",
+                "bench/results/bits_accuracy_lowbit-share-shakespeare-s0.json",
+                "bench/results/bits_accuracy_lowbit-share-shakespeare-s1.json",
+                "bench/results/bits_accuracy_lowbit-share-fmnist-lr-s0.json",
             ),
         ),
     )

@@ -72,4 +72,5 @@ def test_readme_preset_command_runs_as_printed(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     subprocess.run(["bash", "-c", lines[0]], cwd=tmp_path, check=True, capture_output=True)
     config = json.loads((tmp_path / "runs" / "digits-tenth" / "config.json").read_text())
-    assert config["codec"]["id"] == "rdq_unbiased" and config["server_lr"] == 0.5
+    assert config["codec"]["id"] == "rdq_unbiased" and config["server_lr"] == 0.7
+    assert config["uplink_rate_by_examples"] is True

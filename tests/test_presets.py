@@ -13,7 +13,12 @@ import fedcodec
 from fedcodec.presets import PRESETS, get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_DEFAULTS = {"server_optimizer": "sgd", "server_lr": 1.0, "server_momentum": 0.9}
+TRAIN_DEFAULTS = {
+    "server_optimizer": "sgd",
+    "server_lr": 1.0,
+    "server_momentum": 0.9,
+    "uplink_rate_by_examples": False,
+}
 
 
 def test_every_preset_builds_its_codec_and_train_config() -> None:
