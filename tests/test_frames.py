@@ -275,9 +275,9 @@ def test_chunked_passes_give_the_same_bytes_for_any_thread_count(
 ) -> None:
     """The whole update's error passes run in fixed chunks on threads and are summed in
     order: the payload does not depend on the thread count."""
-    from fedcodec import rate_control
+    from fedcodec import rate_measure  # the whole-message passes (rate_control's Solver)
 
-    monkeypatch.setattr(rate_control, "_PAR_CHUNK", 1500)
+    monkeypatch.setattr(rate_measure, "_PAR_CHUNK", 1500)
     x = structured_matrix(100, 120, seed=6, zero_every=5)
     codec = RDQ(nmse=0.03, rounding=rounding)
     payloads = {t: codec.encode(x, seed=2, frame_elements=FRAME, threads=t) for t in (1, 2, 3)}
