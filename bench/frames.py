@@ -7,14 +7,18 @@ decoded; encode and decode run with 1 thread and with all cores. Prints bits/par
 and seconds; one line per run.
 
     python bench/frames.py --params 100000000
+    python bench/frames.py --params 100000000 --json bench/results/frames.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,7 +64,9 @@ def main() -> None:
     p.add_argument("--frame", type=int, default=container.FRAME_ELEMENTS)
     p.add_argument("--rate", default="nmse=0.05", help="rate mode=value")
     p.add_argument("--repeat", type=int, default=2, help="best of this many runs")
+    p.add_argument("--json", type=Path, help="also write the rows (and the machine) here")
     args = p.parse_args()
+    rows: list[dict[str, Any]] = []
     mode, value = args.rate.split("=")
     x, layout = build(args.params)
     energy = float(np.dot(x.astype(np.float64), x.astype(np.float64)))
@@ -87,6 +93,15 @@ def main() -> None:
                 f"{frames:6d}   {threads:7d}  {8 * len(payload) / x.size:10.4f}  "
                 f"{sse / energy:.5f}  {enc:8.2f}  {dec:8.2f}"
             )
+            rows.append({"params": int(x.size), "frames": frames, "threads": threads,
+                         "bits_per_param": 8 * len(payload) / x.size, "nmse": sse / energy,
+                         "encode_s": enc, "decode_s": dec})  # fmt: skip
+    if args.json:
+        from fedcodec.tools.frontier import machine_info
+
+        doc = {"rows": rows, "rate": args.rate, "repeat": args.repeat, "machine": machine_info(),
+               "command": "python bench/frames.py " + " ".join(sys.argv[1:])}  # fmt: skip
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

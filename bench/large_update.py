@@ -11,6 +11,7 @@ decoded output (decode), as a share of the update's size.
 
     python bench/large_update.py --params 1000000000 --path /tmp/update.npy
     python bench/large_update.py --params 1000000000 --rotate   # RDQ with rotate=True
+    python bench/large_update.py --json bench/results/large_update.json   # also the rows
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--keep", action="store_true", help="keep the update file")
     p.add_argument("--rotate", action="store_true", help="RDQ with rotate=True")
+    p.add_argument("--json", type=Path, help="also write the two steps (and the machine) here")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
@@ -110,6 +112,7 @@ def main() -> None:
     if not args.path.exists() or np.load(args.path, mmap_mode="r").size != args.params:
         write(args.path, args.params)
     payload = str(args.path) + ".fedcodec"
+    steps = []
     for step in ("encode", "decode"):
         cmd = [sys.executable, __file__, "--child", step, str(args.path), payload,
                "--threads", str(threads)] + (["--rotate"] if args.rotate else [])  # fmt: skip
@@ -121,6 +124,14 @@ def main() -> None:
         print(f"{step}: {r['seconds']:.1f} s, peak resident {r['peak'] / 2**30:.2f} GiB, "
               f"{r['above'] / 2**30:.3f} GiB above {what} ({share:.1%} of the update), "
               f"{more}")  # fmt: skip
+        steps.append(r)
+    if args.json:
+        from fedcodec.tools.frontier import machine_info
+
+        doc = {"steps": steps, "params": args.params, "threads": threads, "rotate": args.rotate,
+               "machine": machine_info(),
+               "command": "python bench/large_update.py " + " ".join(sys.argv[1:])}  # fmt: skip
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
     Path(payload).unlink(missing_ok=True)
     if not args.keep:
         args.path.unlink(missing_ok=True)

@@ -5,12 +5,16 @@ Two updates: a flat Laplace vector and a 1000 × 1000 matrix with row/column str
 information. RDOQ (``levels="rdoq"``) only runs on matrices.
 
 Run: python bench/memory.py   (tracemalloc sees every NumPy allocation)
+     python bench/memory.py --json bench/results/memory.json   (also writes the rows)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,19 +50,31 @@ def peaks(config: dict[str, Any], x: np.ndarray) -> tuple[float, float]:
     return enc / x.nbytes, dec / x.nbytes
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", type=Path, help="also write the rows (and the machine) here")
+    args = p.parse_args(argv)
     updates = {
         "flat": laplace(1_000_000, seed=0),
         "matrix": structured_matrix(1000, 1000, seed=0, zero_every=5),
     }
     print("| update | config | encode peak / update | decode peak / update |")
     print("|---|---|---:|---:|")
+    rows: list[dict[str, Any]] = []
     for config in CONFIGS:
         for name, x in updates.items():
             if config.get("levels") == "rdoq" and x.ndim < 2:
                 continue
             enc, dec = peaks(config, x)
             print(f"| {name} | `{json.dumps(config)}` | {enc:.2f} | {dec:.2f} |")
+            rows.append({"update": name, "params": int(x.size), "config": config,
+                         "encode_peak_x": enc, "decode_peak_x": dec})  # fmt: skip
+    if args.json:
+        from fedcodec.tools.frontier import machine_info
+
+        doc = {"rows": rows, "machine": machine_info(),
+               "command": "python bench/memory.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

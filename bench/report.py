@@ -287,6 +287,85 @@ def accuracy_share() -> list[str]:
     )
 
 
+# -- large updates, frames, memory -----------------------------------------------------------
+def large_update() -> list[str]:
+    d = _load("large_update.json")
+    rows = []
+    for r in d["steps"]:
+        what = "data and output" if r["step"] == "decode" else "data"
+        quality = (
+            f"{r['bits_per_param']:.3f} bit/param, {r['frames']} frames"
+            if r["step"] == "encode"
+            else f"NMSE {r['nmse']:.4f}"
+        )
+        rows.append(
+            [
+                r["step"],
+                f"{r['seconds']:.1f}",
+                f"{d['params'] / r['seconds'] / 1e6:.0f}",
+                f"{r['peak'] / 2**30:.2f}",
+                f"{r['above'] / r['size']:.1%} (above the {what})",
+                quality,
+            ]
+        )
+    return [
+        f"`{d['command']}`: {d['params']:,} float32 parameters, RDQ's default at 1 bit/param"
+        f"{' with rotate=True' if d['rotate'] else ''}, {d['threads']} threads; "
+        f"{_cpu(d['machine'])}; `bench/results/large_update.json`",
+        "",
+        *_table(
+            ["step", "seconds", "M params/s", "peak resident GiB", "peak above", "result"],
+            "lrrrll",
+            rows,
+        ),
+    ]
+
+
+def frames() -> list[str]:
+    d = _load("frames.json")
+    rows = [
+        [
+            str(r["frames"]),
+            str(r["threads"]),
+            f"{r['bits_per_param']:.4f}",
+            f"{r['nmse']:.5f}",
+            f"{r['encode_s']:.2f}",
+            f"{r['decode_s']:.2f}",
+        ]
+        for r in d["rows"]
+    ]
+    return [
+        f"`{d['command']}`: {d['rows'][0]['params']:,} parameters, RDQ's default at "
+        f"{d['rate']}, best of {d['repeat']}; {_cpu(d['machine'])}; `bench/results/frames.json`",
+        "",
+        *_table(
+            ["frames", "threads", "bits/param", "NMSE", "encode s", "decode s"], "rrrrrr", rows
+        ),
+    ]
+
+
+def memory() -> list[str]:
+    d = _load("memory.json")
+    rows = [
+        [
+            r["update"],
+            f"`{json.dumps(r['config'])}`",
+            f"{r['encode_peak_x']:.2f}",
+            f"{r['decode_peak_x']:.2f}",
+        ]
+        for r in d["rows"]
+    ]
+    return [
+        f"`{d['command'].strip()}`: 1M-parameter updates, tracemalloc's peak of NumPy "
+        f"allocations as a multiple of the update's size (decode includes its output); "
+        f"{_cpu(d['machine'])}; `bench/results/memory.json`",
+        "",
+        *_table(
+            ["update", "RDQ config", "encode peak / update", "decode peak / update"], "llrr", rows
+        ),
+    ]
+
+
 BLOCKS: dict[str, Callable[[], list[str]]] = {
     "frontier-cnn": frontier_cnn,
     "structure": structure,
@@ -295,6 +374,9 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "accuracy-tenth": accuracy_tenth,
     "accuracy-lowbit": accuracy_lowbit,
     "accuracy-share": accuracy_share,
+    "large-update": large_update,
+    "frames": frames,
+    "memory": memory,
 }
 
 

@@ -71,3 +71,49 @@ def test_every_cited_results_path_exists() -> None:
                 if p not in ignored and not (ROOT / p).exists():
                     missing.append(f"{doc.relative_to(ROOT)}: {p}")
     assert not missing, missing
+
+
+def test_the_scripts_write_what_the_report_reads(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``bench/memory.py``, ``bench/frames.py`` and ``bench/large_update.py`` with ``--json``
+    (small sizes here) write the files section 4's blocks render, and each block cites the
+    command that wrote its file."""
+    runs = {
+        "memory.json": ["bench/memory.py"],
+        "frames.json": [
+            "bench/frames.py",
+            "--params",
+            "300000",
+            "--frame",
+            "100000",
+            "--repeat",
+            "1",
+        ],
+        "large_update.json": [
+            "bench/large_update.py",
+            "--params",
+            "3000000",
+            "--path",
+            str(tmp_path / "update.npy"),
+        ],
+    }
+    for name, cmd in runs.items():
+        run = subprocess.run(
+            [sys.executable, *cmd, "--json", str(tmp_path / name)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    large = "\n".join(report.large_update())
+    assert "3,000,000 float32 parameters" in large and "| encode |" in large
+    assert "python bench/large_update.py --params 3000000" in large
+    frames = "\n".join(report.frames())
+    assert "300,000 parameters" in frames and frames.count("\n| ") == 5  # header + 4 runs
+    memory = "\n".join(report.memory())
+    assert "python bench/memory.py --json" in memory and '| matrix | `{"nmse": 0.05}` |' in memory
