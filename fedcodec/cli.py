@@ -211,6 +211,13 @@ def _add_train(sub: Any) -> None:
     p.add_argument(
         "--server-momentum", type=float, default=0.9, help="with --server-optimizer momentum"
     )
+    p.add_argument(
+        "--server-lr-schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="the server learning rate over the rounds: constant, or cosine (from --server-lr "
+        "at round 1 to near 0 at the last)",
+    )
     p.add_argument("--feddyn-alpha", type=float, default=0.01, help="FedDyn's alpha")
     p.add_argument(
         "--freeze",
@@ -247,6 +254,7 @@ _TRAIN_DEFAULTS = {
     "server_optimizer": "sgd",
     "server_lr": 1.0,
     "server_momentum": 0.9,
+    "server_lr_schedule": "constant",
     "uplink_rate_by_examples": False,
 }
 

@@ -375,6 +375,24 @@ def test_server_optimizers_run_and_learn(tmp_path: Path) -> None:
         Experiment(cfg(server_optimizer="sgdm"))
 
 
+def test_cosine_server_lr_steps_by_the_schedule(tmp_path: Path) -> None:
+    from fedcodec.fl.algorithms import FedAvg, scheduled_lr
+
+    lrs = [scheduled_lr(0.8, "cosine", r, 4) for r in (1, 2, 3, 4)]
+    assert lrs[0] == 0.8 and lrs == sorted(lrs, reverse=True) and 0 < lrs[-1] < 0.8 * 0.2
+    algo = FedAvg("sgd", 0.8, lr_schedule="cosine", rounds=4)
+    zero, delta = np.zeros(3, np.float32), np.ones(3, np.float32)
+    for r, lr in zip((1, 2, 3, 4), lrs, strict=True):
+        step = algo.server_update({}, zero, zero, [delta], [1.0], round_=r)
+        np.testing.assert_allclose(step, np.float32(lr))
+    # a run with the schedule learns, and differs from the constant rate's run
+    s = run(cfg(server_lr_schedule="cosine"), tmp_path / "cos", progress=False)
+    c = run(cfg(), tmp_path / "const", progress=False)
+    assert s["best_accuracy"] > 0.5 and s["final_accuracy"] != c["final_accuracy"]
+    with pytest.raises(ValueError, match="unknown server lr schedule"):
+        Experiment(cfg(server_lr_schedule="linear"))
+
+
 # -- robustness -----------------------------------------------------------------------------
 def test_a_training_error_stops_the_run_naming_round_and_client(tmp_path: Path) -> None:
     exp = Experiment(cfg(rounds=3))
@@ -545,8 +563,10 @@ def test_cli_train_writes_results_and_saved_updates(
         "--codec", '{"id": "rdq", "bits_per_param": 1.0}',
         "--rounds", "4", "--clients-per-round", "5", "--batch-size", "10", "--seed", "0",
         "--save-updates", "2", "--target-accuracy", "0.2", "--out", str(out), "--no-progress",
+        "--server-lr-schedule", "cosine",
     ]  # fmt: skip
     assert cli_main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["server_lr_schedule"] == "cosine"
     printed = json.loads(capsys.readouterr().out.splitlines()[0])
     summary = json.loads((out / "summary.json").read_text())
     assert printed["final_accuracy"] == summary["final_accuracy"]

@@ -6,6 +6,7 @@ itself (training, compression, dropping failed clients) is in :mod:`fedcodec.fl.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,12 +14,30 @@ import numpy as np
 from .client import Prox
 
 SERVER_OPTIMIZERS = ("sgd", "momentum", "adam")
+#: the server learning rate over the rounds: ``constant``, or ``cosine`` (lr at round r of
+#: R: lr·(1 + cos(π(r − 1)/R))/2, from lr at round 1 to near 0 at round R)
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(lr: float, schedule: str, round_: int, rounds: int) -> float:
+    """The server learning rate of round ``round_`` (1-based) of ``rounds``.
+
+    >>> scheduled_lr(1.0, "cosine", 1, 100), round(scheduled_lr(1.0, "cosine", 51, 100), 3)
+    (1.0, 0.5)
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        t = min(max(round_ - 1, 0), max(rounds, 1)) / max(rounds, 1)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"unknown server lr schedule {schedule!r}; choose {', '.join(LR_SCHEDULES)}")
 
 
 class FedAvg:
     """FedAvg (McMahan et al. 2017): weighted mean of the client updates, then a server
     step: ``sgd`` θ += lr·Δ̄; ``momentum`` (FedAvgM) m = β·m + Δ̄, θ += lr·m; ``adam``
     (FedAdam, Reddi et al. 2021) m = β₁m + (1−β₁)Δ̄, v = β₂v + (1−β₂)Δ̄², θ += lr·m/(√v + τ).
+    ``lr_schedule`` (:data:`LR_SCHEDULES`) sets lr for each round of ``rounds``.
     """
 
     name = "fedavg"
@@ -33,7 +52,14 @@ class FedAvg:
         beta1: float = 0.9,
         beta2: float = 0.99,
         tau: float = 1e-3,
+        lr_schedule: str = "constant",
+        rounds: int = 1,
     ) -> None:
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"unknown server lr schedule {lr_schedule!r}; choose {', '.join(LR_SCHEDULES)}"
+            )
+        self.lr_schedule, self.rounds = lr_schedule, int(rounds)
         if server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(
                 f"unknown server optimizer {server_optimizer!r}; "
@@ -66,13 +92,15 @@ class FedAvg:
         start: np.ndarray,
         deltas: Sequence[np.ndarray],
         weights: Sequence[float],
+        round_: int = 1,
     ) -> np.ndarray:
-        """New trainable vector from the current one (``params``) and the decoded updates."""
+        """New trainable vector from the current one (``params``) and the decoded updates
+        of round ``round_`` (1-based; it sets the learning rate under a schedule)."""
         w = np.asarray(weights, np.float64)
         mean = np.zeros_like(params, dtype=np.float32)
         for d, wk in zip(deltas, w / w.sum(), strict=True):
             mean += np.float32(wk) * d
-        lr = np.float32(self.server_lr)
+        lr = np.float32(scheduled_lr(self.server_lr, self.lr_schedule, round_, self.rounds))
         if self.server_optimizer == "sgd":
             return params + lr * mean
         m = state["m"]
@@ -126,6 +154,7 @@ class FedDyn(FedAvg):
         start: np.ndarray,
         deltas: Sequence[np.ndarray],
         weights: Sequence[float],
+        round_: int = 1,
     ) -> np.ndarray:
         total = np.zeros_like(start)
         for d in deltas:

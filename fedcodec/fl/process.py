@@ -327,6 +327,7 @@ class FederatedProcess:
                 start,
                 [a.decoded for a in accepted],
                 [a.weight if self.algorithm.weighted else 1.0 for a in accepted],
+                round_=round_,
             )
         for k in clients:
             self.down.delivered(k, round_)

@@ -57,6 +57,7 @@ class TrainConfig:
     server_optimizer: str = "sgd"
     server_lr: float = 1.0
     server_momentum: float = 0.9
+    server_lr_schedule: str = "constant"
     feddyn_alpha: float = 0.01
     freeze: list[str] = field(default_factory=list)
     freeze_fraction: float | None = None
@@ -176,7 +177,13 @@ class Experiment:
         if c.algorithm == "feddyn":
             algorithm = FedDyn(c.feddyn_alpha, num_clients=len(self.data.clients))
         else:
-            algorithm = FedAvg(c.server_optimizer, c.server_lr, momentum=c.server_momentum)
+            algorithm = FedAvg(
+                c.server_optimizer,
+                c.server_lr,
+                momentum=c.server_momentum,
+                lr_schedule=c.server_lr_schedule,
+                rounds=c.rounds,
+            )
         self.process = FederatedProcess(
             self.trainer,
             self.data,
