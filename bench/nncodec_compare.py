@@ -4,7 +4,7 @@ Each saved client update of a run (``--run``: ``updates.npz`` and ``layout.json`
 ``fedcodec train --save-updates N`` writes them) is coded as a mapping of its tensors:
 
 - by NNCodec (``nncodec.nn.encode``: uniform quantization with its dependent quantization
-  ``use_dq``, DeepCABAC), over a sweep of ``qp`` around the update's RMS, in two
+  ``use_dq``, DeepCABAC), over a sweep of ``qp`` up from the update's RMS / 8, in two
   settings: its default, which codes 1-D tensors (biases) at ``nonweight_qp=-75``, and
   with ``nonweight_qp`` equal to ``qp``;
 - by RDQ's default, over a sweep of ``nmse`` targets.
@@ -42,14 +42,16 @@ import fedcodec
 
 TARGETS = (0.01, 0.05, 0.2)
 RDQ_NMSE = (0.003, 0.006, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
-#: NNCodec's step is 2**(qp/4) (its default qp_density 2): the sweep runs from a step of
-#: the update's RMS / 8 to 4 × its RMS, in steps of 2 qp
-QP_SPAN = tuple(range(-12, 9, 2))
+#: NNCodec's step is 2**(qp/4) (its default qp_density 2): the sweep starts at a step of
+#: the update's RMS / 8 and goes up by 2 qp until the NMSE passes the largest target
+#: (heavy-tailed updates need steps of many times their RMS)
+QP_START, QP_STOP_NMSE, QP_MAX_STEPS = -12, 0.3, 40
 
 
-def nmse(x: np.ndarray, y: np.ndarray) -> float:
+def nmse(x: np.ndarray, decoded: np.ndarray) -> float:
+    """‖x − decoded‖² / ‖x‖² (the update's energy below the line)."""
     x64 = x.astype(np.float64)
-    return float(np.sum((x64 - y.astype(np.float64)) ** 2) / np.sum(x64 * x64))
+    return float(np.sum((x64 - decoded.astype(np.float64)) ** 2) / np.sum(x64 * x64))
 
 
 def at_target(points: list[tuple[float, float]], target: float) -> float | None:
@@ -71,7 +73,7 @@ def rdq_points(x: np.ndarray, layout: fedcodec.Layout) -> list[tuple[float, floa
         codec = fedcodec.get_codec({"id": "rdq", "nmse": t})
         payload = codec.encode(mapping, seed=1)
         y = codec.decode(payload, seed=1, layout=layout).reshape(-1)
-        out.append((8 * len(payload) / x.size, nmse(y, x)))
+        out.append((8 * len(payload) / x.size, nmse(x, y)))
     return out
 
 
@@ -84,8 +86,10 @@ def nncodec_points(
              fedcodec.unflatten(x, layout).items()}  # fmt: skip
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     center = round(4 * math.log2(rms))
-    out = []
-    for qp in (center + d for d in QP_SPAN):
+    out: list[tuple[float, float]] = []
+    for qp in range(center + QP_START, center + QP_START + 2 * QP_MAX_STEPS, 2):
+        if out and out[-1][1] >= QP_STOP_NMSE:
+            break
         args: dict[str, Any] = {"qp": qp, "use_dq": True, "model": "update", "results": workdir,
                                 "verbose": False}  # fmt: skip
         if same_nonweight:
@@ -94,7 +98,7 @@ def nncodec_points(
             bitstream = encode(model, args=args)
             rec = decode(bitstream, args=args)
         y = np.concatenate([np.asarray(rec[name], np.float32).reshape(-1) for name in model])
-        out.append((8 * len(bitstream) / x.size, nmse(y, x)))
+        out.append((8 * len(bitstream) / x.size, nmse(x, y)))
     return out
 
 

@@ -90,6 +90,51 @@ def frontier_cnn() -> list[str]:
     ]
 
 
+def nncodec() -> list[str]:
+    rows = []
+    notes = []
+    for model, name in (("CNN", "nncodec_cnn.json"), ("LSTM 2x256", "nncodec_lstm.json")):
+        d = _load(name)
+        notes.append(f"`{d['command']}`")
+        for t in d["targets"]:
+            cells = [r[f"nmse_{t:g}"] for r in d["rows"]]
+            ratios = [c["ratio"] for c in cells if c["ratio"] is not None]
+
+            def mean(key: str, cells: list[dict[str, Any]] = cells) -> str:
+                v = [c[key] for c in cells if c[key] is not None]
+                return f"{sum(v) / len(v):.3f} ({len(v)})" if v else "-"
+
+            rows.append(
+                [
+                    model,
+                    f"{t:g}",
+                    mean("rdq"),
+                    mean("nncodec"),
+                    mean("nncodec_nonweight_qp_eq_qp"),
+                    f"{min(ratios):.2f}–{max(ratios):.2f}× ({len(ratios)})" if ratios else "-",
+                ]
+            )
+        machine = f"{_cpu(d['machine'])}; nncodec {d['versions']['nncodec']}"
+    return [
+        f"{machine}; `bench/results/nncodec_cnn.json`, `bench/results/nncodec_lstm.json`",
+        "",
+        *_table(
+            [
+                "updates",
+                "NMSE",
+                "rdq default: bits/param (updates)",
+                "NNCodec default",
+                "NNCodec, nonweight_qp = qp",
+                "rdq / better NNCodec, per update",
+            ],
+            "lrrrrr",
+            rows,
+        ),
+        "",
+        "Commands: " + "; ".join(notes) + ".",
+    ]
+
+
 STRUCTURE_COLUMNS = {
     "ans": "rdq `ans`",
     "auto": "rdq `auto`",
@@ -344,6 +389,15 @@ def frames() -> list[str]:
     ]
 
 
+#: the memory table's configs: RDQ's default at both rate modes and its other coders
+MEMORY_CONFIGS = (
+    {"bits_per_param": 1.0},
+    {"nmse": 0.05},
+    {"bits_per_param": 1.0, "coder": "ans"},
+    {"bits_per_param": 1.0, "coder": "rleg"},
+)
+
+
 def memory() -> list[str]:
     d = _load("memory.json")
     rows = [
@@ -353,12 +407,15 @@ def memory() -> list[str]:
             f"{r['encode_peak_x']:.2f}",
             f"{r['decode_peak_x']:.2f}",
         ]
+        for c in MEMORY_CONFIGS
         for r in d["rows"]
+        if r["config"] == c
     ]
     return [
         f"`{d['command'].strip()}`: 1M-parameter updates, tracemalloc's peak of NumPy "
         f"allocations as a multiple of the update's size (decode includes its output); "
-        f"{_cpu(d['machine'])}; `bench/results/memory.json`",
+        f"{_cpu(d['machine'])}; `bench/results/memory.json` (which has "
+        f"{len(d['rows']) - len(rows)} more rows, other configs)",
         "",
         *_table(
             ["update", "RDQ config", "encode peak / update", "decode peak / update"], "llrr", rows
@@ -369,6 +426,7 @@ def memory() -> list[str]:
 BLOCKS: dict[str, Callable[[], list[str]]] = {
     "frontier-cnn": frontier_cnn,
     "structure": structure,
+    "nncodec": nncodec,
     "ctx-speed": ctx_speed,
     "codec-speed": codec_speed,
     "accuracy-tenth": accuracy_tenth,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "benchmarks.md"
 CITED = re.compile(r"bench/results/[A-Za-z0-9_.{},<>*-]+")
@@ -117,3 +119,22 @@ def test_the_scripts_write_what_the_report_reads(tmp_path: Path, monkeypatch) ->
     assert "300,000 parameters" in frames and frames.count("\n| ") == 5  # header + 4 runs
     memory = "\n".join(report.memory())
     assert "python bench/memory.py --json" in memory and '| matrix | `{"nmse": 0.05}` |' in memory
+    assert "more rows" in memory
+
+
+def test_nncodec_compare_reads_bits_at_a_target_off_a_sweep() -> None:
+    """bench/nncodec_compare.py's interpolation (the comparison itself needs NNCodec, which
+    is not a dependency: its results are committed)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import nncodec_compare as nc
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    points = [(2.0, 0.01), (1.0, 0.04), (0.5, 0.16)]  # (bits/param, NMSE): log-linear
+    assert abs(nc.at_target(points, 0.02) - 2.0**0.5) < 1e-12
+    assert nc.at_target(points, 0.04) == 1.0
+    assert nc.at_target(points, 0.005) is None and nc.at_target(points, 0.2) is None
+    assert nc.at_target([(1.0, 0.04), (2.0, 0.01)], 0.02) == nc.at_target(points, 0.02)
+    x = np.array([3.0, 4.0], np.float32)
+    assert nc.nmse(x, np.zeros(2)) == 1.0 and nc.nmse(x, 2 * x) == 1.0
+    assert nc.nmse(x, np.array([3.0, 2.0])) == 4.0 / 25.0
