@@ -108,6 +108,12 @@ class RDQUnbiased(Codec):
     rounding_offset : float
         In (0, 0.5]: ``q = sign(z) floor(|z|/Δ + rounding_offset)``; 0.5 is plain rounding,
         smaller widens the dead zone.
+    per_tensor : bool
+        True: each tensor of a mapping is rotated on its own, so a tensor's error stays in
+        it and the bit allocation follows each block's energy. False: the update is rotated
+        as one vector (its tensors' values mixed, as EDEN does), which spreads the error
+        over the tensors about evenly per element. The payload says which (the tensor
+        sizes it lists); decoding needs nothing else.
 
     Notes
     -----
@@ -139,6 +145,7 @@ class RDQUnbiased(Codec):
         *,
         bits_per_param: float = 0.1,
         rounding_offset: float = 0.5,
+        per_tensor: bool = True,
     ) -> None:
         value = float(bits_per_param)
         if not (math.isfinite(value) and value > 0):
@@ -147,6 +154,9 @@ class RDQUnbiased(Codec):
             raise ValueError(f"rounding_offset must be in (0, 0.5], got {rounding_offset}")
         self.bits_per_param = value
         self.rounding_offset = float(rounding_offset)
+        if not isinstance(per_tensor, bool):
+            raise ValueError(f"per_tensor must be True or False, got {per_tensor!r}")
+        self.per_tensor = per_tensor
 
     # -- encoding ------------------------------------------------------------------------
     def _encode(
@@ -161,7 +171,7 @@ class RDQUnbiased(Codec):
     ) -> tuple[bytes, bytes]:
         seed = _rotated.require_seed(self.codec_id, seed)
         n = x.size
-        sizes = [r * c for r, c in tensors if r * c > 0] if tensors else [n]
+        sizes = [r * c for r, c in tensors if r * c > 0] if tensors and self.per_tensor else [n]
         if sum(sizes) != n or not sizes:
             sizes = [n] if n else []
         y = np.empty(n, np.float32)

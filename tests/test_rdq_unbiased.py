@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -118,6 +119,39 @@ def test_bad_configs_say_what_to_do() -> None:
         RDQUnbiased(bits_per_param=0)
     with pytest.raises(ValueError, match="rounding_offset"):
         RDQUnbiased(rounding_offset=0.7)
+    with pytest.raises(ValueError, match="per_tensor"):
+        RDQUnbiased(per_tensor="no")  # type: ignore[arg-type]
+
+
+def test_one_rotation_for_the_whole_update() -> None:
+    """per_tensor=False rotates the update as one vector: the payload lists one tensor,
+    decodes with the layout, stays unbiased, and moves error between tensors (the small,
+    large-valued ones get less of it) without changing the total much."""
+    update = lstm_like(3)
+    x = flat(update).astype(np.float64)
+    sizes = [v.size for v in update.values()]
+    bounds = np.cumsum([0, *sizes])
+    per_tensor: dict[bool, np.ndarray] = {}
+    total: dict[bool, float] = {}
+    for each in (True, False):
+        codec = RDQUnbiased(bits_per_param=0.1, per_tensor=each)
+        payload = codec.encode(update, seed=5)
+        count = container.unpack(payload).params[1]  # varint tensor count, after the version
+        assert count == (len(update) if each else 1)
+        assert 8 * len(payload) <= 0.1 * x.size
+        errors, energies = np.zeros(len(sizes)), np.zeros(len(sizes))
+        for s in range(40):
+            y = roundtrip(codec, update, s).astype(np.float64)
+            for t, (a, b) in enumerate(itertools.pairwise(bounds)):
+                errors[t] += np.sum((y[a:b] - x[a:b]) ** 2)
+                energies[t] += np.sum(x[a:b] ** 2)
+        per_tensor[each] = errors / energies
+        total[each] = float(errors.sum() / energies.sum())
+    assert 0.7 < total[False] / total[True] < 1.4
+    # out_b (78 values at 5x) gets less error as part of the whole than on its own
+    assert per_tensor[False][-1] < per_tensor[True][-1]
+    bias, _ = mean_error(RDQUnbiased(bits_per_param=0.1, per_tensor=False), update, 300)
+    assert bias < 0.1
 
 
 def test_malformed_parameters_raise_decode_error() -> None:
