@@ -263,19 +263,27 @@ def codec_speed() -> list[str]:
 
 # -- bits to accuracy ------------------------------------------------------------------------
 def _accuracy(suites: list[str]) -> list[str]:
+    """The suites' runs; a suite's uncompressed run is shown once in a table (suites that
+    continue another's uncompressed run share it: its row is left out the second time)."""
     rows = []
     machines = set()
+    shown = set()
     for suite in suites:
         d = _load(f"bits_accuracy_{suite}.json")
         machines.add(_cpu(d["machine"]))
         base = next((r for r in d["table"] if r["label"] == "uncompressed (float32)"), None)
-        for i, r in enumerate(d["table"]):
+        named = False
+        for r in d["table"]:
+            key = (r["label"], r["tail_accuracy"], r["mean_bits_per_param"], r["rounds_to_target"])
+            if r is base and key in shown:
+                continue
+            shown.add(key)
             delta = ""
             if base is not None:
                 delta = f"{100 * (r['tail_accuracy'] - base['tail_accuracy']):+.2f}"
             rows.append(
                 [
-                    f"`{suite}` ({d['rounds']} rounds)" if i == 0 else "",
+                    "" if named else f"`{suite}` ({d['rounds']} rounds)",
                     r["label"],
                     f"{r['mean_bits_per_param']:.3f}",
                     f"{r['tail_accuracy']:.4f}",
@@ -283,6 +291,7 @@ def _accuracy(suites: list[str]) -> list[str]:
                     "-" if r["rounds_to_target"] is None else str(r["rounds_to_target"]),
                 ]
             )
+            named = True
     return [
         *_table(
             [
