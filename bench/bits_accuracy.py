@@ -212,20 +212,25 @@ LOWBIT_COSINE: list[dict[str, Any] | None] = [
 #: rdq_unbiased rotating the update as one vector (per_tensor=False): offline, on rounds 30
 #: and 60 of lstm_small, the same client NMSE as per tensor (10.2 / 11.1 against 9.9 / 11.2)
 #: but spread over the tensors as EDEN spreads it (the embedding, the first layer's input
-#: weights and the biases 1.5-2.3x less error, the recurrent weights of layer 0 1.3x more);
-#: with rates by examples at server lr 0.7 and 1.0
+#: weights and the biases 1.5-2.3x less error, the recurrent weights of layer 0 1.3x more;
+#: bench/results/lowbit_profile.json); with rates by examples at server lr 0.7 (a run at
+#: lr 1.0 was begun and stopped for the next suite)
+FLAT = {"id": "rdq_unbiased", "bits_per_param": 0.1, "per_tensor": False}
 LOWBIT_FLAT: list[dict[str, Any] | None] = [
     None,
-    *(
-        {
-            "id": "rdq_unbiased",
-            "bits_per_param": 0.1,
-            "per_tensor": False,
-            "config": {**SHARE, "server_lr": lr},
-        }
-        for lr in (0.7, 1.0)
-    ),
+    {**FLAT, "config": {**SHARE, "server_lr": 0.7}},
 ]
+#: ... and with the cosine schedule (which lifted rdq_unbiased per tensor by 0.25 / 0.73
+#: points over constant lr 0.7 and cost the uncompressed run 0.79 / 0.74): from lr 1.0 and
+#: 1.5, the uncompressed run at cosine from 1.5 too (at 1.0 it lost to constant lr 1.0)
+LOWBIT_FLAT_COSINE: list[dict[str, Any] | None] = [
+    None,
+    {"id": "identity", "config": {**COSINE, "server_lr": 1.5}},
+    *({**FLAT, "config": {**SHARE, **COSINE, "server_lr": lr}} for lr in (1.0, 1.5)),
+]
+#: ... and on Fashion-MNIST (the preset must not lose it), at server lr 0.7 next to
+#: lowbit-share-fmnist-s0's uncompressed run (same machine kind)
+LOWBIT_FLAT_FMNIST: list[dict[str, Any] | None] = [None, LOWBIT_FLAT[1]]
 #: ... and on Fashion-MNIST (its shards give every client the same examples, so every
 #: share is 1): rdq_unbiased 0.1 at server lr 1.0, next to its own uncompressed run (runs
 #: of the CNN are not bit-identical across CPU makes, so lowbit-fmnist-s0's is not reused)
@@ -285,6 +290,9 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-cosine-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_COSINE),
     "lowbit-flat-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_FLAT),
     "lowbit-flat-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_FLAT),
+    "lowbit-flat-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FLAT_FMNIST),
+    "lowbit-flat-cosine-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_FLAT_COSINE),
+    "lowbit-flat-cosine-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_FLAT_COSINE),
 }
 
 #: runs a suite continues from another's checkpoints (same config but the rounds): suite ->
@@ -311,8 +319,11 @@ CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     "lowbit-share-105-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None]),
     "lowbit-cosine-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None, None]),
     "lowbit-cosine-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None, None, None]),
-    "lowbit-flat-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None]),
-    "lowbit-flat-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None, None]),
+    "lowbit-flat-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None]),
+    "lowbit-flat-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None]),
+    "lowbit-flat-fmnist-s0": ("lowbit-share-fmnist-s0", [0, None]),
+    "lowbit-flat-cosine-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None, None]),
+    "lowbit-flat-cosine-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None, None, None]),
     # FedAvg: the rates suite's seed-1 float32 run
     "feddyn-shakespeare-s1": ("rates-shakespeare-s1", [0, None, None, None]),
 }
