@@ -228,6 +228,12 @@ LOWBIT_FLAT_COSINE: list[dict[str, Any] | None] = [
     {"id": "identity", "config": {**COSINE, "server_lr": 1.5}},
     *({**FLAT, "config": {**SHARE, **COSINE, "server_lr": lr}} for lr in (1.0, 1.5)),
 ]
+#: EDEN with rates by examples at the cosine schedule from 1.5 too (the grid the candidates
+#: get: uncompressed training gained from it)
+LOWBIT_EDEN_COSINE: list[dict[str, Any] | None] = [
+    None,
+    {"id": "eden", "bits": 0.1, "config": {**SHARE, **COSINE, "server_lr": 1.5}},
+]
 #: ... and on Fashion-MNIST (the preset must not lose it), at server lr 0.7 next to
 #: lowbit-share-fmnist-s0's uncompressed run (same machine kind)
 LOWBIT_FLAT_FMNIST: list[dict[str, Any] | None] = [None, LOWBIT_FLAT[1]]
@@ -291,6 +297,8 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-flat-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_FLAT),
     "lowbit-flat-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_FLAT),
     "lowbit-flat-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FLAT_FMNIST),
+    "lowbit-eden-cosine-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_EDEN_COSINE),
+    "lowbit-eden-cosine-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_EDEN_COSINE),
     "lowbit-flat-cosine-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_FLAT_COSINE),
     "lowbit-flat-cosine-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_FLAT_COSINE),
 }
@@ -322,6 +330,8 @@ CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     "lowbit-flat-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None]),
     "lowbit-flat-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None]),
     "lowbit-flat-fmnist-s0": ("lowbit-share-fmnist-s0", [0, None]),
+    "lowbit-eden-cosine-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None]),
+    "lowbit-eden-cosine-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None]),
     "lowbit-flat-cosine-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None, None]),
     "lowbit-flat-cosine-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None, None, None]),
     # FedAvg: the rates suite's seed-1 float32 run

@@ -336,7 +336,16 @@ def accuracy_lowbit() -> list[str]:
 LOWBIT_SUITES = [
     f"lowbit-{name}shakespeare-s{seed}"
     for seed in (0, 1)
-    for name in ("", "grid-", "share-", "share-105-", "flat-", "cosine-", "flat-cosine-")
+    for name in (
+        "",
+        "grid-",
+        "share-",
+        "share-105-",
+        "flat-",
+        "cosine-",
+        "flat-cosine-",
+        "eden-cosine-",
+    )
 ]
 
 
@@ -425,7 +434,7 @@ def accuracy_share() -> list[str]:
                 "lowbit-share-fmnist-lr-s0",
                 *(
                     f"lowbit-{n}shakespeare-s{seed}"
-                    for n in ("share-105-", "flat-", "cosine-", "flat-cosine-")
+                    for n in ("share-105-", "flat-", "cosine-", "flat-cosine-", "eden-cosine-")
                     for seed in (0, 1)
                 ),
                 "lowbit-flat-fmnist-s0",
