@@ -228,6 +228,11 @@ LOWBIT_FLAT_COSINE: list[dict[str, Any] | None] = [
     {"id": "identity", "config": {**COSINE, "server_lr": 1.5}},
     *({**FLAT, "config": {**SHARE, **COSINE, "server_lr": lr}} for lr in (1.0, 1.5)),
 ]
+#: the best Shakespeare setting (whole-update rotation, rates by examples, cosine from
+#: 1.5) on Fashion-MNIST, and (a suite of its own, to run side by side) the uncompressed
+#: run at the same schedule
+LOWBIT_FLAT_COSINE_FMNIST: list[dict[str, Any] | None] = [None, LOWBIT_FLAT_COSINE[3]]
+LOWBIT_COSINE_FMNIST: list[dict[str, Any] | None] = [None, LOWBIT_FLAT_COSINE[1]]
 #: EDEN with rates by examples at the cosine schedule from 1.5 too (the grid the candidates
 #: get: uncompressed training gained from it)
 LOWBIT_EDEN_COSINE: list[dict[str, Any] | None] = [
@@ -297,6 +302,8 @@ SUITES: dict[str, tuple[dict[str, Any], list[dict[str, Any] | None]]] = {
     "lowbit-flat-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_FLAT),
     "lowbit-flat-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_FLAT),
     "lowbit-flat-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FLAT_FMNIST),
+    "lowbit-flat-cosine-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_FLAT_COSINE_FMNIST),
+    "lowbit-cosine-fmnist-s0": ({**FMNIST, "seed": 0}, LOWBIT_COSINE_FMNIST),
     "lowbit-eden-cosine-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_EDEN_COSINE),
     "lowbit-eden-cosine-shakespeare-s1": ({**SHAKESPEARE, "seed": 1}, LOWBIT_EDEN_COSINE),
     "lowbit-flat-cosine-shakespeare-s0": ({**SHAKESPEARE, "seed": 0}, LOWBIT_FLAT_COSINE),
@@ -330,6 +337,8 @@ CONTINUES: dict[str, tuple[str, list[int | None]]] = {
     "lowbit-flat-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None]),
     "lowbit-flat-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None]),
     "lowbit-flat-fmnist-s0": ("lowbit-share-fmnist-s0", [0, None]),
+    "lowbit-flat-cosine-fmnist-s0": ("lowbit-share-fmnist-s0", [0, None]),
+    "lowbit-cosine-fmnist-s0": ("lowbit-share-fmnist-s0", [0, None]),
     "lowbit-eden-cosine-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None]),
     "lowbit-eden-cosine-shakespeare-s1": ("lowbit-grid-shakespeare-s1", [0, None]),
     "lowbit-flat-cosine-shakespeare-s0": ("lowbit-grid-shakespeare-s0", [0, None, None, None]),
