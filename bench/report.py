@@ -438,6 +438,8 @@ def accuracy_share() -> list[str]:
                     for seed in (0, 1)
                 ),
                 "lowbit-flat-fmnist-s0",
+                "lowbit-flat-cosine-fmnist-s0",
+                "lowbit-cosine-fmnist-s0",
             ]
         )
     )

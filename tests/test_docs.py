@@ -72,5 +72,9 @@ def test_readme_preset_command_runs_as_printed(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     subprocess.run(["bash", "-c", lines[0]], cwd=tmp_path, check=True, capture_output=True)
     config = json.loads((tmp_path / "runs" / "digits-tenth" / "config.json").read_text())
-    assert config["codec"]["id"] == "rdq_unbiased" and config["server_lr"] == 0.7
+    from fedcodec.presets import get_preset
+
+    preset = get_preset("tenth-bit")
+    assert config["codec"] == preset.codec and config["codec"]["id"] == "rdq_unbiased"
+    assert all(config[key] == value for key, value in preset.train.items())
     assert config["uplink_rate_by_examples"] is True

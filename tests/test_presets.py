@@ -17,6 +17,7 @@ TRAIN_DEFAULTS = {
     "server_optimizer": "sgd",
     "server_lr": 1.0,
     "server_momentum": 0.9,
+    "server_lr_schedule": "constant",
     "uplink_rate_by_examples": False,
 }
 
