@@ -377,8 +377,10 @@ def _present(suites: list[str]) -> list[str]:
 
 def accuracy_best() -> list[str]:
     best: dict[str, dict[int, tuple[float, float, str]]] = {}
+    machines = set()
     for suite in _present(LOWBIT_SUITES):
         d = _load(f"bits_accuracy_{suite}.json")
+        machines.add(_cpu(d["machine"]))
         for run, row in zip(d["runs"], d["table"], strict=True):
             assert run["label"] == row["label"], suite
             setting = _setting(run)
@@ -416,6 +418,7 @@ def accuracy_best() -> list[str]:
             rows,
         ),
         "",
+        f"Machines: {', '.join(sorted(machines))}. "
         "Each cell is the best tail accuracy of that setting's runs on that seed (points: "
         "against the best uncompressed run of the seed), from "
         + ", ".join(f"`bench/results/bits_accuracy_{s}.json`" for s in _present(LOWBIT_SUITES))
