@@ -140,7 +140,7 @@ def test_one_rotation_for_the_whole_update() -> None:
         assert count == (len(update) if each else 1)
         assert 8 * len(payload) <= 0.1 * x.size
         errors, energies = np.zeros(len(sizes)), np.zeros(len(sizes))
-        for s in range(40):
+        for s in range(20):
             y = roundtrip(codec, update, s).astype(np.float64)
             for t, (a, b) in enumerate(itertools.pairwise(bounds)):
                 errors[t] += np.sum((y[a:b] - x[a:b]) ** 2)
@@ -150,8 +150,8 @@ def test_one_rotation_for_the_whole_update() -> None:
     assert 0.7 < total[False] / total[True] < 1.4
     # out_b (78 values at 5x) gets less error as part of the whole than on its own
     assert per_tensor[False][-1] < per_tensor[True][-1]
-    bias, _ = mean_error(RDQUnbiased(bits_per_param=0.1, per_tensor=False), update, 300)
-    assert bias < 0.1
+    bias, single = mean_error(RDQUnbiased(bits_per_param=0.1, per_tensor=False), update, 150)
+    assert bias < 3 * single / 150  # unbiased: the mean's error is the variance's alone
 
 
 def test_malformed_parameters_raise_decode_error() -> None:
