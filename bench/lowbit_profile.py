@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import fedcodec
+from fedcodec.fl.process import update_nmse as nmse
 from fedcodec.tools.frontier import machine_info
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,11 +41,6 @@ CODECS: list[dict[str, Any]] = [
     {"id": "rdq_unbiased", "bits_per_param": 0.1},
     {"id": "rdq_unbiased", "bits_per_param": 0.1, "per_tensor": False},
 ]
-
-
-def nmse(x: np.ndarray, decoded: np.ndarray) -> float:
-    x64 = x.astype(np.float64)
-    return float(np.sum((x64 - decoded.astype(np.float64)) ** 2) / np.sum(x64 * x64))
 
 
 def prediction(rounds: dict[int, list[np.ndarray]]) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 import fedcodec
+from fedcodec.fl.process import update_nmse as nmse
 
 TARGETS = (0.01, 0.05, 0.2)
 RDQ_NMSE = (0.003, 0.006, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -46,12 +47,6 @@ RDQ_NMSE = (0.003, 0.006, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 #: the update's RMS / 8 and goes up by 2 qp until the NMSE passes the largest target
 #: (heavy-tailed updates need steps of many times their RMS)
 QP_START, QP_STOP_NMSE, QP_MAX_STEPS = -12, 0.3, 40
-
-
-def nmse(x: np.ndarray, decoded: np.ndarray) -> float:
-    """‖x − decoded‖² / ‖x‖² (the update's energy below the line)."""
-    x64 = x.astype(np.float64)
-    return float(np.sum((x64 - decoded.astype(np.float64)) ** 2) / np.sum(x64 * x64))
 
 
 def at_target(points: list[tuple[float, float]], target: float) -> float | None:

@@ -352,7 +352,7 @@ LOWBIT_SUITES = [
 def _setting(run: dict[str, Any]) -> str | None:
     """The row of the best-of table a run belongs to (None: none)."""
     codec = run.get("codec") or {"id": "identity"}
-    share = bool(run.get("config", {}).get("uplink_rate_by_examples"))
+    share = bool((run.get("config") or {}).get("uplink_rate_by_examples"))
     rates = "rates by examples" if share else "one rate for every client"
     if codec["id"] == "identity":
         return "uncompressed (float32)"
@@ -365,7 +365,7 @@ def _setting(run: dict[str, Any]) -> str | None:
 
 
 def _server(run: dict[str, Any]) -> str:
-    cfg = run.get("config", {})
+    cfg = run.get("config") or {}
     lr = cfg.get("server_lr", 1.0)
     lr = str(float(lr))
     return f"cosine from {lr}" if cfg.get("server_lr_schedule") == "cosine" else f"lr {lr}"

@@ -391,6 +391,12 @@ def test_cosine_server_lr_steps_by_the_schedule(tmp_path: Path) -> None:
     assert s["best_accuracy"] > 0.5 and s["final_accuracy"] != c["final_accuracy"]
     with pytest.raises(ValueError, match="unknown server lr schedule"):
         Experiment(cfg(server_lr_schedule="linear"))
+    with pytest.raises(ValueError, match="unknown server lr schedule"):  # whatever the algorithm
+        cfg(algorithm="feddyn", server_lr_schedule="linear").resolved()
+    with pytest.raises(ValueError, match="FedDyn's server update has no learning rate"):
+        cfg(algorithm="feddyn", server_lr_schedule="cosine").resolved()
+    with pytest.raises(ValueError, match="unknown server lr schedule"):
+        FedAvg("sgd", 1.0, lr_schedule="step")
 
 
 # -- robustness -----------------------------------------------------------------------------

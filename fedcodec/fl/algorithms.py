@@ -55,10 +55,7 @@ class FedAvg:
         lr_schedule: str = "constant",
         rounds: int = 1,
     ) -> None:
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"unknown server lr schedule {lr_schedule!r}; choose {', '.join(LR_SCHEDULES)}"
-            )
+        scheduled_lr(server_lr, lr_schedule, 1, rounds)  # an unknown schedule raises here
         self.lr_schedule, self.rounds = lr_schedule, int(rounds)
         if server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(

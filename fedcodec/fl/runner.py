@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..codec import get_codec
-from .algorithms import FedAvg, FedDyn
+from .algorithms import LR_SCHEDULES, FedAvg, FedDyn
 from .client import Trainer, frozen_names
 from .process import ClientError, FederatedProcess, ServerState, Transport, derive_seed
 from .tasks import DEFAULTS, TASK_ENTRY_POINTS, build_model, is_builtin, load_task, load_user_task
@@ -87,6 +87,16 @@ class TrainConfig:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(
                 f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+            )
+        if self.server_lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"unknown server lr schedule {self.server_lr_schedule!r}; "
+                f"choose {', '.join(LR_SCHEDULES)}"
+            )
+        if self.algorithm == "feddyn" and self.server_lr_schedule != "constant":
+            raise ValueError(
+                "FedDyn's server update has no learning rate to schedule: use "
+                "server_lr_schedule='constant' with algorithm='feddyn'"
             )
         c = dataclasses.replace(self, freeze=list(self.freeze))
         if self.task in DEFAULTS:  # a user's task gives its defaults when it is loaded
