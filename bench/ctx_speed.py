@@ -70,10 +70,13 @@ def best(f: Any, repeat: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--coders", nargs="+", default=["ans", "auto", "ctx", "ctx-static"])
+    p.add_argument(
+        "--coders", nargs="+", default=["ans", "auto", "ctx", "ctx-stream", "ctx-static"]
+    )
     p.add_argument("--threads", nargs="+", type=int, default=[1])
     p.add_argument("--only", nargs="+", help="these updates only (names as printed)")
     p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--note", default="", help="said with the machine (e.g. '2 cores, idle')")
     p.add_argument("--rate", default="nmse=0.05", help="rate mode=value (default nmse=0.05)")
     p.add_argument("--rdoq", action="store_true", help='also coder=ctx with levels="rdoq"')
     p.add_argument(
@@ -136,12 +139,8 @@ def main() -> None:
                     f"  {enc / copy:9.0f}  {dec / copy:9.0f}"
                 )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"machine": machine, "rate": args.rate, "repeat": args.repeat, "rows": rows},
-                indent=1,
-            )
-        )
+        doc = {"machine": machine, "note": args.note, "rate": args.rate, "repeat": args.repeat}
+        args.json.write_text(json.dumps({**doc, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -180,6 +180,11 @@ def structure() -> list[str]:
 
 
 # -- speed -----------------------------------------------------------------------------------
+def _with_ratio(value: float, reference: float) -> str:
+    """``value`` M/s and its ratio to ``reference`` (the same coder on one thread)."""
+    return f"{value:.1f} ({value / reference:.2f}×)"
+
+
 def ctx_speed() -> list[str]:
     out: list[str] = []
     runs = [("ctx_speed_bpp1.json", "1 bit/param"), ("ctx_speed_nmse005.json", "NMSE 0.05")]
@@ -202,8 +207,8 @@ def ctx_speed() -> list[str]:
                     f"{r['bits_per_param']:.3f}",
                     f"{r['encode_mps']:.1f}",
                     f"{r['decode_mps']:.1f}",
-                    "-" if two is None else f"{two['encode_mps']:.1f}",
-                    "-" if two is None else f"{two['decode_mps']:.1f}",
+                    "-" if two is None else _with_ratio(two["encode_mps"], r["encode_mps"]),
+                    "-" if two is None else _with_ratio(two["decode_mps"], r["decode_mps"]),
                 ]
             )
     out += _table(
@@ -333,19 +338,15 @@ def accuracy_lowbit() -> list[str]:
 
 
 #: issue 25's Shakespeare suites: every run of them counts for the best-of table
+#: the suites with rates by examples, after the first (``lowbit-share-``), by name
+_SHARE_SUITES = (
+    "share-105-", "flat-", "cosine-", "flat-cosine-", "eden-cosine-", "flat-cosine-105-",
+    "cosine-20-", "flat-cosine-20-", "eden-cosine-20-", "flat-cosine-105-20-",
+)  # fmt: skip
 LOWBIT_SUITES = [
     f"lowbit-{name}shakespeare-s{seed}"
     for seed in (0, 1)
-    for name in (
-        "",
-        "grid-",
-        "share-",
-        "share-105-",
-        "flat-",
-        "cosine-",
-        "flat-cosine-",
-        "eden-cosine-",
-    )
+    for name in ("", "grid-", "share-", *_SHARE_SUITES)
 ]
 
 
@@ -435,11 +436,7 @@ def accuracy_share() -> list[str]:
                 "lowbit-share-rates-shakespeare-s0",
                 "lowbit-share-fmnist-s0",
                 "lowbit-share-fmnist-lr-s0",
-                *(
-                    f"lowbit-{n}shakespeare-s{seed}"
-                    for n in ("share-105-", "flat-", "cosine-", "flat-cosine-", "eden-cosine-")
-                    for seed in (0, 1)
-                ),
+                *(f"lowbit-{n}shakespeare-s{seed}" for n in _SHARE_SUITES for seed in (0, 1)),
                 "lowbit-flat-fmnist-s0",
                 "lowbit-flat-cosine-fmnist-s0",
                 "lowbit-cosine-fmnist-s0",

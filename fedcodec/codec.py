@@ -24,6 +24,7 @@ from . import container
 from .errors import DecodeError, UnknownCodecError
 from .framing import (
     FramedCodec,
+    _map,
     _tensors,
     _zero_ranges,
     default_threads,
@@ -70,6 +71,46 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Under ``NUMBA_BOUNDSCHECK=1`` (the test suite's rerun) an out-of-bounds access in a kernel
 #: raises IndexError; decoding then lets it through instead of reporting a payload defect.
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
+
+
+_FINITE_CHUNK = 1 << 22  # a decoded update is checked finite in chunks of this many
+
+
+def _update_stats(
+    vector: np.ndarray, edges: np.ndarray | None, threads: int | None
+) -> tuple[np.ndarray, float, float, bool]:
+    """:func:`~fedcodec.kernels.segment_max_abs_and_sumsq` of an update (or, without
+    ``edges``, :func:`~fedcodec.kernels.max_abs_and_sumsq` and no segments), in chunks of
+    ``_FINITE_CHUNK`` on ``threads`` threads (the chunks' sums added in order: the same
+    numbers for any thread count)."""
+
+    def stats(x: np.ndarray, local: np.ndarray | None) -> tuple[np.ndarray, float, float, bool]:
+        if local is None:
+            return (np.zeros(0), *max_abs_and_sumsq(x))
+        return segment_max_abs_and_sumsq(x, local)
+
+    n = vector.shape[0]
+    if n <= _FINITE_CHUNK:
+        return stats(vector, edges)
+
+    def part(a: int) -> tuple[np.ndarray, float, float, bool]:
+        b = min(a + _FINITE_CHUNK, n)
+        return stats(vector[a:b], None if edges is None else np.clip(edges, a, b) - a)
+
+    parts = _map(part, list(range(0, n, _FINITE_CHUNK)), threads)
+    seg_max = np.maximum.reduce([p[0] for p in parts])
+    max_abs = max(p[1] for p in parts)
+    return seg_max, max_abs, sum(p[2] for p in parts), all(p[3] for p in parts)
+
+
+def _all_finite(flat: np.ndarray, threads: int | None) -> bool:
+    """Whether every value of ``flat`` is finite: in chunks of ``_FINITE_CHUNK`` on
+    ``threads`` threads."""
+    n = flat.shape[0]
+    if n <= _FINITE_CHUNK:
+        return bool(max_abs_and_sumsq(flat)[2])
+    chunks = [flat[a : a + _FINITE_CHUNK] for a in range(0, n, _FINITE_CHUNK)]
+    return all(_map(lambda part: bool(max_abs_and_sumsq(part)[2]), chunks, threads))
 
 
 class Codec(FramedCodec, ABC):
@@ -306,10 +347,10 @@ class Codec(FramedCodec, ABC):
                 )
             fingerprint = layout.fingerprint
             edges = layout.edges
-            seg_max, max_abs, sumsq, finite = segment_max_abs_and_sumsq(vector, edges)
+            seg_max, max_abs, sumsq, finite = _update_stats(vector, edges, threads)
             zero_ranges = _zero_ranges(edges, seg_max)
         else:
-            max_abs, sumsq, finite = max_abs_and_sumsq(vector)
+            _, max_abs, sumsq, finite = _update_stats(vector, None, threads)
             zero_ranges = ((0, vector.size),) if vector.size and max_abs == 0.0 else ()
         if not finite:
             raise ValueError(
@@ -394,7 +435,7 @@ class Codec(FramedCodec, ABC):
             for start, stop in env.zero_ranges:
                 flat[start:stop] = 0.0
 
-        return self._decode_into(env, body, out=out, layout=layout)
+        return self._decode_into(env, body, out=out, layout=layout, threads=threads)
 
     def _decode_into(
         self,
@@ -403,9 +444,11 @@ class Codec(FramedCodec, ABC):
         *,
         out: np.ndarray | None = None,
         layout: Layout | None = None,
+        threads: int | None = 1,
     ) -> np.ndarray:
         """Check ``env`` against the caller's codec, layout and ``out``, run ``body(flat)``
-        (which decodes into the float32 vector ``flat``) and return the result."""
+        (which decodes into the float32 vector ``flat``) and return the result (checked
+        finite on ``threads`` threads)."""
         if env.codec_id != self.codec_id:
             raise DecodeError(
                 f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
@@ -435,7 +478,7 @@ class Codec(FramedCodec, ABC):
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
         except (ValueError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
-        if not max_abs_and_sumsq(flat)[2]:
+        if not _all_finite(flat, threads):
             raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
             return out

@@ -151,6 +151,7 @@ class FramedCodec:
             *,
             out: np.ndarray | None = None,
             layout: Layout | None = None,
+            threads: int | None = 1,
         ) -> np.ndarray: ...
 
     def _check_shared(self, f: container.Frame) -> None:
@@ -254,4 +255,4 @@ class FramedCodec:
 
             _map(one, frames, threads)
 
-        return self._decode_into(first.env, body, out=out, layout=layout)
+        return self._decode_into(first.env, body, out=out, layout=layout, threads=threads)

@@ -21,6 +21,7 @@ from . import kernels
 from .codec import FLOAT32_MAX
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
+from .coders import ctxb as ctxb_coder
 from .coders import rleg as rleg_coder
 from .kernels import ctx as _ctx
 from .kernels import quant as _quantize
@@ -35,6 +36,7 @@ from .rate_points import (
     _SAMPLE_MIN,
     CODER_ANS,
     CODER_CTX,
+    CODER_CTXB,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
@@ -46,6 +48,7 @@ from .rate_points import (
     Final,
     Point,
     SolverCodec,
+    adaptive_coder,
     max_step,
 )
 
@@ -309,9 +312,10 @@ class Solver(Measurement):
             # the context coder, or today's codes where they are smaller (very sparse or
             # tiny updates, where side information and adaptation cost more than they save):
             # never worse than "auto"
-            "ctx": [CODER_ANS, CODER_CTX, CODER_RLEG],
             "ctx-static": [CODER_ANS, CODER_SCTX, CODER_RLEG],
         }
+        for option in ("ctx", "ctx-blocks", "ctx-stream"):
+            coders[option] = [CODER_ANS, adaptive_coder(option, self.tensors), CODER_RLEG]
         offsets = RDO_OFFSETS if codec.levels in ("rdo", "rdoq") else (0.5,)
         todo = coders[codec.coder]
         if codec.coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):
@@ -358,7 +362,7 @@ class Solver(Measurement):
                         continue
             finals.append(self.search_and_refine(c, offsets))
         if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):
-            measured = [f for f in finals if f.point.coder in (CODER_CTX, CODER_SCTX)]
+            measured = [f for f in finals if f.point.coder in (CODER_CTX, CODER_SCTX, CODER_CTXB)]
             if measured:
                 finals.append(self.rate.rdoq(self, measured[0]))
         best = min(finals, key=self.objective)
@@ -396,10 +400,15 @@ class Solver(Measurement):
     def final_levels(
         self, step: float, q: np.ndarray, recon: np.ndarray | None, sse: float
     ) -> Final:
-        """The context coder's payload for levels ``q`` at ``step``."""
+        """The adaptive context coder's payload for levels ``q`` at ``step`` (in blocks or
+        one stream: :func:`~fedcodec.rate_points.adaptive_coder`)."""
         step = float(np.float32(min(max(step, self.kernel_step_min), self.step_cap)))
-        p = Point(step, 0.5, CODER_CTX, 0.0, sse, recon)
-        params, body = ctx_coder.encode(q, self.tensors, 8.0 * q.size)
+        coder = adaptive_coder(self.codec.coder, self.tensors)
+        p = Point(step, 0.5, coder, 0.0, sse, recon)
+        if coder == CODER_CTX:
+            params, body = ctx_coder.encode(q, self.tensors, 8.0 * q.size)
+        else:
+            params, body = ctxb_coder.encode(q, self.tensors, self.threads)
         bits = 8.0 * (len(body) + len(params)) + self.extra_bits(p)
         return Final(replace(p, bits=bits), bits, sse, None, body, params)
 
@@ -408,6 +417,7 @@ class Solver(Measurement):
 __all__ = [
     "CODER_ANS",
     "CODER_CTX",
+    "CODER_CTXB",
     "CODER_RLEG",
     "CODER_SCTX",
     "CONTEXT_CODERS",

@@ -18,6 +18,7 @@ import numpy as np
 from . import kernels
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
+from .coders import ctxb as ctxb_coder
 from .coders import rleg as rleg_coder
 from .coders import sctx as sctx_coder
 from .framing import _map
@@ -28,13 +29,14 @@ from .rate_points import (
     _NO_RECON,
     _PAR_CHUNK,
     CODER_ANS,
-    CODER_CTX,
+    CODER_CTXB,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
     Final,
     Point,
     SolverCodec,
+    adaptive_coder,
 )
 
 
@@ -76,6 +78,21 @@ class Measurement:
         chunks = bounds or [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
         return sum(_map(part, chunks, self.threads)) * p.step * p.step
 
+    def quantize_into(self, p: Point, q: np.ndarray) -> float:
+        """The whole message's levels at ``p`` into int32 ``q`` (in chunks of
+        ``_PAR_CHUNK`` elements on ``threads`` threads); returns the random roundings'
+        squared error in step units, the chunks' summed in order (0 for nearest)."""
+        inv = 1.0 / p.step
+        if self.n <= _PAR_CHUNK:
+            return float(_quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q))
+
+        def part(a: int) -> float:
+            b = min(a + _PAR_CHUNK, self.n)
+            stream = _rng.shifted(self.stream, a)
+            return float(_quantize._quantize(self.x[a:b], inv, self.mode, p.offset, stream, q[a:b]))
+
+        return sum(_map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads))
+
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
         if self.step_only:
@@ -116,14 +133,12 @@ class Measurement:
         coder's measurement of the same point), saves the error pass. The run-length code
         gives up once it is longer than ``slack`` times ``beat`` bits or a coder before it
         (it is left out)."""
-        inv = 1.0 / p.step
-        recon = _NO_RECON if p.recon is None else p.recon
         q = np.empty(self.n, dtype=np.int32)
-        sse_random = _quantize._quantize(self.x, inv, self.mode, p.offset, self.stream, q)
+        sse_random = self.quantize_into(p, q)
         if sse is None and self.mode != kernels.NEAREST:
             sse = sse_random * p.step * p.step
         elif sse is None and self.rate.exact_sse:
-            sse = _quantize._sse_nearest(self.x, inv, p.offset, recon) * p.step * p.step
+            sse = self.exact_sse(p)
         elif sse is None:
             sse = p.sse
         extra = self.extra_bits(p)
@@ -138,6 +153,8 @@ class Measurement:
             else:
                 if coder == CODER_SCTX:
                     params, body = sctx_coder.encode(q, self.tensors, self.threads)
+                elif coder == CODER_CTXB:
+                    params, body = ctxb_coder.encode(q, self.tensors, self.threads, None, p.bits)
                 else:
                     params, body = ctx_coder.encode(q, self.tensors, p.bits)
                 finals.append(
@@ -154,9 +171,8 @@ class Measurement:
             "ans": (CODER_ANS,),
             "rleg": (CODER_RLEG,),
             "auto": (CODER_ANS, CODER_RLEG),
-            "ctx": (CODER_ANS, CODER_CTX, CODER_RLEG),
             "ctx-static": (CODER_ANS, CODER_SCTX, CODER_RLEG),
-        }[coder]
+        }.get(coder, (CODER_ANS, adaptive_coder(coder, self.tensors), CODER_RLEG))
         if coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):
             todo = (CODER_ANS, CODER_RLEG)
         finals: list[Final] = []

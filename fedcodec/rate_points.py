@@ -16,6 +16,7 @@ import numpy as np
 
 from .codec import FLOAT32_MAX
 from .coders import ans as ans_coder
+from .coders import blocks
 
 
 class SolverCodec(Protocol):
@@ -32,9 +33,26 @@ class SolverCodec(Protocol):
     def _header_bytes(self, point: Point, seed: int, coder: int) -> bytearray: ...
 
 
-CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX = 0, 1, 2, 3
-#: the coder options that use a context coder: static contexts (id 3), adaptive (id 2)
-CONTEXT_CODERS = {"ctx": CODER_CTX, "ctx-static": CODER_SCTX}
+CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX, CODER_CTXB = 0, 1, 2, 3, 4
+#: the coder options that use a context coder: adaptive (id 2 or 4, see
+#: :func:`adaptive_coder`), adaptive in blocks (id 4), adaptive in one stream (id 2),
+#: static contexts (id 3)
+CONTEXT_CODERS = ("ctx", "ctx-blocks", "ctx-stream", "ctx-static")
+
+
+def adaptive_coder(option: str, tensors: np.ndarray) -> int:
+    """The id of the adaptive context coder that writes a message's levels under coder
+    ``option``: ``"ctx-blocks"`` blocks (id 4), ``"ctx-stream"`` one stream (id 2); the
+    others blocks where the tensors hold more than one block, else one stream (a single
+    block gains nothing from threads, and the blocks' side section costs a few bytes
+    more on small updates)."""
+    if option == "ctx-stream":
+        return CODER_CTX
+    if option == "ctx-blocks" or len(blocks.plan(tensors).blocks) > 1:
+        return CODER_CTXB
+    return CODER_CTX
+
+
 _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escapes
 #: the rate search runs on this many evenly spaced elements: 2**14, up to 2**16 for
 #: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole

@@ -23,6 +23,7 @@ from . import _rotated, container, kernels
 from .codec import FLOAT32_MAX, Codec
 from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
+from .coders import ctxb as ctxb_coder
 from .coders import rleg as rleg_coder
 from .coders import sctx as sctx_coder
 from .container import Reader
@@ -31,6 +32,7 @@ from .framing import _map, frame_seed, plan_frames
 from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
+    CODER_CTXB,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
@@ -46,11 +48,12 @@ from .registry import register_codec
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform", "rdoq")
-CODER_NAMES = ("ans", "rleg", "ctx", "ctx-static")  # by coder id (flags bits 3-4)
+#: by coder id (flags bits 3-4, and bit 6 as the id's third bit)
+CODER_NAMES = ("ans", "rleg", "ctx-stream", "ctx-static", "ctx-blocks")
 _FRAME_HEADER = 48  # about a frame's container bytes, for the rate target's correction
 _FRAMED_RATE_TOLERANCE = 0.01
 _FRAMED_RATE_PASSES = 5
-CODERS = ("ans", "rleg", "auto", "ctx", "ctx-static")
+CODERS = ("ans", "rleg", "auto", "ctx", "ctx-static", "ctx-blocks", "ctx-stream")
 RATE_PARAMS = tuple(RATE_MODES)
 
 
@@ -77,10 +80,14 @@ class RDQ(Codec):
         the same error on real updates, a slower encode).
     rotate : bool
         Randomized Hadamard rotation from the shared seed before quantizing.
-    coder : {"ctx", "ctx-static", "ans", "rleg", "auto"}
+    coder : {"ctx", "ctx-static", "ctx-blocks", "ctx-stream", "ans", "rleg", "auto"}
         ``ctx`` (default): context-adaptive coding tensor by tensor with row/column scale
         side information where it pays, or ANS or run-length gamma where smaller (an
-        update without matrices gets the best of those two); ``ctx-static``: the same
+        update without matrices gets the best of those two); an update whose rows make
+        more than one block of 2**20 elements is coded in such blocks, independently, on
+        ``threads`` (coder id 4, the same bytes for any thread count), a smaller one in
+        one stream (id 2); ``ctx-blocks`` / ``ctx-stream``: always blocks / always one
+        stream (for decoders that predate id 4); ``ctx-static``: the same
         contexts with static models sent per block of about 2**20 elements and rANS
         (decodes faster and on ``threads``; 1.10-1.16x the bits of ``ctx`` on real CNN and
         LSTM updates, ``docs/codecs/rdq.md``); ``ans``: ANS with the
@@ -167,7 +174,7 @@ class RDQ(Codec):
         if levels == "rdoq" and (rounding != "nearest" or coder not in CONTEXT_CODERS):
             raise ValueError(
                 'levels="rdoq" chooses levels with the context coder\'s rates: it needs '
-                'rounding="nearest" and coder="ctx" or "ctx-static"'
+                'rounding="nearest" and a context coder (coder="ctx" or another "ctx-...")'
             )
         if levels == "rdo" and rounding != "nearest":
             raise ValueError(
@@ -211,7 +218,13 @@ class RDQ(Codec):
 
     def _header_bytes(self, point: Point, seed: int, coder: int) -> bytearray:
         """flags, step, seed check, reconstruction table (coder-specific bytes follow)."""
-        flags = self._mode | (self.rotate << 2) | (coder << 3) | ((point.recon is not None) << 5)
+        flags = (
+            self._mode
+            | (self.rotate << 2)
+            | ((coder & 3) << 3)
+            | ((point.recon is not None) << 5)
+            | ((coder >> 2) << 6)
+        )
         params = bytearray(struct.pack("<Bf", flags, point.step))
         if self.rotate or self.rounding == "dither":
             params += struct.pack("<I", _rng.seed_check(seed))
@@ -339,10 +352,10 @@ class RDQ(Codec):
         mode, rotate, coder, has_recon = (
             flags & 3,
             (flags >> 2) & 1,
-            (flags >> 3) & 3,
+            ((flags >> 3) & 3) | (((flags >> 6) & 1) << 2),
             (flags >> 5) & 1,
         )
-        if mode > 2 or flags >> 6:
+        if mode > 2 or flags >> 7 or coder > CODER_CTXB:
             raise DecodeError(f"rdq: invalid flags {flags:#04x}")
         (step,) = r.unpack("<f", "step")
         if not (math.isfinite(step) and step > 0):
@@ -392,6 +405,8 @@ class RDQ(Codec):
             rleg_coder.decode(body, out, mode, step, recon, stream)
         elif h.coder == CODER_SCTX:
             sctx_coder.decode(r, body, out, mode, step, recon, stream, threads)
+        elif h.coder == CODER_CTXB:
+            ctxb_coder.decode(r, body, out, mode, step, recon, stream, threads)
         else:
             ctx_coder.decode(r, body, out, mode, step, recon, stream)
         if h.rotate:
@@ -402,7 +417,7 @@ class RDQ(Codec):
 
     def _shared_params(self, params: bytes) -> bytes:
         h = self._header(params, None, check_seed=False)
-        return bytes([params[0] & ~(3 << 3)]) + params[1 : h.reader.pos]
+        return bytes([params[0] & ~((3 << 3) | (1 << 6))]) + params[1 : h.reader.pos]
 
     def _decode_frame(
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
@@ -437,6 +452,8 @@ class RDQ(Codec):
             q = rleg_coder.decode_levels(env.body, env.count)
         elif h.coder == CODER_SCTX:
             q, tensors = sctx_coder.decode_levels(h.reader, env.body, env.count)
+        elif h.coder == CODER_CTXB:
+            q, tensors = ctxb_coder.decode_levels(h.reader, env.body, env.count)
         else:
             q, tensors = ctx_coder.decode_levels(h.reader, env.body, env.count)
         return Levels(q, h.step, CODER_NAMES[h.coder], tensors)
@@ -504,7 +521,7 @@ class Levels:
 
     levels: np.ndarray  # int32, flat
     step: float
-    coder: str  # "ans", "rleg", "ctx" or "ctx-static"
+    coder: str  # a name of CODER_NAMES
     tensors: np.ndarray | None  # the context coders' (rows, cols) per tensor
 
 

@@ -47,6 +47,7 @@ RDQ_CONFIGS: tuple[dict[str, Any], ...] = (
     {"coder": "rleg"},
     {"coder": "auto"},
     {"coder": "ctx-static"},
+    {"coder": "ctx-blocks"},
 )
 
 #: Other codecs' configurations beyond their defaults that take other kernels.

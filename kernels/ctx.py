@@ -168,12 +168,12 @@ def _sign_context(col_last: int, flip: int, lsign: int) -> int:
 
 
 @inline_jit
-def _after_sign(col_last: np.ndarray, j: int, rows: int, cl: int, sign: int, flip: int) -> int:
+def _after_sign(col_last: np.ndarray, j: int, multi: bool, cl: int, sign: int, flip: int) -> int:
     """Update the sign state after a level of sign ``sign`` in column ``j`` (whose last
-    sign was ``cl``); returns the row's new flip."""
+    sign was ``cl``; ``multi``: the tensor has several rows); returns the row's new flip."""
     if cl != 0:
         flip = sign * cl
-    if rows > 1:
+    if multi:
         col_last[j] = sign
     return flip
 
@@ -182,6 +182,85 @@ def _after_sign(col_last: np.ndarray, j: int, rows: int, cl: int, sign: int, fli
 def _bin(row: int, col: int, total: int) -> int:
     lp = row + col - total - SIDE_OFFSET  # 2·log2(row rms · col rms / tensor rms)
     return min(max(lp + BIN_OFFSET, 0), NUM_BINS - 1)
+
+
+@inline_jit
+def _encode_row(
+    q: np.ndarray,
+    base: int,
+    cols: int,
+    row_part: int,
+    col_part: np.ndarray,
+    co: int,
+    top: int,
+    multi: bool,
+    col_last: np.ndarray,
+    dec: np.ndarray,
+    nd: int,
+    es: np.ndarray,
+    probs: np.ndarray,
+    out: np.ndarray,
+    cost: np.ndarray,
+    counts: np.ndarray,
+) -> int:
+    """Append one row's levels ``q[base : base + cols]`` to the decisions ``dec`` (``nd``
+    of them pending; flushed through the coder when the buffer fills); returns the count
+    pending. Column j's part of the context is ``col_part[co + j]`` (negative: the
+    element is not coded); ``multi``: the tensor has several rows (``col_last`` holds
+    each column's last sign)."""
+    room = CHUNK - MAX_PER_LEVEL
+    lsign = 0  # sign of the left neighbour (0: zero)
+    flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
+    for j in range(cols):
+        c = col_part[co + j]
+        if c < 0:
+            lsign = 0
+            continue
+        ctx = min(max(row_part + c, 0), top)
+        if nd > room:
+            _flush(es, probs, dec, nd, out, cost, counts, False)
+            nd = 0
+        v = int(q[base + j])
+        sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
+        if v == 0:
+            dec[nd] = sig
+            nd += 1
+            lsign = 0
+            continue
+        dec[nd] = sig + 1
+        nd += 1
+        m = abs(v) - 1
+        mag = MAG0 + ctx * MAG_UNARY + 1
+        for k in range(min(m, MAG_UNARY)):
+            dec[nd] = (mag + k) * 2 + 1
+            nd += 1
+        if m < MAG_UNARY:
+            dec[nd] = (mag + m) * 2
+            nd += 1
+        else:  # order-0 Exp-Golomb of the rest, in direct bits
+            w = m - MAG_UNARY + 1
+            nb = 0
+            while (w >> nb) > 1:
+                nb += 1
+            for _ in range(nb):  # prefix: nb ones and a zero
+                dec[nd] = 1
+                nd += 1
+            dec[nd] = 0
+            nd += 1
+            for b in range(nb - 1, -1, -1):
+                dec[nd] = (w >> b) & 1
+                nd += 1
+        negative = v < 0
+        cl = int(col_last[j]) if multi else 0
+        dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
+        nd += 1
+        sign = -1 if negative else 1
+        if cl != 0:  # _after_sign, written out in the hot loop: 6 % faster
+            flip = sign * cl
+        if multi:
+            col_last[j] = sign
+        lsign = sign
+    return nd
 
 
 @jit
@@ -272,64 +351,18 @@ def _ctx_encode(
             for j in range(cols):
                 c = int(col_idx[j])
                 col_part[j] = c if c != 0 else ZERO_COLUMN
+        multi = rows > 1
         for i in range(rows):
-            lsign = 0  # sign of the left neighbour (0: zero)
-            flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
             base = start + i * cols
             row_part = NUM_BINS
             if side:
                 if row_idx[i] == 0:
                     continue
                 row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
-            for j in range(cols):
-                c = col_part[j]
-                if c < 0:
-                    lsign = 0
-                    continue
-                ctx = min(max(row_part + c, 0), top)
-                if nd > room:
-                    _flush(es, probs, dec, nd, out, cost, counts, False)
-                    nd = 0
-                v = int(q[base + j])
-                sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
-                if v == 0:
-                    dec[nd] = sig
-                    nd += 1
-                    lsign = 0
-                    continue
-                dec[nd] = sig + 1
-                nd += 1
-                m = abs(v) - 1
-                mag = MAG0 + ctx * MAG_UNARY + 1
-                for k in range(min(m, MAG_UNARY)):
-                    dec[nd] = (mag + k) * 2 + 1
-                    nd += 1
-                if m < MAG_UNARY:
-                    dec[nd] = (mag + m) * 2
-                    nd += 1
-                else:  # order-0 Exp-Golomb of the rest, in direct bits
-                    w = m - MAG_UNARY + 1
-                    nb = 0
-                    while (w >> nb) > 1:
-                        nb += 1
-                    for _ in range(nb):  # prefix: nb ones and a zero
-                        dec[nd] = 1
-                        nd += 1
-                    dec[nd] = 0
-                    nd += 1
-                    for b in range(nb - 1, -1, -1):
-                        dec[nd] = (w >> b) & 1
-                        nd += 1
-                negative = v < 0
-                cl = int(col_last[j]) if rows > 1 else 0
-                dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
-                nd += 1
-                sign = -1 if negative else 1
-                if cl != 0:  # _after_sign, written out in the hot loop: 6 % faster
-                    flip = sign * cl
-                if rows > 1:
-                    col_last[j] = sign
-                lsign = sign
+            nd = _encode_row(
+                q, base, cols, row_part, col_part, 0, top, multi, col_last,
+                dec, nd, es, probs, out, cost, counts,
+            )  # fmt: skip
         start += rows * cols
         if per_tensor:
             _flush(es, probs, dec, nd, out, cost, counts, False)
@@ -472,7 +505,7 @@ def _ctx_rdoq(
                 cl = int(col_last[j]) if rows > 1 else 0
                 _adapt(probs, SIGN0 + _sign_context(cl, flip, lsign), 1 if negative else 0)
                 sign = -1 if negative else 1
-                flip = _after_sign(col_last, j, rows, cl, sign, flip)
+                flip = _after_sign(col_last, j, rows > 1, cl, sign, flip)
                 lsign = sign
                 q[base + j] = sign * best
         start += rows * cols
@@ -540,6 +573,87 @@ def _dec_escape(data: np.ndarray, ds: np.ndarray) -> int:
     return ((1 << nb) | _dec_direct(data, ds, nb)) - 1
 
 
+@inline_jit
+def _decode_row(
+    data: np.ndarray,
+    ds: np.ndarray,
+    q: np.ndarray,
+    base: int,
+    cols: int,
+    row_part: int,
+    col_part: np.ndarray,
+    co: int,
+    top: int,
+    multi: bool,
+    col_last: np.ndarray,
+    probs: np.ndarray,
+    max_abs: int,
+    rng: int,
+    code: int,
+    pos: int,
+) -> tuple[int, int, int, int]:
+    """Decode one row's levels into ``q[base : base + cols]`` (contexts as in
+    :func:`_encode_row`); the coder's state ``(rng, code, pos)`` in locals, ``ds`` an
+    array for the rare helpers. Returns (0 or ERR_INVALID, rng, code, pos)."""
+    n_data = data.shape[0]
+    lsign = 0
+    flip = 0
+    for j in range(cols):
+        c = col_part[co + j]
+        if c < 0:
+            q[base + j] = 0
+            lsign = 0
+            continue
+        ctx = min(max(row_part + c, 0), top)
+        mag = MAG0 + ctx * MAG_UNARY
+        i_prob = SIG0 + 2 * ctx + (lsign != 0)
+        stage = 0  # 0: significance, 1: magnitude (unary), 2: sign
+        m = 0
+        v = 0
+        while True:
+            p = probs[i_prob]
+            bound = (rng >> PROB_BITS) * p
+            bit = 1 if code >= bound else 0
+            mask = -bit  # without branches on the bit, as in the encoder
+            code -= bound & mask
+            rng = bound + ((rng - 2 * bound) & mask)
+            probs[i_prob] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+            while rng < TOP:
+                rng <<= 8
+                code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
+                pos += 1
+            if stage == 0:
+                if bit == 0:
+                    break
+                stage = 1
+                i_prob = mag
+            elif stage == 1 and bit == 1 and m + 1 < MAG_UNARY:
+                m += 1
+                i_prob = mag + m
+            elif stage == 1:
+                if bit == 1:  # MAG_UNARY ones: the Exp-Golomb remainder follows
+                    ds[0], ds[1], ds[2] = rng, code, pos
+                    rest = _dec_escape(data, ds)
+                    if rest < 0:
+                        return ERR_INVALID, rng, code, pos
+                    rng, code, pos = ds[0], ds[1], ds[2]
+                    m = MAG_UNARY + rest
+                if m + 1 > max_abs:
+                    return ERR_INVALID, rng, code, pos
+                stage = 2
+                cl = int(col_last[j]) if multi else 0
+                i_prob = SIGN0 + _sign_context(cl, flip, lsign)
+            else:
+                sign = -1 if bit else 1
+                v = sign * (m + 1)
+                cl = int(col_last[j]) if multi else 0
+                flip = _after_sign(col_last, j, multi, cl, sign, flip)
+                break
+        lsign = 0 if v == 0 else (1 if v > 0 else -1)
+        q[base + j] = v
+    return 0, rng, code, pos
+
+
 @jit
 def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarray) -> int:
     """Inverse of :func:`_ctx_encode` into int32 ``q``; returns 0, ERR_INVALID (a first byte
@@ -587,9 +701,8 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                 return ERR_EXHAUSTED
         col_last = np.zeros(cols if rows > 1 else 1, np.int8)
         rng, code, pos = ds[0], ds[1], ds[2]
+        multi = rows > 1
         for i in range(rows):
-            lsign = 0
-            flip = 0
             base = start + i * cols
             row_part = NUM_BINS
             if side:
@@ -598,61 +711,12 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
                         q[base + j] = 0
                     continue
                 row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
-            for j in range(cols):
-                c = col_part[j]
-                if c < 0:
-                    q[base + j] = 0
-                    lsign = 0
-                    continue
-                ctx = min(max(row_part + c, 0), top)
-                mag = MAG0 + ctx * MAG_UNARY
-                i_prob = SIG0 + 2 * ctx + (lsign != 0)
-                stage = 0  # 0: significance, 1: magnitude (unary), 2: sign
-                m = 0
-                v = 0
-                while True:
-                    p = probs[i_prob]
-                    bound = (rng >> PROB_BITS) * p
-                    bit = 1 if code >= bound else 0
-                    mask = -bit  # without branches on the bit, as in the encoder
-                    code -= bound & mask
-                    rng = bound + ((rng - 2 * bound) & mask)
-                    probs[i_prob] = (
-                        p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
-                    )
-                    while rng < TOP:
-                        rng <<= 8
-                        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
-                        pos += 1
-                    if stage == 0:
-                        if bit == 0:
-                            break
-                        stage = 1
-                        i_prob = mag
-                    elif stage == 1 and bit == 1 and m + 1 < MAG_UNARY:
-                        m += 1
-                        i_prob = mag + m
-                    elif stage == 1:
-                        if bit == 1:  # MAG_UNARY ones: the Exp-Golomb remainder follows
-                            ds[0], ds[1], ds[2] = rng, code, pos
-                            rest = _dec_escape(data, ds)
-                            if rest < 0:
-                                return ERR_INVALID
-                            rng, code, pos = ds[0], ds[1], ds[2]
-                            m = MAG_UNARY + rest
-                        if m + 1 > max_abs:
-                            return ERR_INVALID
-                        stage = 2
-                        cl = int(col_last[j]) if rows > 1 else 0
-                        i_prob = SIGN0 + _sign_context(cl, flip, lsign)
-                    else:
-                        sign = -1 if bit else 1
-                        v = sign * (m + 1)
-                        cl = int(col_last[j]) if rows > 1 else 0
-                        flip = _after_sign(col_last, j, rows, cl, sign, flip)
-                        break
-                lsign = 0 if v == 0 else (1 if v > 0 else -1)
-                q[base + j] = v
+            status, rng, code, pos = _decode_row(
+                data, ds, q, base, cols, row_part, col_part, 0, top, multi, col_last,
+                probs, max_abs, rng, code, pos,
+            )  # fmt: skip
+            if status < 0:
+                return status
             if pos > n_data:
                 return ERR_EXHAUSTED
         ds[0], ds[1], ds[2] = rng, code, pos

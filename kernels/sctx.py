@@ -757,27 +757,27 @@ def _block_decode(
 
 
 @jit
-def _side_indices(
+def _side_sums(
     q: np.ndarray,
+    segs: np.ndarray,
     starts: np.ndarray,
     tensors: np.ndarray,
     use_side: np.ndarray,
-    totals: np.ndarray,
-    row_idx: np.ndarray,
-    col_idx: np.ndarray,
     row_off: np.ndarray,
-    col_off: np.ndarray,
+    part_off: np.ndarray,
+    rsq: np.ndarray,
+    csq: np.ndarray,
 ) -> None:
-    """Each side tensor's RMS index (``totals``) and its rows' and columns' (the
-    adaptive coder's ``_side_index``)."""
-    for t in range(tensors.shape[0]):
-        totals[t] = 0
+    """One block's part of the side tensors' sums of squared levels: each of its rows'
+    sum into ``rsq[row_off[t] + i]`` (a row lies in one block), its columns' partial sums
+    into ``csq[part_off[t] + j]`` (added up over the blocks by the caller)."""
+    for k in range(segs.shape[0]):
+        t, r0, r1 = segs[k, 0], segs[k, 1], segs[k, 2]
         if not use_side[t]:
             continue
-        rows, cols = tensors[t, 0], tensors[t, 1]
-        rsq = np.zeros(rows)
-        csq = np.zeros(cols)
-        for i in range(rows):
+        cols = tensors[t, 1]
+        po = part_off[t]
+        for i in range(r0, r1):
             base = starts[t] + i * cols
             acc = 0.0
             for j in range(cols):
@@ -785,10 +785,32 @@ def _side_indices(
                 if v != 0:
                     w = float(v) * float(v)
                     acc += w
-                    csq[j] += w
-            rsq[i] = acc
-        totals[t] = _side_index(rsq.sum(), rows * cols)
+                    csq[po + j] += w
+            rsq[row_off[t] + i] = acc
+
+
+@jit
+def _side_from_sums(
+    tensors: np.ndarray,
+    use_side: np.ndarray,
+    rsq: np.ndarray,
+    csq: np.ndarray,
+    row_off: np.ndarray,
+    col_off: np.ndarray,
+    totals: np.ndarray,
+    row_idx: np.ndarray,
+    col_idx: np.ndarray,
+) -> None:
+    """Each side tensor's RMS index (``totals``) and its rows' and columns' (the
+    adaptive coder's ``_side_index``) from their sums of squared levels."""
+    for t in range(tensors.shape[0]):
+        totals[t] = 0
+        if not use_side[t]:
+            continue
+        rows, cols = tensors[t, 0], tensors[t, 1]
+        r, c = row_off[t], col_off[t]
+        totals[t] = _side_index(rsq[r : r + rows].sum(), rows * cols)
         for i in range(rows):
-            row_idx[row_off[t] + i] = _side_index(rsq[i], cols)
+            row_idx[r + i] = _side_index(rsq[r + i], cols)
         for j in range(cols):
-            col_idx[col_off[t] + j] = _side_index(csq[j], rows)
+            col_idx[c + j] = _side_index(csq[c + j], rows)

@@ -227,12 +227,15 @@ def test_structure_pays_against_the_memoryless_coders() -> None:
     assert fedcodec.decode(payload).shape == (256 * 400 + 256,)
 
 
-@pytest.mark.parametrize(("coder", "coder_id"), [("ctx", 2), ("ctx-static", 3)])
+@pytest.mark.parametrize(
+    ("coder", "coder_id"), [("ctx", 2), ("ctx-static", 3), ("ctx-stream", 2), ("ctx-blocks", 4)]
+)
 def test_shapes_in_the_parameters_are_checked(coder: str, coder_id: int) -> None:
     x = structured(40, 150, seed=5)
     payload = RDQ(step=1e-8, coder=coder, levels="uniform").encode(x)
     env = container.unpack(payload)
-    assert env.params[0] >> 3 & 3 == coder_id  # the context coder was chosen
+    flags = env.params[0]
+    assert (flags >> 3 & 3) | (flags >> 6 & 1) << 2 == coder_id  # the context coder was chosen
     head, shapes = env.params[:5], env.params[5:]
     assert shapes == b"\x01\x28\x96\x01"  # one tensor, 40 rows, 150 columns
     forgeries = (b"\x01\x28\x95\x01", b"\x01\x29\x96\x01", b"\x02\x28\x96\x01\x01\x01")
@@ -259,7 +262,7 @@ def test_context_entropy_of_a_known_source() -> None:
     assert bits < 8 * len(body) < 1.05 * bits
 
 
-@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx", "ctx-static"])
+@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx-stream", "ctx-static", "ctx-blocks"])
 def test_decode_levels_returns_the_coded_integers(coder: str) -> None:
     x = structured(120, 250, seed=4).ravel()  # large enough for the static models
     codec = RDQ(step=float(np.abs(x).max()) / 200, levels="uniform", coder=coder)

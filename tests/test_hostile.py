@@ -26,6 +26,7 @@ CONFIGS = {
     "ctx": {"step": 2e-4, "coder": "ctx", "_shape": (20, 30)},
     "ctx-dither": {"step": 1e-3, "coder": "ctx", "rounding": "dither", "_shape": (30, 20)},
     "ctx-static": {"step": 2e-4, "coder": "ctx-static", "_shape": (20, 30)},
+    "ctx-blocks": {"step": 2e-4, "coder": "ctx-blocks", "_shape": (20, 30)},
     # >= 65,536 elements: four interleaved ANS streams, each with its word count
     "ans-4-segments": {"bits_per_param": 1.0, "_n": 70_000},
     "ans-4-segments-dither": {"step": 0.5, "rounding": "dither", "_n": 65_536},

@@ -307,15 +307,21 @@ FIXTURE_CASES = {
     # no rate search: the whole bitstream is pinned
     "rdq_ans_step_segments_f16": ({"step": 0.05, "levels": "uniform", "coder": "ans"}, 0),
     "rdq_rleg_step": ({"step": 2e-3, "levels": "uniform", "coder": "rleg"}, 0),
-    # the context coder on a matrix with row/column structure (side information pays)
+    # the context coder on a matrix with row/column structure (side information pays): an
+    # update of one block, so the default writes coder id 2 (one stream)
     "rdq_ctx_nmse": ({"nmse": 0.02, "coder": "ctx"}, 0),
     "rdq_ctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx"}, 5),
     # levels chosen with the context coder's rates
     "rdq_ctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq"}, 0),
+    # the adaptive context coder in blocks (coder id 4; the default's for updates of
+    # several blocks, 2**20 elements or more)
+    "rdq_ctxb_nmse": ({"nmse": 0.02, "coder": "ctx-blocks"}, 0),
+    "rdq_ctxb_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-blocks"}, 5),
+    "rdq_ctxb_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-blocks"}, 0),
     # the static context coder (coder id 3)
     "rdq_sctx_nmse": ({"nmse": 0.02, "coder": "ctx-static"}, 0),
     "rdq_sctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-static"}, 5),
-    # (rdoq's levels are the adaptive coder's: this payload is coder id 2)
+    # (rdoq's levels are written by the adaptive coder: this payload is coder id 2)
     "rdq_sctx_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-static"}, 0),
 }
 

@@ -3,73 +3,27 @@
 The contexts of the adaptive context coder (``fedcodec.coders.ctx``: row/column scale side
 information where it pays, the left neighbour, rank-1 sign prediction) with a static model
 per block, sent, and a multi-symbol range-variant ANS coder (``fedcodec.kernels.sctx``).
-Blocks are whole rows of about ``BLOCK_ELEMENTS`` elements, fixed by the shapes alone
-(small tensors share one); each is coded on its own, so ``threads`` threads code and
-decode them side by side with the same bytes for any thread count.
+The blocks, the side section and the body's layout are ``fedcodec.coders.blocks``' (shared
+with coder id 4): ``threads`` threads code and decode the blocks side by side with the same
+bytes for any thread count.
 
 Parameters (after RDQ's): the tensor count, then each tensor's rows and columns (varints),
-as the adaptive coder's. Body: the side section's length and each block's (varints), then
-the side section and the blocks. Byte for byte in ``docs/format.md``.
+as the adaptive coder's. Byte for byte in ``docs/format.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .. import kernels
-from ..container import Reader, put_varint
-from ..errors import DecodeError
+from ..container import Reader
 from ..framing import _map
 from ..kernels import quant as _quantize
 from ..kernels import sctx as _k
+from . import blocks
 from . import ctx as ctx_coder
 
-_MODEL_BYTES = 8192  # room for any block's model (59 contexts of at most 16 symbols)
-
-
-@dataclass
-class Plan:
-    """Where each tensor starts, its rows' and columns' offsets into the side arrays, and
-    the blocks: ``blocks[b]`` is an int64 ``(k, 3)`` array of (tensor, first row, end
-    row) segments."""
-
-    tensors: np.ndarray
-    starts: np.ndarray
-    row_off: np.ndarray
-    col_off: np.ndarray
-    blocks: list[np.ndarray]
-    sizes: list[int]
-
-
-def plan(tensors: np.ndarray) -> Plan:
-    """Cut the tensors' rows into blocks of at least ``BLOCK_ELEMENTS`` elements (the last
-    may be smaller; a row is never cut): from the shapes alone."""
-    sizes_t = tensors[:, 0] * tensors[:, 1]
-    starts = np.concatenate([[0], np.cumsum(sizes_t)[:-1]]).astype(np.int64)
-    row_off = np.concatenate([[0], np.cumsum(tensors[:, 0])[:-1]]).astype(np.int64)
-    col_off = np.concatenate([[0], np.cumsum(tensors[:, 1])[:-1]]).astype(np.int64)
-    blocks: list[np.ndarray] = []
-    sizes: list[int] = []
-    cur: list[tuple[int, int, int]] = []
-    cur_n = 0
-    for t, (rows, cols) in enumerate(tensors.tolist()):
-        r = 0
-        while r < rows:
-            need = -(-(_k.BLOCK_ELEMENTS - cur_n) // cols)  # rows to fill the block
-            take = min(rows - r, max(need, 1))
-            cur.append((t, r, r + take))
-            cur_n += take * cols
-            r += take
-            if cur_n >= _k.BLOCK_ELEMENTS:
-                blocks.append(np.array(cur, np.int64).reshape(-1, 3))
-                sizes.append(cur_n)
-                cur, cur_n = [], 0
-    if cur:
-        blocks.append(np.array(cur, np.int64).reshape(-1, 3))
-        sizes.append(cur_n)
-    return Plan(tensors, starts, row_off, col_off, blocks, sizes)
+plan = blocks.plan  # the blocks, from the shapes alone
 
 
 def encode(
@@ -82,27 +36,8 @@ def encode(
     if use is None:
         use = ctx_coder.choose_side(q, tensors)
     p = plan(tensors)
-    t = tensors.shape[0]
-    totals = np.zeros(t, np.int64)
-    row_idx = np.zeros(max(int(tensors[:, 0].sum()), 1), np.int64)
-    col_idx = np.zeros(max(int(tensors[:, 1].sum()), 1), np.int64)
-    _k._side_indices(q, p.starts, tensors, use, totals, row_idx, col_idx, p.row_off, p.col_off)
-    col_part = np.where(col_idx != 0, col_idx, -1)
-    parts = [
-        np.concatenate(
-            [
-                row_idx[p.row_off[i] : p.row_off[i] + tensors[i, 0]],
-                col_idx[p.col_off[i] : p.col_off[i] + tensors[i, 1]],
-            ]
-        )
-        for i in range(t)
-        if use[i]
-    ]
-    indices = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    side = np.zeros(16 + t + _MODEL_BYTES // 4 + 4 * indices.size, np.uint8)
-    nside = _k._side_encode(use, totals, indices, side)
-    if nside < 0:
-        raise AssertionError("sctx: the side section's buffer is short")
+    side, side_bytes = blocks.side_section(q, p, use, threads)
+    totals, row_idx, col_part = side.totals, side.row_idx, side.col_part
 
     def one(b: int) -> bytes:
         segs = p.blocks[b]
@@ -120,7 +55,7 @@ def encode(
         freq_p = np.zeros((_k.NUM_CTX, _k.NSYM), np.int64)
         prec = np.zeros(_k.NUM_CTX, np.int64)
         bits = _k._build_model(counts, alpha, freq_p, prec)
-        model = np.zeros(_MODEL_BYTES, np.uint8)
+        model = np.zeros(blocks._MODEL_BYTES, np.uint8)
         head = _k._model_section(freq_p, prec, model)
         shift = np.where(prec >= 0, _k.PREC - prec, 0)
         freq = freq_p << shift[:, None]
@@ -142,14 +77,7 @@ def encode(
         state = np.array([x0 >> 16, x0 & 0xFFFF, x1 >> 16, x1 & 0xFFFF], "<u2").tobytes()
         return model[:head].tobytes() + state + words[pos:].astype("<u2").tobytes()
 
-    blocks = _map(one, list(range(len(p.blocks))), threads)
-    head = bytearray(put_varint(nside))
-    for blk in blocks:
-        head += put_varint(len(blk))
-    params = bytearray(put_varint(t))
-    for rows, cols in tensors:
-        params += put_varint(int(rows)) + put_varint(int(cols))
-    return bytes(params), bytes(head) + side[:nside].tobytes() + b"".join(blocks)
+    return blocks.assemble(tensors, side_bytes, _map(one, list(range(len(p.blocks))), threads))
 
 
 def decode_levels(
@@ -159,33 +87,9 @@ def decode_levels(
     (int32 levels, the ``(T, 2)`` tensors)."""
     tensors = ctx_coder.read_tensors(r, n, "rdq/sctx")
     p = plan(tensors)
-    b = Reader(body, "rdq/sctx body")
-    nside = b.varint("side section length", len(body))
-    lengths = [b.varint("block length", len(body)) for _ in p.blocks]
-    if b.pos + nside + sum(lengths) != len(body):
-        raise DecodeError("rdq/sctx: the sections' lengths do not add up to the body")
-    data = np.frombuffer(body, dtype=np.uint8)
-    at = b.pos
-    t = tensors.shape[0]
-    use = np.zeros(t, np.int64)
-    totals = np.zeros(t, np.int64)
-    indices = np.zeros(int(tensors.sum()), np.int64)
-    count = _k._side_decode(data[at : at + nside], tensors, use, totals, indices)
-    if count < 0:
-        raise DecodeError(f"rdq/sctx: invalid side section (status {count})")
-    at += nside
-    row_idx = np.zeros(max(int(tensors[:, 0].sum()), 1), np.int64)
-    col_part = np.zeros(max(int(tensors[:, 1].sum()), 1), np.int64)
-    k = 0
-    for i in range(t):
-        if use[i]:
-            rows, cols = int(tensors[i, 0]), int(tensors[i, 1])
-            row_idx[p.row_off[i] : p.row_off[i] + rows] = indices[k : k + rows]
-            c = indices[k + rows : k + rows + cols]
-            col_part[p.col_off[i] : p.col_off[i] + cols] = np.where(c != 0, c, -1)
-            k += rows + cols
+    data, side, offsets = blocks.read_body(body, p, "rdq/sctx")
+    use, totals, row_idx, col_part = side.use, side.totals, side.row_idx, side.col_part
     q = np.empty(n, dtype=np.int32)
-    offsets = np.concatenate([[at], at + np.cumsum(lengths)]).astype(np.int64)
 
     def one(j: int) -> int:
         section = data[offsets[j] : offsets[j + 1]]
@@ -195,9 +99,7 @@ def decode_levels(
         )  # fmt: skip
         return int(status)
 
-    for j, status in enumerate(_map(one, list(range(len(p.blocks))), threads)):
-        if status < 0:
-            raise DecodeError(f"rdq/sctx: invalid block {j} (status {status})")
+    blocks.check_blocks(_map(one, list(range(len(p.blocks))), threads), "rdq/sctx")
     return q, tensors
 
 

@@ -1,0 +1,133 @@
+"""Context-adaptive coding of an update's levels in independent blocks (RDQ's coder id 4,
+``coder="ctx"``, the default).
+
+The adaptive context coder's levels (``fedcodec.coders.ctx``, id 2: row/column scale side
+information where it pays, the left neighbour, rank-1 sign prediction, adaptive binary
+range coding), cut into the static-context coder's blocks with its side section
+(``fedcodec.coders.blocks``): each block starts its probabilities afresh, so ``threads``
+threads code and decode the blocks side by side, with the same bytes for any thread count
+(``fedcodec.kernels.ctxb``).
+
+Parameters (after RDQ's): the tensor count, then each tensor's rows and columns (varints),
+as the other context coders'. Byte for byte in ``docs/format.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import kernels
+from ..container import Reader
+from ..framing import _map
+from ..kernels import ctxb as _k
+from ..kernels import quant as _quantize
+from ..kernels import rng as _rng
+from . import blocks
+from . import ctx as ctx_coder
+
+_EMPTY_OUT = np.empty(0, dtype=np.uint8)
+
+
+def encode(
+    q: np.ndarray,
+    tensors: np.ndarray,
+    threads: int | None = 1,
+    use: np.ndarray | None = None,
+    size_hint_bits: float | None = None,
+) -> tuple[bytes, bytes]:
+    """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body). ``use``: the
+    tensors that send side information (default: where it pays, as the adaptive coder
+    chooses). Each block's buffer is sized from ``size_hint_bits`` (an estimate of the
+    whole body, default 8 bits a level) in proportion to its elements; a block that
+    overflows it is measured by a dry run and coded again."""
+    ctx_coder._check(q, tensors)
+    if use is None:
+        use = ctx_coder.choose_side(q, tensors)
+    p = blocks.plan(tensors)
+    side, side_bytes = blocks.side_section(q, p, use, threads)
+    hint = 8.0 * q.size if size_hint_bits is None else size_hint_bits
+    per_element = hint / max(q.size, 1)
+
+    def one(b: int) -> bytes:
+        segs = p.blocks[b]
+
+        def run(out: np.ndarray, cost: np.ndarray) -> int:
+            n = _k._block_encode(
+                q, segs, p.starts, tensors, side.use, side.totals, side.row_idx,
+                side.col_part, p.row_off, p.col_off, out, cost,
+            )  # fmt: skip
+            return int(n)
+
+        out = np.empty(int(per_element * p.sizes[b] * 1.25 / 8) + 4096, np.uint8)
+        nbytes = run(out, np.zeros(0))
+        if nbytes < 0:
+            cost = np.zeros(1)
+            run(_EMPTY_OUT, cost)
+            out = np.empty(int(cost[0] / 8 * 1.01) + 4096, np.uint8)
+            nbytes = run(out, np.zeros(0))
+            if nbytes < 0:
+                raise AssertionError("rdq/ctxb: the block's buffer is short")
+        return out[:nbytes].tobytes()
+
+    coded = _map(one, list(range(len(p.blocks))), threads)
+    return blocks.assemble(tensors, side_bytes, coded)
+
+
+def _decode_blocks(
+    r: Reader,
+    body: memoryview,
+    n: int,
+    threads: int | None,
+    then: Callable[[int, int, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the body's ``n`` levels block by block on ``threads`` threads, each block's
+    thread then calling ``then(start, end, levels)`` on the block's elements (a block is a
+    contiguous run of them); returns (int32 levels, the ``(T, 2)`` tensors)."""
+    tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
+    p = blocks.plan(tensors)
+    data, side, offsets = blocks.read_body(body, p, "rdq/ctxb")
+    edges = np.concatenate([[0], np.cumsum(p.sizes)]).astype(np.int64)
+    q = np.empty(n, dtype=np.int32)
+
+    def one(j: int) -> int:
+        status = _k._block_decode(
+            data[offsets[j] : offsets[j + 1]], p.blocks[j], p.starts, tensors, side.use,
+            side.totals, side.row_idx, side.col_part, p.row_off, p.col_off,
+            kernels.MAX_ABS_LEVEL, q,
+        )  # fmt: skip
+        if status >= 0 and then is not None:
+            a, b = int(edges[j]), int(edges[j + 1])
+            then(a, b, q[a:b])
+        return int(status)
+
+    blocks.check_blocks(_map(one, list(range(len(p.blocks))), threads), "rdq/ctxb")
+    return q, tensors
+
+
+def decode_levels(
+    r: Reader, body: memoryview, n: int, threads: int | None = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
+    (int32 levels, the ``(T, 2)`` tensors)."""
+    return _decode_blocks(r, body, n, threads)
+
+
+def decode(
+    r: Reader,
+    body: memoryview,
+    out: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
+    threads: int | None = 1,
+) -> None:
+    """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
+    block's values in its own thread."""
+
+    def values(a: int, b: int, q: np.ndarray) -> None:
+        _quantize._dequantize(q, step, mode, recon, _rng.shifted(stream, a), out[a:b])
+
+    _decode_blocks(r, body, out.shape[0], threads, values)

@@ -1,0 +1,160 @@
+"""Context-adaptive binary range coding of quantization levels in independent blocks (RDQ's
+coder id 4, ``coder="ctx"``).
+
+The levels' coding is the adaptive context coder's (``kernels.ctx``, id 2: the same
+contexts, decisions, probabilities and range coder); what changes is where it starts and
+stops. The levels are cut into blocks of whole rows (``fedcodec.coders.blocks``: about
+``BLOCK_ELEMENTS`` elements each, fixed by the shapes alone), and each block is one range-coded
+stream of its own, with every probability at 1/2 and every column's last sign unknown at its
+start. The side information (row and column RMS indices) is the static-context coder's side
+section, coded before the blocks, so a block needs nothing from another: blocks are coded and
+decoded on several threads, with bytes that do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._config import jit
+from .ctx import (
+    BIN_OFFSET,
+    CHUNK,
+    ERR_CAPACITY,
+    ERR_EXHAUSTED,
+    ERR_INVALID,
+    ERR_TRAILING,
+    NUM_BINS,
+    NUM_PROBS,
+    PROB_ONE,
+    SIDE_OFFSET,
+    _decode_row,
+    _encode_row,
+    _flush,
+)
+
+__all__ = ["ERR_CAPACITY", "ERR_EXHAUSTED", "ERR_INVALID", "ERR_TRAILING"]
+
+
+@jit
+def _block_encode(
+    q: np.ndarray,
+    segs: np.ndarray,
+    starts: np.ndarray,
+    tensors: np.ndarray,
+    use_side: np.ndarray,
+    totals: np.ndarray,
+    row_idx: np.ndarray,
+    col_part: np.ndarray,
+    row_off: np.ndarray,
+    col_off: np.ndarray,
+    out: np.ndarray,
+    cost: np.ndarray,
+) -> int:
+    """Code one block (``segs[k] = (tensor, first row, end row)``) of int32 levels into
+    ``out``; returns the bytes written, or ERR_CAPACITY if ``out`` is too small. With a
+    non-empty ``cost``, writes nothing, sets ``cost[0]`` to the ideal cost in bits and
+    returns 0.
+
+    ``row_idx`` and ``col_part`` hold every tensor's rows and columns (from ``row_off[t]``
+    and ``col_off[t]``): a row's RMS index (0: its levels are all 0, not coded), and a
+    column's part of the context: its RMS index, negative for a column not coded, 0 in a
+    tensor without side information. The caller proves the segments, tensors and offsets
+    (``fedcodec.coders.blocks``)."""
+    dry = cost.shape[0] > 0
+    cost[:] = 0.0
+    es = np.zeros(5, np.int64)
+    es[1] = 0xFFFFFFFF
+    es[3] = 1
+    probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
+    dec = np.empty(CHUNK, np.int64)
+    counts = np.empty(0, np.int64)
+    nd = 0
+    for k in range(segs.shape[0]):
+        t, r0, r1 = segs[k, 0], segs[k, 1], segs[k, 2]
+        cols = tensors[t, 1]
+        side = use_side[t]
+        top = NUM_BINS - 1 if side else NUM_BINS
+        multi = tensors[t, 0] > 1
+        col_last = np.zeros(cols, np.int8)
+        for i in range(r0, r1):
+            row_part = NUM_BINS
+            if side:
+                ri = row_idx[row_off[t] + i]
+                if ri == 0:
+                    continue
+                row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
+            nd = _encode_row(
+                q, starts[t] + i * cols, cols, row_part, col_part, col_off[t], top, multi,
+                col_last, dec, nd, es, probs, out, cost, counts,
+            )  # fmt: skip
+    _flush(es, probs, dec, nd, out, cost, counts, True)
+    if dry:
+        return 0
+    if es[4] > out.shape[0]:
+        return ERR_CAPACITY
+    return int(es[4])
+
+
+@jit
+def _block_decode(
+    data: np.ndarray,
+    segs: np.ndarray,
+    starts: np.ndarray,
+    tensors: np.ndarray,
+    use_side: np.ndarray,
+    totals: np.ndarray,
+    row_idx: np.ndarray,
+    col_part: np.ndarray,
+    row_off: np.ndarray,
+    col_off: np.ndarray,
+    max_abs: int,
+    q: np.ndarray,
+) -> int:
+    """Inverse of :func:`_block_encode` into the block's elements of int32 ``q``; returns
+    0, ERR_INVALID (a first byte that is not 0, an initial code out of range, a level above
+    ``max_abs``, an Exp-Golomb prefix too long), ERR_EXHAUSTED or ERR_TRAILING.
+
+    Safety: ``data`` may be any bytes (reads past its end give zeros and fail at the end);
+    every loop is bounded by the block's elements or a constant; writes go to the block's
+    own elements of ``q`` (the caller proves the segments, tensors and offsets)."""
+    n_data = data.shape[0]
+    if n_data < 5 or data[0] != 0:
+        return ERR_INVALID
+    ds = np.zeros(3, np.int64)  # (range, code, pos), for the rare helpers
+    ds[0] = 0xFFFFFFFF
+    ds[1] = (int(data[1]) << 24) | (int(data[2]) << 16) | (int(data[3]) << 8) | int(data[4])
+    ds[2] = 5
+    if ds[1] >= ds[0]:
+        return ERR_INVALID
+    rng, code, pos = ds[0], ds[1], ds[2]
+    probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
+    for k in range(segs.shape[0]):
+        t, r0, r1 = segs[k, 0], segs[k, 1], segs[k, 2]
+        cols = tensors[t, 1]
+        side = use_side[t]
+        top = NUM_BINS - 1 if side else NUM_BINS
+        multi = tensors[t, 0] > 1
+        col_last = np.zeros(cols, np.int8)
+        for i in range(r0, r1):
+            base = starts[t] + i * cols
+            row_part = NUM_BINS
+            if side:
+                ri = row_idx[row_off[t] + i]
+                if ri == 0:
+                    for j in range(cols):
+                        q[base + j] = 0
+                    continue
+                row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
+            status, rng, code, pos = _decode_row(
+                data, ds, q, base, cols, row_part, col_part, col_off[t], top, multi,
+                col_last, probs, max_abs, rng, code, pos,
+            )  # fmt: skip
+            if status < 0:
+                return status
+            if pos > n_data:
+                return ERR_EXHAUSTED
+    if pos > n_data:
+        return ERR_EXHAUSTED
+    if pos != n_data:
+        return ERR_TRAILING
+    return 0
