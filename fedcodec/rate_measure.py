@@ -107,7 +107,7 @@ class Measurement:
         # keep the subsample's estimate (exact anyway for the random roundings)
         exact = self.rate.exact_sse and sse is None
         fp = ans_coder.full_pass(
-            self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact
+            self.x, inv, self.mode, p.offset, self.stream, recon, p.lo, p.hi, exact, self.threads
         )
         if sse is None:
             sse = fp.sse * p.step * p.step if exact or self.mode != kernels.NEAREST else p.sse

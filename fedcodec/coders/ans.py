@@ -37,8 +37,10 @@ import numpy as np
 from .. import kernels
 from ..container import Reader, put_varint
 from ..errors import DecodeError
+from ..framing import _map
 from ..kernels import ans as _ans
 from ..kernels import quant as _quantize
+from ..kernels import rng as _rng
 
 COUNT_BITS = 16
 MAX_RANGE = 8193  # levels in the range; the escape symbol comes on top
@@ -185,6 +187,10 @@ class FullPass:
     sse: float  # squared error in step units
 
 
+#: the full pass runs in chunks of this many elements (on threads)
+FULL_PASS_CHUNK = 1 << 22
+
+
 def full_pass(
     x: np.ndarray,
     inv_step: float,
@@ -195,21 +201,37 @@ def full_pass(
     lo: int,
     hi: int,
     want_sse: bool = True,
+    threads: int | None = 1,
 ) -> FullPass:
+    """Quantize ``x`` and map its levels to the model's symbols in ``[lo, hi]`` (escapes
+    beside them), counting them: in chunks of ``FULL_PASS_CHUNK`` elements on ``threads``
+    threads, the chunks' counts, escapes and errors put together in order (the same for
+    any thread count)."""
     n = x.shape[0]
     m = hi - lo + 1
     symbols = np.empty(n, dtype=np.uint16)
-    counts = np.zeros(m + 1, dtype=np.int64)
-    cap = n // 64 + 1024  # escapes are rare by construction of the range; else retry
-    while True:
-        escapes = np.empty(cap, dtype=np.int64)
-        n_esc, esc_bits, sse = _quantize._quantize_model(
-            x, inv_step, mode, offset, stream, recon, lo, want_sse, symbols, counts, escapes
-        )
-        if n_esc >= 0:
-            break
-        counts[:] = 0
-        cap = n
+
+    def part(a: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+        b = min(a + FULL_PASS_CHUNK, n)
+        counts = np.zeros(m + 1, dtype=np.int64)
+        cap = (b - a) // 64 + 1024  # escapes are rare by construction of the range; else retry
+        while True:
+            escapes = np.empty(cap, dtype=np.int64)
+            n_esc, esc_bits, sse = _quantize._quantize_model(
+                x[a:b], inv_step, mode, offset, _rng.shifted(stream, a), recon, lo, want_sse,
+                symbols[a:b], counts, escapes,
+            )  # fmt: skip
+            if n_esc >= 0:
+                return counts, escapes[:n_esc], float(esc_bits), float(sse)
+            counts[:] = 0
+            cap = b - a
+
+    parts = _map(part, list(range(0, n, FULL_PASS_CHUNK)) or [0], threads)
+    counts = np.sum([p[0] for p in parts], axis=0)
+    escapes = np.concatenate([p[1] for p in parts])
+    esc_bits = sum(p[2] for p in parts)
+    sse = sum(p[3] for p in parts)
+    n_esc = escapes.shape[0]
     model = Model.from_counts(lo, counts)
     bits = model.section_bits(esc_bits) + model.symbol_bits(counts) + 64.0 * num_segments(n) + 8.0
     return FullPass(symbols, model, counts, escapes[:n_esc], bits, sse)
