@@ -1,11 +1,15 @@
-"""Peak memory of encoding and decoding a 1M-param update, as a multiple of its size.
+"""Peak memory of encoding and decoding an update, as a multiple of its size.
 
-Two updates: a flat Laplace vector and a 1000 × 1000 matrix with row/column structure
-(``fedcodec.tools.sample_updates.structured_matrix``), which RDQ's default coder codes with side
-information. RDOQ (``levels="rdoq"``) only runs on matrices.
+Two 1M-param updates: a flat Laplace vector and a 1000 × 1000 matrix with row/column
+structure (``fedcodec.tools.sample_updates.structured_matrix``), which RDQ's default coder
+codes with side information (in one stream); and with ``--large``, for the default
+configurations (``LARGE_CONFIGS``), issue 26's 2,500 × 4,000 matrix
+(``bench/ctx_speed.py``), which the default codes in ten blocks. RDOQ (``levels="rdoq"``)
+only runs on matrices.
 
 Run: python bench/memory.py   (tracemalloc sees every NumPy allocation)
-     python bench/memory.py --json bench/results/memory.json   (also writes the rows)
+     python bench/memory.py --large --json bench/results/memory.json   (also the 10M
+     matrix; writes the rows)
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ctx_speed import issue_matrix
 
 from fedcodec import RDQ
 from fedcodec.tools.sample_updates import laplace, structured_matrix
@@ -33,6 +38,10 @@ CONFIGS: list[dict[str, Any]] = [
     {"nmse": 0.05, "levels": "rdoq"},
     {"bits_per_param": 1.0, "levels": "rdoq"},
 ]
+
+
+#: the configurations also measured on the 10M-param matrix
+LARGE_CONFIGS: list[dict[str, Any]] = [{"bits_per_param": 1.0}, {"nmse": 0.05}]
 
 
 def peaks(config: dict[str, Any], x: np.ndarray) -> tuple[float, float]:
@@ -53,17 +62,22 @@ def peaks(config: dict[str, Any], x: np.ndarray) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, help="also write the rows (and the machine) here")
+    p.add_argument("--large", action="store_true", help="also issue 26's 10M-param matrix")
     args = p.parse_args(argv)
     updates = {
         "flat": laplace(1_000_000, seed=0),
         "matrix": structured_matrix(1000, 1000, seed=0, zero_every=5),
     }
+    if args.large:
+        updates["matrix-10M"] = issue_matrix()
     print("| update | config | encode peak / update | decode peak / update |")
     print("|---|---|---:|---:|")
     rows: list[dict[str, Any]] = []
     for config in CONFIGS:
         for name, x in updates.items():
             if config.get("levels") == "rdoq" and x.ndim < 2:
+                continue
+            if name == "matrix-10M" and config not in LARGE_CONFIGS:
                 continue
             enc, dec = peaks(config, x)
             print(f"| {name} | `{json.dumps(config)}` | {enc:.2f} | {dec:.2f} |")

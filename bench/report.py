@@ -525,7 +525,8 @@ def memory() -> list[str]:
         if r["config"] == c
     ]
     return [
-        f"`{d['command'].strip()}`: 1M-parameter updates, tracemalloc's peak of NumPy "
+        f"`{d['command'].strip()}`: 1M-parameter updates (`matrix-10M`: 10M), tracemalloc's "
+        "peak of NumPy "
         f"allocations as a multiple of the update's size (decode includes its output); "
         f"{_cpu(d['machine'])}; `bench/results/memory.json` (which has "
         f"{len(d['rows']) - len(rows)} more rows, other configs)",

@@ -325,12 +325,19 @@ class Solver(Measurement):
             # rate target by their exact sizes): the memoryless coder's search gives it
             todo = [CODER_ANS]
         finals: list[Final] = []
+        hopeless = False
         for c in todo:
             if c != CODER_ANS and codec.coder in CONTEXT_CODERS:
                 ans = finals[0]
-                assert ans.ans is not None
-                floor = rleg_coder.lower_bound_bits(ans.ans.model.lo, ans.ans.counts[:-1])
-                hopeless = floor + self.extra_bits(ans.point) >= ans.bits
+                if ans.ans is not None:
+                    floor = rleg_coder.lower_bound_bits(ans.ans.model.lo, ans.ans.counts[:-1])
+                    hopeless = floor + self.extra_bits(ans.point) >= ans.bits
+                    # a context coder's passes (or the shared quantization below) hold
+                    # levels of their own: keep the ANS measurement, not its symbols
+                    # (counted again below if ANS wins)
+                    contexts = {CODER_CTX, CODER_SCTX, CODER_CTXB} & set(todo)
+                    if contexts or self.rate.coder_independent_step:
+                        finals[0] = ans = replace(ans, ans=None)
                 if self.rate.coder_independent_step:
                     # their searches would repeat the memoryless coder's: one quantization
                     # of that coder's point, written with each of the others
@@ -339,9 +346,6 @@ class Solver(Measurement):
                         rest = tuple(k for k in rest if k != CODER_RLEG)
                     if not rest:
                         break
-                    # the others' levels replace the ANS symbols in memory (counted
-                    # again below if ANS wins)
-                    finals[0] = replace(ans, ans=None)
                     shared = self.measure_levels(
                         ans.point, rest, ans.sse, ans.bits, slack=_RLEG_CLOSE
                     )

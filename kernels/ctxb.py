@@ -108,15 +108,18 @@ def _block_decode(
     row_off: np.ndarray,
     col_off: np.ndarray,
     max_abs: int,
+    origin: int,
     q: np.ndarray,
 ) -> int:
-    """Inverse of :func:`_block_encode` into the block's elements of int32 ``q``; returns
-    0, ERR_INVALID (a first byte that is not 0, an initial code out of range, a level above
-    ``max_abs``, an Exp-Golomb prefix too long), ERR_EXHAUSTED or ERR_TRAILING.
+    """Inverse of :func:`_block_encode` into int32 ``q``, which holds the block's elements
+    from element ``origin`` (the block's first) on; returns 0, ERR_INVALID (a first byte
+    that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
+    prefix too long), ERR_EXHAUSTED or ERR_TRAILING.
 
     Safety: ``data`` may be any bytes (reads past its end give zeros and fail at the end);
     every loop is bounded by the block's elements or a constant; writes go to the block's
-    own elements of ``q`` (the caller proves the segments, tensors and offsets)."""
+    own elements (the caller proves the segments, tensors and offsets, and that ``q``
+    holds the block)."""
     n_data = data.shape[0]
     if n_data < 5 or data[0] != 0:
         return ERR_INVALID
@@ -136,7 +139,7 @@ def _block_decode(
         multi = tensors[t, 0] > 1
         col_last = np.zeros(cols, np.int8)
         for i in range(r0, r1):
-            base = starts[t] + i * cols
+            base = starts[t] + i * cols - origin
             row_part = NUM_BINS
             if side:
                 ri = row_idx[row_off[t] + i]

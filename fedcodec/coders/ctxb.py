@@ -80,30 +80,30 @@ def _decode_blocks(
     body: memoryview,
     n: int,
     threads: int | None,
-    then: Callable[[int, int, np.ndarray], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the body's ``n`` levels block by block on ``threads`` threads, each block's
-    thread then calling ``then(start, end, levels)`` on the block's elements (a block is a
-    contiguous run of them); returns (int32 levels, the ``(T, 2)`` tensors)."""
+    then: Callable[[int, int, np.ndarray], None],
+) -> np.ndarray:
+    """Decode the body's ``n`` levels block by block on ``threads`` threads, each into a
+    buffer of its own that its thread then hands to ``then(start, end, levels)`` (a block is
+    a contiguous run of elements); returns the ``(T, 2)`` tensors."""
     tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
     p = blocks.plan(tensors)
     data, side, offsets = blocks.read_body(body, p, "rdq/ctxb")
     edges = np.concatenate([[0], np.cumsum(p.sizes)]).astype(np.int64)
-    q = np.empty(n, dtype=np.int32)
 
     def one(j: int) -> int:
+        a, b = int(edges[j]), int(edges[j + 1])
+        q = np.empty(b - a, dtype=np.int32)
         status = _k._block_decode(
             data[offsets[j] : offsets[j + 1]], p.blocks[j], p.starts, tensors, side.use,
             side.totals, side.row_idx, side.col_part, p.row_off, p.col_off,
-            kernels.MAX_ABS_LEVEL, q,
+            kernels.MAX_ABS_LEVEL, a, q,
         )  # fmt: skip
-        if status >= 0 and then is not None:
-            a, b = int(edges[j]), int(edges[j + 1])
-            then(a, b, q[a:b])
+        if status >= 0:
+            then(a, b, q)
         return int(status)
 
     blocks.check_blocks(_map(one, list(range(len(p.blocks))), threads), "rdq/ctxb")
-    return q, tensors
+    return tensors
 
 
 def decode_levels(
@@ -111,7 +111,12 @@ def decode_levels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
     (int32 levels, the ``(T, 2)`` tensors)."""
-    return _decode_blocks(r, body, n, threads)
+    q = np.empty(n, dtype=np.int32)
+
+    def keep(a: int, b: int, levels: np.ndarray) -> None:
+        q[a:b] = levels
+
+    return q, _decode_blocks(r, body, n, threads, keep)
 
 
 def decode(
@@ -125,7 +130,8 @@ def decode(
     threads: int | None = 1,
 ) -> None:
     """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
-    block's values in its own thread."""
+    block's values in its own thread (the levels of the blocks in flight are all that is
+    held besides ``out``)."""
 
     def values(a: int, b: int, q: np.ndarray) -> None:
         _quantize._dequantize(q, step, mode, recon, _rng.shifted(stream, a), out[a:b])
