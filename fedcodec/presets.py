@@ -46,23 +46,24 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="tenth-bit",
             description=(
-                "training at 0.1 bit/param mean uplink: rdq_unbiased (rotated nearest "
-                "rounding, unbiased per rotation block, bits allocated over blocks by their "
-                "RMS), the update rotated as one vector, each client's rate in proportion "
-                "to its training examples (fedcodec.rate_share; the mean kept), a cosine "
-                "server learning rate from 1.5 over the run's rounds, no error feedback"
+                "training at a tenth of a bit per parameter (0.105 bit/param mean uplink): "
+                "rdq_unbiased (rotated nearest rounding, unbiased per rotation block, bits "
+                "allocated over blocks by their RMS), the update rotated as one vector, each "
+                "client's rate in proportion to its training examples (fedcodec.rate_share; "
+                "the mean kept), a cosine server learning rate from 2.0 over the run's "
+                "rounds, no error feedback"
             ),
-            codec={"id": "rdq_unbiased", "bits_per_param": 0.1, "per_tensor": False},
+            codec={"id": "rdq_unbiased", "bits_per_param": 0.105, "per_tensor": False},
             train={
                 "server_optimizer": "sgd",
-                "server_lr": 1.5,
+                "server_lr": 2.0,
                 "server_lr_schedule": "cosine",
                 "uplink_rate_by_examples": True,
             },
             evidence=(
-                "bench/results/bits_accuracy_lowbit-flat-cosine-shakespeare-s0.json",
-                "bench/results/bits_accuracy_lowbit-flat-cosine-shakespeare-s1.json",
-                "bench/results/bits_accuracy_lowbit-flat-cosine-fmnist-s0.json",
+                "bench/results/bits_accuracy_lowbit-flat-cosine-105-20-shakespeare-s0.json",
+                "bench/results/bits_accuracy_lowbit-flat-cosine-105-20-shakespeare-s1.json",
+                "bench/results/bits_accuracy_lowbit-flat-cosine-105-20-fmnist-s0.json",
             ),
         ),
     )
