@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import fedcodec
 from fedcodec import DecodeError, _rotated, container
@@ -231,3 +232,27 @@ def assert_error_bounded(
     slack += float(np.linalg.norm(rel * np.abs(x64) + tiny)) + rel * bound
     err = float(np.linalg.norm(y64 - x64))
     assert err <= bound + slack, f"error {err:.4g} > bound {bound:.4g} + {slack:.3g} on {where}"
+
+
+def count_refused_bodies(decode_body: Any, body: bytes, flips: int = 300) -> int:
+    """Every truncation of ``body`` and ``body`` with a byte more must raise
+    ``DecodeError`` from ``decode_body(bytes) -> int levels``; of ``flips`` copies with one
+    bit flipped, returns how many were refused (the others must decode to levels within
+    2**30)."""
+    for cut in range(len(body)):
+        with pytest.raises(DecodeError):
+            decode_body(body[:cut])
+    with pytest.raises(DecodeError):
+        decode_body(body + b"\0")
+    rng = np.random.default_rng(0)
+    refused = 0
+    for _ in range(flips):
+        bad = bytearray(body)
+        bad[rng.integers(len(bad))] ^= 1 << int(rng.integers(8))
+        try:
+            back = decode_body(bytes(bad))
+        except DecodeError:
+            refused += 1
+        else:
+            assert np.abs(back.astype(np.int64)).max() <= 2**30
+    return refused

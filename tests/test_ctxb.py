@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from common import expect_decode_error, with_crc
+from common import count_refused_bodies, expect_decode_error, with_crc
 from fedcodec.kernels import ctx as C
 from fedcodec.kernels import ctxb as K
 from fedcodec.kernels import sctx as S
@@ -88,22 +88,7 @@ def test_truncated_extended_or_corrupted_bodies_are_refused(
     q = levels(40, 60, seed=4)
     tensors = np.array([[40, 60]], np.int64)
     params, body = ctxb_coder.encode(q, tensors)
-    for cut in range(len(body)):
-        with pytest.raises(DecodeError):
-            decode_levels(params, body[:cut], q.size)
-    with pytest.raises(DecodeError):
-        decode_levels(params, body + b"\0", q.size)
-    rng = np.random.default_rng(0)
-    refused = 0
-    for _ in range(300):
-        bad = bytearray(body)
-        bad[rng.integers(len(bad))] ^= 1 << int(rng.integers(8))
-        try:
-            back = decode_levels(params, bytes(bad), q.size, threads=2)
-        except DecodeError:
-            refused += 1
-        else:
-            assert np.abs(back.astype(np.int64)).max() <= 2**30
+    refused = count_refused_bodies(lambda b: decode_levels(params, b, q.size, threads=2), body)
     assert refused > 30  # a range coder reads most flips as other levels
 
 

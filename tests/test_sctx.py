@@ -8,7 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from common import check_mapping_round_trip, expect_decode_error, with_crc
+from common import (
+    check_mapping_round_trip,
+    count_refused_bodies,
+    expect_decode_error,
+    with_crc,
+)
 from fedcodec.kernels import ctx as C
 from fedcodec.kernels import sctx as K
 from hypothesis import given, settings
@@ -311,22 +316,7 @@ def test_truncated_extended_or_corrupted_bodies_are_refused() -> None:
     q = np.rint(structured(40, 60, seed=4).reshape(-1) / 2).astype(np.int32)
     tensors = np.array([[40, 60]], np.int64)
     params, body = sctx_coder.encode(q, tensors)
-    for cut in range(len(body)):
-        with pytest.raises(DecodeError):
-            decode_levels(params, body[:cut], q.size)
-    with pytest.raises(DecodeError):
-        decode_levels(params, body + b"\0", q.size)
-    rng = np.random.default_rng(0)
-    refused = 0
-    for _ in range(300):
-        bad = bytearray(body)
-        bad[rng.integers(len(bad))] ^= 1 << int(rng.integers(8))
-        try:
-            back = decode_levels(params, bytes(bad), q.size)
-        except DecodeError:
-            refused += 1
-        else:
-            assert np.abs(back.astype(np.int64)).max() <= 2**30
+    refused = count_refused_bodies(lambda b: decode_levels(params, b, q.size), body)
     assert refused > 150  # a flip mostly breaks the states' return to 2**15
 
 
