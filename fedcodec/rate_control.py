@@ -360,9 +360,10 @@ class Solver(Measurement):
                         continue
                     # at the context coder's step (its error), is the run-length code even
                     # shorter? If not, its own point for the target has a larger error
-                    # (a point that missed the target gives no such answer: search on)
+                    # (a point that missed the target gives no such answer: search on).
+                    # Its exact size, counted in parallel, answers without coding it
                     ctx = finals[-1]
-                    if not self.measure_levels(ctx.point, (CODER_RLEG,), ctx.sse, ctx.bits):
+                    if 8.0 * self.rleg_bytes(ctx.point) + self.extra_bits(ctx.point) > ctx.bits:
                         continue
             finals.append(self.search_and_refine(c, offsets))
         if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):

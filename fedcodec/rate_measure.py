@@ -93,6 +93,21 @@ class Measurement:
 
         return sum(_map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads))
 
+    def rleg_bytes(self, p: Point) -> int:
+        """The run-length code's body bytes for the whole message's levels at ``p``,
+        exactly, without coding them: the message quantized and its runs counted in chunks
+        of ``_PAR_CHUNK`` elements on ``threads`` threads, the chunks joined in order."""
+        inv = 1.0 / p.step
+
+        def part(a: int) -> np.ndarray:
+            b = min(a + _PAR_CHUNK, self.n)
+            q = np.empty(b - a, dtype=np.int32)
+            stream = _rng.shifted(self.stream, a)
+            _quantize._quantize(self.x[a:b], inv, self.mode, p.offset, stream, q)
+            return rleg_coder.piece_runs(q)
+
+        return rleg_coder.joined_bytes(_map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads))
+
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
         if self.step_only:

@@ -165,6 +165,33 @@ def _gamma_code(v: int, n: int) -> np.uint64:
 
 
 @jit
+def _rleg_runs(q: np.ndarray, out: np.ndarray) -> None:
+    """What a piece of the levels adds to their run-length Elias-gamma code, for joining
+    pieces coded on their own (``fedcodec.coders.rleg.joined_bytes``): ``out = [leading
+    zeros, bits, trailing zeros, has a non-zero level]``, where ``bits`` counts every
+    non-zero level's code (run, sign and magnitude) except the first one's run, which
+    depends on the zeros before the piece."""
+    n = q.shape[0]
+    i = 0
+    while i < n and q[i] == 0:
+        i += 1
+    if i == n:
+        out[0], out[1], out[2], out[3] = n, 0, 0, 0
+        return
+    lead = i
+    bits = 2 * _bit_length(abs(int(q[i])))  # the sign and the magnitude's gamma code
+    run = 1
+    for j in range(i + 1, n):
+        v = int(q[j])
+        if v == 0:
+            run += 1
+        else:
+            bits += 2 * _bit_length(run) + 2 * _bit_length(abs(v)) - 1
+            run = 1
+    out[0], out[1], out[2], out[3] = lead, bits, run - 1, 1
+
+
+@jit
 def _rleg_encode(q: np.ndarray, out: np.ndarray) -> int:
     """Run-length Elias-gamma code of int32 ``q`` (TFC's ``run_length_gamma_encode``).
 

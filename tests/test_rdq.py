@@ -406,3 +406,24 @@ def test_bits_per_param_lands_within_2_percent_down_to_a_hundredth(
         payload = RDQ(bits_per_param=target, rounding=rounding).encode(x, seed=2)
         got = 8 * len(payload) / n
         assert abs(got / target - 1) <= 0.02, (target, got)
+
+
+def test_the_run_length_size_counted_in_pieces_is_exact() -> None:
+    """The rate search asks whether run-length gamma is shorter at the context coder's
+    step by counting its bits in pieces on threads: exactly the coder's bytes, wherever
+    the pieces cut the zero runs (all-zero pieces, runs across several, large levels)."""
+    from fedcodec.coders import rleg as rleg_coder
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(0, 300))
+        q = (rng.random(n) < rng.random()) * rng.integers(-3000, 3000, n)
+        q = q.astype(np.int32)
+        if trial % 5 == 0:
+            q[: n // 2] = 0
+        if trial % 13 == 0 and n:
+            q[-1] = -(2**30)
+        exact = len(rleg_coder.encode(q, 8.0 * n))
+        for piece in (1, 2, 7, 64, 1000):
+            runs = [rleg_coder.piece_runs(q[a : a + piece]) for a in range(0, n, piece)]
+            assert rleg_coder.joined_bytes(runs) == exact, (trial, piece)

@@ -30,6 +30,29 @@ def encode(q: np.ndarray, size_hint_bits: float, limit_bytes: int | None = None)
         cap = 17 * q.shape[0] + 64  # worst case: 127 bits per element
 
 
+def piece_runs(q: np.ndarray) -> np.ndarray:
+    """A piece of the levels' part of their code, for :func:`joined_bytes`."""
+    out = np.zeros(4, dtype=np.int64)
+    _bits._rleg_runs(q, out)
+    return out
+
+
+def joined_bytes(pieces: list[np.ndarray]) -> int:
+    """The body's bytes of levels coded as consecutive pieces (each :func:`piece_runs`,
+    in order), without coding them: exactly ``len(encode(levels))``."""
+    bits = 0
+    zeros = 0  # the zeros since the last non-zero level
+    for lead, piece_bits, trail, any_nonzero in (p.tolist() for p in pieces):
+        if any_nonzero:
+            bits += 2 * (zeros + lead + 1).bit_length() - 1 + piece_bits
+            zeros = trail
+        else:
+            zeros += lead
+    if zeros:
+        bits += 2 * (zeros + 1).bit_length() - 1
+    return (bits + 7) // 8
+
+
 def lower_bound_bits(lo: int, counts: np.ndarray) -> float:
     """A lower bound on the body's bits from a histogram of the levels ``lo, lo + 1, ...``
     (levels outside it left out): every non-zero level costs its magnitude's gamma code, a
