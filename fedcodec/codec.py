@@ -73,7 +73,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
 
 
-_FINITE_CHUNK = 1 << 22  # a decoded update is checked finite in chunks of this many
+_FINITE_CHUNK = 1 << 22  # an update's statistics are taken in chunks of this many
 
 
 def _update_stats(
@@ -101,16 +101,6 @@ def _update_stats(
     seg_max = np.maximum.reduce([p[0] for p in parts])
     max_abs = max(p[1] for p in parts)
     return seg_max, max_abs, sum(p[2] for p in parts), all(p[3] for p in parts)
-
-
-def _all_finite(flat: np.ndarray, threads: int | None) -> bool:
-    """Whether every value of ``flat`` is finite: in chunks of ``_FINITE_CHUNK`` on
-    ``threads`` threads."""
-    n = flat.shape[0]
-    if n <= _FINITE_CHUNK:
-        return bool(max_abs_and_sumsq(flat)[2])
-    chunks = [flat[a : a + _FINITE_CHUNK] for a in range(0, n, _FINITE_CHUNK)]
-    return all(_map(lambda part: bool(max_abs_and_sumsq(part)[2]), chunks, threads))
 
 
 class Codec(FramedCodec, ABC):
@@ -478,7 +468,7 @@ class Codec(FramedCodec, ABC):
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
         except (ValueError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
-        if not _all_finite(flat, threads):
+        if not _update_stats(flat, None, threads)[3]:
             raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
             return out

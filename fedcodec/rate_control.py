@@ -314,8 +314,8 @@ class Solver(Measurement):
             # never worse than "auto"
             "ctx-static": [CODER_ANS, CODER_SCTX, CODER_RLEG],
         }
-        for option in ("ctx", "ctx-blocks", "ctx-stream"):
-            coders[option] = [CODER_ANS, adaptive_coder(option, self.tensors), CODER_RLEG]
+        if codec.coder in ("ctx", "ctx-blocks", "ctx-stream"):
+            coders[codec.coder] = [CODER_ANS, adaptive_coder(codec.coder, self.tensors), CODER_RLEG]
         offsets = RDO_OFFSETS if codec.levels in ("rdo", "rdoq") else (0.5,)
         todo = coders[codec.coder]
         if codec.coder in CONTEXT_CODERS and not ctx_coder.has_structure(self.tensors):

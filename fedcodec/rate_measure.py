@@ -78,6 +78,11 @@ class Measurement:
         chunks = bounds or [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
         return sum(_map(part, chunks, self.threads)) * p.step * p.step
 
+    def over_chunks(self, part: Any) -> list[Any]:
+        """``[part(a) ...]`` for the starts ``a`` of the message's chunks of ``_PAR_CHUNK``
+        elements, on ``threads`` threads."""
+        return _map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads)
+
     def quantize_into(self, p: Point, q: np.ndarray) -> float:
         """The whole message's levels at ``p`` into int32 ``q`` (in chunks of
         ``_PAR_CHUNK`` elements on ``threads`` threads); returns the random roundings'
@@ -91,7 +96,7 @@ class Measurement:
             stream = _rng.shifted(self.stream, a)
             return float(_quantize._quantize(self.x[a:b], inv, self.mode, p.offset, stream, q[a:b]))
 
-        return sum(_map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads))
+        return sum(self.over_chunks(part))
 
     def rleg_bytes(self, p: Point) -> int:
         """The run-length code's body bytes for the whole message's levels at ``p``,
@@ -106,7 +111,7 @@ class Measurement:
             _quantize._quantize(self.x[a:b], inv, self.mode, p.offset, stream, q)
             return rleg_coder.piece_runs(q)
 
-        return rleg_coder.joined_bytes(_map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads))
+        return rleg_coder.joined_bytes(self.over_chunks(part))
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""

@@ -231,10 +231,9 @@ def full_pass(
     escapes = np.concatenate([p[1] for p in parts])
     esc_bits = sum(p[2] for p in parts)
     sse = sum(p[3] for p in parts)
-    n_esc = escapes.shape[0]
     model = Model.from_counts(lo, counts)
     bits = model.section_bits(esc_bits) + model.symbol_bits(counts) + 64.0 * num_segments(n) + 8.0
-    return FullPass(symbols, model, counts, escapes[:n_esc], bits, sse)
+    return FullPass(symbols, model, counts, escapes, bits, sse)
 
 
 def encode(fp: FullPass, backend: str = "numba") -> tuple[bytes, bytes]:
