@@ -96,6 +96,8 @@ def test_digits_agrees_with_the_harness_bit_for_bit(tmp_path: Path) -> None:
     ).read_text()
 
 
+# slow (Flower's engine starts for each run): make test-slow
+@pytest.mark.slow
 def test_the_tenth_bit_preset_agrees_with_the_harness(tmp_path: Path) -> None:
     """The preset's codec (rdq_unbiased: a rotation from each client's own seed) and server
     settings give the same bytes and accuracy in Flower's engine as in the harness."""
@@ -111,6 +113,8 @@ def test_the_tenth_bit_preset_agrees_with_the_harness(tmp_path: Path) -> None:
     assert flower["uplink_bits_total"] == harness["uplink_bits_total"] > 0
 
 
+# slow (Flower's engine starts for each run): make test-slow
+@pytest.mark.slow
 def test_own_task_and_feddyn_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user's task (a module on the path, imported by Flower's processes too) with
     FedDyn, whose g lives in the node's state."""
@@ -164,6 +168,8 @@ def test_unsupported_options_say_so(tmp_path: Path) -> None:
         train(TrainConfig(), tmp_path, engine="ray")
 
 
+# slow (Flower's engine starts for each run): make test-slow
+@pytest.mark.slow
 def test_own_task_compare_and_frontier_on_flower(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
