@@ -73,7 +73,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
 
 
-_FINITE_CHUNK = 1 << 22  # an update's statistics are taken in chunks of this many
+_FINITE_CHUNK = 1 << 20  # an update's statistics are taken in chunks of this many
 
 
 def _update_stats(

@@ -12,8 +12,10 @@ Codecs whose frames share state (RDQ's one step for the whole update) override
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -115,17 +117,45 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+#: one pool of worker threads per thread count, kept for the process (starting threads
+#: on every call cost about 1 ms of a 10M-param encode's passes); a child process of a fork
+#: starts without them
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+_WORKER = threading.local()  # .active in the pools' threads
+
+
+def _mark_worker() -> None:
+    _WORKER.active = True
+
+
+def _forget_pools() -> None:
+    _POOLS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
 def _map(fn: Any, items: list[Any], threads: int | None) -> list[Any]:
-    """``[fn(item) ...]`` on ``threads`` threads (the kernels release the GIL)."""
+    """``[fn(item) ...]`` on ``threads`` threads (the kernels release the GIL): the
+    process's pool of that many, or, called from one of the pools' threads (a frame's
+    coding that runs its own passes on threads), threads of its own."""
     threads = default_threads() if threads is None else int(threads)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     if threads == 1 or len(items) < 2:
         return [fn(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
+    if getattr(_WORKER, "active", False):
+        with ThreadPoolExecutor(min(threads, len(items))) as own:
+            return list(own.map(fn, items))
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                threads, thread_name_prefix="fedcodec", initializer=_mark_worker
+            )
+            _POOLS[threads] = pool
+    return list(pool.map(fn, items))
 
 
 class FramedCodec:

@@ -167,7 +167,15 @@ class Measurement:
             point = replace(p, coder=coder)
             if coder == CODER_RLEG:
                 limit = None if math.isinf(beat) else max(int((slack * beat - extra) / 8.0), 0)
-                body = rleg_coder.encode(q, p.bits, limit)
+                if limit is not None and self.n > _PAR_CHUNK:
+                    # a large message: its exact size, counted in chunks on threads, says
+                    # whether the (serial) coding is worth it
+                    size = rleg_coder.joined_bytes(
+                        self.over_chunks(lambda a: rleg_coder.piece_runs(q[a : a + _PAR_CHUNK]))
+                    )
+                    body = rleg_coder.encode(q, p.bits) if size <= limit else None
+                else:
+                    body = rleg_coder.encode(q, p.bits, limit)
                 if body is not None:
                     finals.append(Final(point, 8.0 * len(body) + extra, sse, None, body))
             else:

@@ -145,8 +145,13 @@ class BitsPerParam(RateMode):
         return s.bisect(offset, coder, near, lambda p: p.bits >= goal, closer)
 
     def refine(self, s: Solver, p: Point) -> Final:
-        f = s.measure(p)
         goal = self.value * s.n
+        context = s.estimates_context(p.coder)
+        if context:
+            # the context coder spends well below the memoryless estimate of ``p``: its
+            # first pass goes where its own estimate meets the target
+            p = s.evaluate(s.context_step(goal, p.step, p.offset), p.offset, p.coder)
+        f = s.measure(p)
         tolerance = (RATE_TOLERANCE - 1.0) * goal
         step_min = 2.0**s.log_step_min
         log_max = math.log(2.0) * s.log_step_max
@@ -156,27 +161,15 @@ class BitsPerParam(RateMode):
             # the payload will be these bits within a few bytes: 1% leaves room for them
             if abs(f.bits - goal) <= tolerance or f.point.step <= step_min:
                 break
-            if prev is not None and prev.bits != f.bits and prev.point.step != f.point.step:
-                slope = math.log(f.bits / prev.bits) / math.log(f.point.step / prev.point.step)
+            if context and prev is None:
+                # the estimate scaled by what the pass measured (off by much less there)
+                est = s.context_bits(f.point.step, p.offset)
+                new = math.log(s.context_step(goal, f.point.step, p.offset, f.bits / est))
             else:
-                probe = s.evaluate(f.point.step * 1.05, p.offset, p.coder)
-                base = s.evaluate(f.point.step, p.offset, p.coder)
-                slope = math.log(probe.bits / base.bits) / math.log(1.05)
-                if not slope < -1e-6 and prev is None:
-                    # the subsample holds too few non-zero levels to tell (a sparse rate):
-                    # start from the sparse regime's bits ∝ 1 / step; the measurements of
-                    # the whole message correct it from the next pass on
-                    slope = -1.0
-            if slope < -1e-6:
-                new = math.log(f.point.step) + math.log(goal / f.bits) / slope
-            else:
-                # sizes that move in whole bytes (or levels) can measure alike at two
-                # steps: bisect between the closest measured steps on either side
-                over = [m.point.step for m in measured if m.bits > goal]
-                under = [m.point.step for m in measured if m.bits < goal]
-                if not (over and under):
+                next_step = self.secant(s, p, f, prev, measured, goal)
+                if next_step is None:
                     break
-                new = 0.5 * (math.log(max(over)) + math.log(min(under)))
+                new = next_step
             new = min(max(new, math.log(step_min)), log_max)
             prev, f = f, s.measure(s.evaluate(math.exp(new), p.offset, p.coder))
             measured.append(f)
@@ -184,6 +177,34 @@ class BitsPerParam(RateMode):
             return f
         # out of passes: the measured point nearest the target
         return min(measured, key=lambda m: abs(m.bits - goal))
+
+    @staticmethod
+    def secant(
+        s: Solver, p: Point, f: Final, prev: Final | None, measured: list[Final], goal: float
+    ) -> float | None:
+        """The next step to measure (its log) from the last measurement ``f``: a secant
+        through the last two, or with one the subsample's slope; None when the
+        measurements cannot tell."""
+        if prev is not None and prev.bits != f.bits and prev.point.step != f.point.step:
+            slope = math.log(f.bits / prev.bits) / math.log(f.point.step / prev.point.step)
+        else:
+            probe = s.evaluate(f.point.step * 1.05, p.offset, p.coder)
+            base = s.evaluate(f.point.step, p.offset, p.coder)
+            slope = math.log(probe.bits / base.bits) / math.log(1.05)
+            if not slope < -1e-6 and prev is None:
+                # the subsample holds too few non-zero levels to tell (a sparse rate):
+                # start from the sparse regime's bits ∝ 1 / step; the measurements of
+                # the whole message correct it from the next pass on
+                slope = -1.0
+        if slope < -1e-6:
+            return math.log(f.point.step) + math.log(goal / f.bits) / slope
+        # sizes that move in whole bytes (or levels) can measure alike at two steps:
+        # bisect between the closest measured steps on either side
+        over = [m.point.step for m in measured if m.bits > goal]
+        under = [m.point.step for m in measured if m.bits < goal]
+        if not (over and under):
+            return None
+        return 0.5 * (math.log(max(over)) + math.log(min(under)))
 
 
 class NMSE(RateMode):

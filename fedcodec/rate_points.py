@@ -58,8 +58,16 @@ _HIST_HALF = 4096  # histogram of levels in [-4096, 4096]; larger ones are escap
 #: messages above 2**20 (n / 64): its estimate then needs fewer corrections on the whole
 #: message, and the corrections cost more than the search there
 _SAMPLE_MIN, _SAMPLE_MAX = 1 << 14, 1 << 16
+#: bits_per_param with the adaptive context coder on a message of more than
+#: ``_ESTIMATE_FROM`` elements: its first coding pass goes to the step where the coder's
+#: costs on a grid of ``_ESTIMATE_ELEMENTS`` elements (at least ``_ESTIMATE_MIN`` a
+#: tensor) meet the target, and the correction to where they do once scaled by what the
+#: pass measured; a secant search of at most ``_ESTIMATE_STEPS`` estimates, done within
+#: ``_ESTIMATE_CLOSE`` (log bits) of its goal
+_ESTIMATE_FROM, _ESTIMATE_ELEMENTS, _ESTIMATE_MIN = 1 << 19, 1 << 17, 1 << 12
+_ESTIMATE_STEPS, _ESTIMATE_CLOSE = 5, 0.002
 #: passes over a message of more elements run in chunks of this many (on threads)
-_PAR_CHUNK = 1 << 22
+_PAR_CHUNK = 1 << 20
 RDO_OFFSETS = (0.5, 0.4, 0.32, 0.25)  # rounding offsets tried by levels="rdo" (and "rdoq")
 #: levels="rdoq": squared error (in steps²) one bit is worth when choosing levels: about
 #: the high-rate slope (ln 2 / 6 ≈ 0.116); 0.06, 0.1, 0.15 and 0.22 came within 1 % of each
@@ -138,6 +146,14 @@ class SearchSolver(Protocol):
     def golden(self, offset: float, coder: int, near: Point | None = None) -> Point: ...
 
     def fixed_step(self, step: float) -> float: ...
+
+    def estimates_context(self, coder: int) -> bool: ...
+
+    def context_bits(self, step: float, offset: float) -> float: ...
+
+    def context_step(
+        self, goal: float, step: float, offset: float, scale: float = 1.0
+    ) -> float: ...
 
     def exact_sse(self, p: Point) -> float: ...
 

@@ -188,7 +188,7 @@ class FullPass:
 
 
 #: the full pass runs in chunks of this many elements (on threads)
-FULL_PASS_CHUNK = 1 << 22
+FULL_PASS_CHUNK = 1 << 20
 
 
 def full_pass(

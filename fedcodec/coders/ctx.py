@@ -14,6 +14,7 @@ the body is the stream. Byte for byte in ``docs/format.md``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from .. import kernels
 from ..container import Reader, put_varint
 from ..errors import DecodeError
+from ..framing import _map
 from ..kernels import ctx as _ctx
 from ..kernels import quant as _quantize
 
@@ -89,6 +91,34 @@ def sample(tensors: np.ndarray, budget: np.ndarray) -> Sample:
     return Sample(index, np.array(shapes, np.int64).reshape(-1, 2), tensors)
 
 
+def grid_sample(tensors: np.ndarray, budget: np.ndarray) -> Sample:
+    """About ``budget[t]`` elements of tensor t (all of it if it is smaller): a grid of
+    evenly spaced rows and a contiguous block of columns in the middle, as many of each
+    (about √budget) where the tensor allows, so that the sampled rows' and columns' RMS,
+    and with them the contexts, come from many elements each (every k-th row, as
+    :func:`sample` takes, leaves a column's RMS to a few of its elements: columns that
+    look empty in those rows are free there and not in the tensor)."""
+    parts, shapes = [], []
+    start = 0
+    for (rows, cols), b in zip(tensors.tolist(), budget.tolist(), strict=True):
+        size = rows * cols
+        b = max(int(b), 1)
+        if size <= b:
+            r, c, idx = rows, cols, np.arange(start, start + size)
+        else:
+            r = min(max(math.isqrt(b), 1), rows)
+            c = min(max(b // r, 1), cols)
+            r = min(max(b // c, 1), rows)
+            keep = (np.arange(r) * (rows / r)).astype(np.int64)
+            first = (cols - c) // 2
+            idx = (start + keep[:, None] * cols + first + np.arange(c)).ravel()
+        parts.append(idx)
+        shapes.append((r, c))
+        start += size
+    index = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    return Sample(index, np.array(shapes, np.int64).reshape(-1, 2), tensors)
+
+
 def eligible(tensors: np.ndarray) -> np.ndarray:
     """Per tensor, 1 where it may send side information (a large enough matrix)."""
     rows, cols = tensors[:, 0], tensors[:, 1]
@@ -100,33 +130,40 @@ def has_structure(tensors: np.ndarray) -> bool:
     return bool(eligible(tensors).any())
 
 
-def costs(q: np.ndarray, s: Sample) -> tuple[np.ndarray, np.ndarray]:
+def costs(q: np.ndarray, s: Sample, threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
     """Estimated bits of each whole tensor without and with side information (inf where it
     cannot send any), from the ideal adaptive costs of its sampled levels ``q``: the
-    levels' cost scales with the elements, the side information's with rows + columns."""
+    levels' cost scales with the elements, the side information's with rows + columns.
+    The two dry runs run side by side on ``threads`` threads."""
     _check(q, s.tensors)
     t = s.tensors.shape[0]
     use = eligible(s.full) & eligible(s.tensors)
-    plain_cost = np.zeros(1 + 2 * t)
-    _ctx._ctx_encode(q, s.tensors, np.zeros(t, np.int64), _EMPTY_OUT, plain_cost, _NO_COUNTS)
+    choices = [np.zeros(t, np.int64)] + ([use] if use.any() else [])
+
+    def dry(side: np.ndarray) -> np.ndarray:
+        cost = np.zeros(1 + 2 * t)
+        _ctx._ctx_encode(q, s.tensors, side, _EMPTY_OUT, cost, _NO_COUNTS)
+        return cost
+
+    runs = _map(dry, choices, threads)
     scale = s.full.prod(axis=1) / s.tensors.prod(axis=1)
-    plain = plain_cost[1::2] * scale
+    plain = runs[0][1::2] * scale
     side = np.full(t, np.inf)
-    if use.any():
-        side_cost = np.zeros(1 + 2 * t)
-        _ctx._ctx_encode(q, s.tensors, use, _EMPTY_OUT, side_cost, _NO_COUNTS)
+    if len(runs) > 1:
+        side_cost = runs[1]
         levels, info = side_cost[1::2] - side_cost[2::2], side_cost[2::2]
         per_index = info / s.tensors.sum(axis=1)  # the tensor RMS's 7 bits are noise here
         side = np.where(use == 1, levels * scale + per_index * s.full.sum(axis=1), np.inf)
     return plain, side
 
 
-def choose_side(q: np.ndarray, tensors: np.ndarray) -> np.ndarray:
+def choose_side(q: np.ndarray, tensors: np.ndarray, threads: int | None = 1) -> np.ndarray:
     """Per tensor, 1 where side information lowers its estimated cost (on a sample of
-    ``CHOICE_ELEMENTS`` levels of each tensor, see :func:`costs`)."""
+    ``CHOICE_ELEMENTS`` levels of each tensor, see :func:`costs`; its two dry runs on
+    ``threads`` threads)."""
     _check(q, tensors)
     s = sample(tensors, np.full(tensors.shape[0], CHOICE_ELEMENTS))
-    plain, side = costs(s.take(q), s)
+    plain, side = costs(s.take(q), s, threads)
     return (side < plain).astype(np.int64)
 
 

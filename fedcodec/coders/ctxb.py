@@ -44,7 +44,7 @@ def encode(
     overflows it is measured by a dry run and coded again."""
     ctx_coder._check(q, tensors)
     if use is None:
-        use = ctx_coder.choose_side(q, tensors)
+        use = ctx_coder.choose_side(q, tensors, threads)
     p = blocks.plan(tensors)
     side, side_bytes = blocks.side_section(q, p, use, threads)
     hint = 8.0 * q.size if size_hint_bits is None else size_hint_bits

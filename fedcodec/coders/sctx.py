@@ -34,7 +34,7 @@ def encode(
     chooses)."""
     ctx_coder._check(q, tensors)
     if use is None:
-        use = ctx_coder.choose_side(q, tensors)
+        use = ctx_coder.choose_side(q, tensors, threads)
     p = plan(tensors)
     side, side_bytes = blocks.side_section(q, p, use, threads)
     totals, row_idx, col_part = side.totals, side.row_idx, side.col_part
