@@ -31,6 +31,7 @@ from .rate_modes import RATE_MODES
 from .rate_points import (
     _BISECT_ITERS,
     _ESTIMATE_CLOSE,
+    _ESTIMATE_CV,
     _ESTIMATE_ELEMENTS,
     _ESTIMATE_FROM,
     _ESTIMATE_MIN,
@@ -57,6 +58,8 @@ from .rate_points import (
     adaptive_coder,
     max_step,
 )
+
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 def _memoryless_bits(q: np.ndarray) -> float:
@@ -109,7 +112,14 @@ class Solver(Measurement):
         n = self.n
         k = min(_SAMPLE_MAX, max(_SAMPLE_MIN, n >> 6))
         if n > 2 * k:
-            self.sample_index = ((np.arange(k) + 0.5) * (n / k)).astype(np.int64)
+            # one element in each of k equal strata: its middle, or above _ESTIMATE_FROM
+            # elements a place in it that moves by the golden ratio from one stratum to the
+            # next (a fixed stride aliases with some layouts: on 610-column matrices a
+            # stride of 152.5 elements sees 4 columns)
+            place = np.full(k, 0.5)
+            if n > _ESTIMATE_FROM:
+                place = (0.5 + np.arange(k) * _GOLDEN) % 1.0
+            self.sample_index = ((np.arange(k) + place) * (n / k)).astype(np.int64)
             self.sample = x[self.sample_index]
         else:
             self.sample_index = np.empty(0, dtype=np.int64)
@@ -275,7 +285,8 @@ class Solver(Measurement):
                 a_step, a_offset, a_bits = self.anchor
                 grid_bits = _memoryless_bits(self.grid_levels(a_step, a_offset))
                 if a_bits > 0.0 < grid_bits:
-                    self.grid_scale = a_bits / (grid_bits * self.n / self.grid_x.size)
+                    ratio = a_bits / (grid_bits * self.n / self.grid_x.size)
+                    self.grid_scale = ratio**_ESTIMATE_CV
         step = self.kernel_step(step)
         known = self.grid_bits.get((step, offset))
         if known is not None:
