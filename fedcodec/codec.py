@@ -31,7 +31,7 @@ from .framing import (
     frame_seed,
     plan_frames,
 )
-from .kernels import max_abs_and_sumsq, segment_max_abs_and_sumsq
+from .kernels import all_finite, max_abs_and_sumsq, segment_max_abs_and_sumsq
 from .layout import Layout, as_numpy, flatten
 from .registry import (
     BUILTIN_CODECS,
@@ -438,7 +438,7 @@ class Codec(FramedCodec, ABC):
     ) -> np.ndarray:
         """Check ``env`` against the caller's codec, layout and ``out``, run ``body(flat)``
         (which decodes into the float32 vector ``flat``) and return the result (checked
-        finite on ``threads`` threads)."""
+        finite)."""
         if env.codec_id != self.codec_id:
             raise DecodeError(
                 f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
@@ -468,7 +468,7 @@ class Codec(FramedCodec, ABC):
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
         except (ValueError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
-        if not _update_stats(flat, None, threads)[3]:
+        if not all_finite(flat):
             raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
             return out

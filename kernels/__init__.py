@@ -36,6 +36,7 @@ __all__ = [
     "MAX_ABS_LEVEL",
     "NEAREST",
     "STOCHASTIC",
+    "all_finite",
     "ans_decode",
     "ans_encode",
     "build_ans_tables",
@@ -110,6 +111,22 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"a and b must have the same length, got {a.shape[0]} and {b.shape[0]}")
     return float(_quantize._dot(a, b))
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """Whether every value of a float32 vector is finite (no NaN or Inf).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fedcodec import kernels
+    >>> kernels.all_finite(np.array([1.0, -2.5], np.float32))
+    True
+    >>> kernels.all_finite(np.array([1.0, np.inf], np.float32))
+    False
+    """
+    x = _as_1d(x, (np.float32,), "x")
+    return bool(_quantize._all_finite(x.view(np.uint32)))
 
 
 def max_abs_and_sumsq(x: np.ndarray) -> tuple[float, float, bool]:

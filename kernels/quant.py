@@ -102,8 +102,32 @@ def _sse_nearest(x: np.ndarray, inv_step: float, offset: float, recon: np.ndarra
 def _dequantize(
     q: np.ndarray, step: float, mode: int, recon: np.ndarray, seed: np.uint64, out: np.ndarray
 ) -> None:
+    if mode == NEAREST:
+        # a table of the levels with their own reconstruction (``recon[k] * step``, level
+        # 0 at 0.0); larger levels are ``k * step``: the numbers of _dequantize_one
+        top = recon.shape[0]
+        table = np.zeros(max(top, 1))
+        for k in range(1, top):
+            table[k] = recon[k] * step
+        for i in range(q.shape[0]):
+            v = int(q[i])
+            k = abs(v)
+            mag = table[k] if k < top else k * step
+            out[i] = mag if v >= 0 else -mag
+        return
     for i in range(q.shape[0]):
         out[i] = _dequantize_one(int(q[i]), i, mode, step, recon, seed)
+
+
+@jit
+def _all_finite(bits: np.ndarray) -> bool:
+    """Whether every float32 (given as its uint32 bits) is finite: no exponent field all
+    ones. An integer maximum, which vectorizes (a float test would not, without
+    reassociation)."""
+    top = np.uint32(0)
+    for i in range(bits.shape[0]):
+        top = max(top, bits[i] & np.uint32(0x7F800000))
+    return top != np.uint32(0x7F800000)
 
 
 @jit

@@ -114,6 +114,42 @@ def test_dequantize_matches_reference(rounding: str) -> None:
     np.testing.assert_allclose(out, ref.astype(np.float32), rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("table", [0, 1, 3, 17])
+def test_nearest_dequantize_is_the_reference_bit_for_bit(table: int) -> None:
+    """The nearest rounding's table lookup: the float64 product ``recon[k] * step`` (or
+    ``k * step`` beyond the table), its sign, rounded once to float32."""
+    gen = np.random.default_rng(table)
+    q = np.concatenate([
+        np.rint(gen.laplace(size=5000) * 4).astype(np.int32),
+        np.array([0, 2**30, -(2**30), 16, -16, 17, -17], np.int32),
+    ])  # fmt: skip
+    recon = np.concatenate([[0.0], np.arange(1, table) + gen.uniform(-0.5, 0.5, max(table - 1, 0))])
+    recon = recon[:table]
+    step = 0.0123
+    out = np.empty(q.size, np.float32)
+    quant._dequantize(q, step, kernels.NEAREST, recon, np.uint64(0), out)
+    k = np.abs(q).astype(np.int64)
+    mag = k.astype(np.float64) * step
+    inside = (k > 0) & (k < table)
+    mag[inside] = recon[k[inside]] * step
+    ref = np.where(q < 0, -mag, mag).astype(np.float32)
+    np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32))
+
+
+def test_all_finite_matches_numpy() -> None:
+    x = np.array([0.0, -0.0, 1e-45, -3.4028235e38, 3.4028235e38, 1.0], np.float32)
+    assert kernels.all_finite(x) and kernels.all_finite(np.zeros(0, np.float32))
+    bits = x.view(np.uint32).copy()
+    for bad in (0x7F800000, 0xFF800000, 0x7FC00000, 0xFFFFFFFF, 0x7F800001):
+        for where in (0, 3, 5):
+            y = bits.copy()
+            y[where] = bad
+            assert not kernels.all_finite(y.view(np.float32))
+            assert not np.isfinite(y.view(np.float32)).all()
+    with pytest.raises(ValueError, match="float32"):
+        kernels.all_finite(np.zeros(3))
+
+
 def test_dither_error_is_bounded_by_half_a_step() -> None:
     x = np.random.default_rng(1).standard_normal(10_000).astype(np.float32)
     q = kernels.quantize(x, 0.1, rounding="dither", seed=3)
