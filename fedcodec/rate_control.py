@@ -279,8 +279,11 @@ class Solver(Measurement):
         if self.grid is None:
             sizes = self.tensors[:, 0] * self.tensors[:, 1]
             budget = np.maximum(sizes * _ESTIMATE_ELEMENTS // max(self.n, 1), _ESTIMATE_MIN)
-            self.grid = ctx_coder.grid_sample(self.tensors, budget)
-            self.grid_x = self.x[self.grid.index]
+            grid = ctx_coder.grid_sample(self.tensors, budget)
+            self.grid_x = self.x[grid.index]
+            # its values gathered, the grid keeps its shapes only (its int64 positions
+            # weigh twice its values)
+            self.grid = ctx_coder.Sample(None, grid.tensors, grid.full)
             if self.anchor is not None:
                 a_step, a_offset, a_bits = self.anchor
                 grid_bits = _memoryless_bits(self.grid_levels(a_step, a_offset))
@@ -295,6 +298,10 @@ class Solver(Measurement):
         bits = float(np.minimum(plain, side).sum()) * self.grid_scale + self.head_bits
         self.grid_bits[step, offset] = bits
         return bits
+
+    def measured_levels_bits(self, f: Final) -> tuple[float, float, float]:
+        """(step, offset, bits of the levels' code) of a measurement: an :attr:`anchor`."""
+        return f.point.step, f.point.offset, f.bits - self.extra_bits(f.point)
 
     def grid_levels(self, step: float, offset: float) -> np.ndarray:
         """The levels of :meth:`context_bits`' grid at ``step``."""
@@ -466,9 +473,8 @@ class Solver(Measurement):
                     if 8.0 * self.rleg_bytes(ctx.point) + self.extra_bits(ctx.point) > ctx.bits:
                         continue
             finals.append(self.search_and_refine(c, offsets))
-            if c == CODER_ANS:
-                f = finals[-1]
-                self.anchor = (f.point.step, f.point.offset, f.bits - self.extra_bits(f.point))
+            if c == CODER_ANS:  # (no local name: the symbols are dropped above)
+                self.anchor = self.measured_levels_bits(finals[-1])
         if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):
             measured = [f for f in finals if f.point.coder in (CODER_CTX, CODER_SCTX, CODER_CTXB)]
             if measured:

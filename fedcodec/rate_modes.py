@@ -7,6 +7,7 @@ that runs them is :class:`fedcodec.rate_control.Solver`.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -171,7 +172,12 @@ class BitsPerParam(RateMode):
                     break
                 new = next_step
             new = min(max(new, math.log(step_min)), log_max)
-            prev, f = f, s.measure(s.evaluate(math.exp(new), p.offset, p.coder))
+            point = s.evaluate(math.exp(new), p.offset, p.coder)
+            # only the last measurement keeps the ANS coder's symbols (an earlier one
+            # chosen at the end is counted again, by the solver)
+            prev = measured[-1] = replace(f, ans=None)
+            del f
+            f = s.measure(point)
             measured.append(f)
         if abs(f.bits - goal) <= tolerance:
             return f
