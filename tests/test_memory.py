@@ -62,7 +62,9 @@ def test_peak_memory_of_the_context_coder(config: dict, shape: tuple[int, ...], 
     codec.decode(codec.encode(x, seed=1), seed=1)  # compile first
     enc_peak, payload = peak_bytes(codec.encode, x, seed=1)
     dec_peak, _ = peak_bytes(codec.decode, payload, seed=1)
-    # levels (int32) plus what the coders it compares with keep; one byte a column
-    assert enc_peak <= 2.5 * x.nbytes
+    # levels (int32) plus what the coders it compares with keep, one byte a column, and
+    # the rate search's grid (bits_per_param): at most 1.72x; the ANS coder's symbols held
+    # while the context coder measured made 1.93-2.35x
+    assert enc_peak <= 1.85 * x.nbytes
     # the decoded update and its int32 levels
     assert dec_peak <= 2.1 * x.nbytes
