@@ -177,7 +177,7 @@ class Codec(FramedCodec, ABC):
         ``threads`` threads, default all cores; the bytes do not depend on ``threads``).
         """
         if isinstance(update, Mapping):
-            vector, layout = flatten(update)
+            vector, layout = flatten(update, threads=threads)
             return self.encode_vector(
                 vector, layout=layout, seed=seed, frame_elements=frame_elements, threads=threads
             )
@@ -214,7 +214,7 @@ class Codec(FramedCodec, ABC):
         True
         """
         if isinstance(update, Mapping):
-            vector, layout = flatten(update)
+            vector, layout = flatten(update, threads=threads)
             shape: tuple[int, ...] | None = None
             dtype: np.dtype | None = None
         else:

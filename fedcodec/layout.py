@@ -103,8 +103,13 @@ def as_numpy(update: Any, name: str = "update") -> np.ndarray:
     return arr
 
 
-def flatten(update: Mapping[str, Any]) -> tuple[np.ndarray, Layout]:
-    """Concatenate a mapping name → tensor into one float32 vector, in the mapping's order.
+#: flatten copies in pieces of this many elements (on ``threads`` threads)
+_COPY_PIECE = 1 << 20
+
+
+def flatten(update: Mapping[str, Any], *, threads: int | None = 1) -> tuple[np.ndarray, Layout]:
+    """Concatenate a mapping name → tensor into one float32 vector, in the mapping's order
+    (copied in pieces on ``threads`` threads; None: every core).
 
     Examples
     --------
@@ -126,10 +131,23 @@ def flatten(update: Mapping[str, Any]) -> tuple[np.ndarray, Layout]:
         entries.append((str(key), tuple(int(d) for d in arr.shape), arr.dtype.name))
     layout = Layout(tuple(entries))
     vec = np.empty(layout.size, dtype=np.float32)
+    pieces = []  # (tensor, its first element, the vector's) of each piece
     start = 0
     for arr in arrays:
-        vec[start : start + arr.size] = arr
+        pieces += [(arr, a, start + a) for a in range(0, arr.size, _COPY_PIECE)]
         start += arr.size
+
+    caller = np.geterr()  # the caller's floating-point error handling (per thread)
+
+    def copy(piece: tuple[np.ndarray, int, int]) -> None:
+        arr, a, at = piece
+        b = min(a + _COPY_PIECE, arr.size)
+        with np.errstate(**caller):
+            vec[at : at + b - a] = arr[a:b]
+
+    from .framing import _map  # (framing imports this module)
+
+    _map(copy, pieces, threads)
     return vec, layout
 
 

@@ -115,6 +115,28 @@ def test_flatten_unflatten_round_trip() -> None:
         fedcodec.unflatten(vec[:-1], layout)
 
 
+def test_flatten_on_threads_copies_the_same_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces of 7 elements on 3 threads: the tensors land where one thread puts them,
+    with the caller's handling of a float64 beyond float32's range."""
+    from fedcodec import layout as layout_module
+
+    rng = np.random.default_rng(4)
+    update = {
+        "w": rng.standard_normal((5, 9)),
+        "h": rng.standard_normal(20).astype(np.float16),
+        "v": rng.standard_normal((3, 3, 2)).astype(np.float32),
+        "big": np.array([1e300, -2.0]),
+    }
+    with np.errstate(over="ignore"):
+        one, _ = fedcodec.flatten(update)
+        monkeypatch.setattr(layout_module, "_COPY_PIECE", 7)
+        three, layout = fedcodec.flatten(update, threads=3)
+    np.testing.assert_array_equal(three, one)
+    assert three[-2] == np.inf and layout.size == 45 + 20 + 18 + 2
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        fedcodec.flatten(update, threads=3)
+
+
 def test_measure_reports_real_bits() -> None:
     x = np.random.default_rng(2).laplace(size=5000).astype(np.float32)
     codec = fedcodec.RDQ(nmse=0.1)
