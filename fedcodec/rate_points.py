@@ -69,11 +69,9 @@ _ESTIMATE_FROM, _ESTIMATE_ELEMENTS, _ESTIMATE_MIN = 1 << 19, 1 << 17, 1 << 12
 _ESTIMATE_STEPS, _ESTIMATE_CLOSE = 5, 0.002
 #: the control variate's exponent: the grid's estimate is scaled by (the whole message's
 #: memoryless bits / the grid's) ** 0.6, the context coder's bits following the sampled
-#: row and column scales less than the memoryless coder's (a regression fitted on
-#: bench/ctx_speed.py's three structured 10M updates at 0.3-2 bit/param gave 0.47-0.70).
-#: The first pass's estimate was then within 1 % of the coded size on those updates (0.3-7 %
-#: with 1.0), and 0.8-32 % on four real 1.7M CNN updates at 0.1-2 bit/param (with 1.0:
-#: 0.2-93 %, too low at the low rates)
+#: rows' and columns' scales less than the memoryless coder's (fitted by hand on the first
+#: passes of bench/ctx_speed.py's three structured 10M updates; with 1.0 the estimate ran
+#: high there; passes per encode: bench/rate_passes.py)
 _ESTIMATE_CV = 0.6
 #: passes over a message of more elements run in chunks of this many (on threads)
 _PAR_CHUNK = 1 << 20
