@@ -24,10 +24,8 @@ from . import container
 from .errors import DecodeError, UnknownCodecError
 from .framing import (
     FramedCodec,
-    _map,
     _tensors,
     _zero_ranges,
-    default_threads,
     frame_seed,
     plan_frames,
 )
@@ -42,6 +40,7 @@ from .registry import (
     register_codec,
     registered_codecs,
 )
+from .threads import default_threads, thread_map
 
 __all__ = [
     "BUILTIN_CODECS",
@@ -97,7 +96,7 @@ def _update_stats(
         b = min(a + _FINITE_CHUNK, n)
         return stats(vector[a:b], None if edges is None else np.clip(edges, a, b) - a)
 
-    parts = _map(part, list(range(0, n, _FINITE_CHUNK)), threads)
+    parts = thread_map(part, list(range(0, n, _FINITE_CHUNK)), threads)
     seg_max = np.maximum.reduce([p[0] for p in parts])
     max_abs = max(p[1] for p in parts)
     return seg_max, max_abs, sum(p[2] for p in parts), all(p[3] for p in parts)

@@ -1,21 +1,19 @@
-"""Framing and threads: how an update larger than a frame is cut, coded frame by frame on
+"""Framing: how an update larger than a frame is cut, coded frame by frame on
 threads and put back together (the framed payload of ``docs/format.md``).
 
 :class:`FramedCodec` is the part of :class:`fedcodec.Codec` that runs a framed payload: the
 plan (:func:`plan_frames`), each frame's seed (:func:`frame_seed`), the frames coded and
-decoded on threads (:func:`_map`). It calls the codec's own ``_encode``/``_decode`` and
-``_decode_into`` (declared below for type checkers; :mod:`fedcodec.codec` defines them).
+decoded on threads (:func:`fedcodec.threads.thread_map`). It calls the codec's own
+``_encode``/``_decode`` and ``_decode_into`` (declared below for type checkers;
+:mod:`fedcodec.codec` defines them).
 Codecs whose frames share state (RDQ's one step for the whole update) override
 ``_plan``, ``_encode_frames``, ``_decode_frame`` and ``_shared_params``.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -24,6 +22,9 @@ from . import container
 from .errors import DecodeError
 from .kernels import max_abs_and_sumsq
 from .layout import Layout
+from .threads import default_threads, thread_map
+
+__all__ = ["FramedCodec", "default_threads", "frame_seed", "plan_frames"]
 
 
 def _tensors(layout: Layout | None, shape: tuple[int, ...], n: int) -> tuple[tuple[int, int], ...]:
@@ -107,55 +108,6 @@ def frame_seed(seed: int | None, start: int) -> int | None:
         return None
     return int(np.random.SeedSequence([int(seed) & (2**63 - 1), 0xF4A3E, int(start)])
                .generate_state(1, np.uint32)[0])  # fmt: skip
-
-
-def default_threads() -> int:
-    """All usable cores."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-#: one pool of worker threads per thread count, kept for the process (starting threads
-#: on every call cost about 1 ms of a 10M-param encode's passes); a child process of a fork
-#: starts without them
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-_WORKER = threading.local()  # .active in the pools' threads
-
-
-def _mark_worker() -> None:
-    _WORKER.active = True
-
-
-def _forget_pools() -> None:
-    _POOLS.clear()
-
-
-os.register_at_fork(after_in_child=_forget_pools)
-
-
-def _map(fn: Any, items: list[Any], threads: int | None) -> list[Any]:
-    """``[fn(item) ...]`` on ``threads`` threads (the kernels release the GIL): the
-    process's pool of that many, or, called from one of the pools' threads (a frame's
-    coding that runs its own passes on threads), threads of its own."""
-    threads = default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    if threads == 1 or len(items) < 2:
-        return [fn(item) for item in items]
-    if getattr(_WORKER, "active", False):
-        with ThreadPoolExecutor(min(threads, len(items))) as own:
-            return list(own.map(fn, items))
-    with _POOLS_LOCK:
-        pool = _POOLS.get(threads)
-        if pool is None:
-            pool = ThreadPoolExecutor(
-                threads, thread_name_prefix="fedcodec", initializer=_mark_worker
-            )
-            _POOLS[threads] = pool
-    return list(pool.map(fn, items))
 
 
 class FramedCodec:
@@ -251,7 +203,7 @@ class FramedCodec:
                 opts["tensors"] = tensors
             return self._encode(part, max_abs=part_max, sumsq=part_sumsq, **opts)
 
-        return b"", _map(one, frames, threads)
+        return b"", thread_map(one, frames, threads)
 
     def _decode_frame(
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None, start: int
@@ -283,6 +235,6 @@ class FramedCodec:
                 for a, b in f.env.zero_ranges:
                     part[a:b] = 0.0
 
-            _map(one, frames, threads)
+            thread_map(one, frames, threads)
 
         return self._decode_into(first.env, body, out=out, layout=layout, threads=threads)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .threads import thread_map
+
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -145,9 +147,7 @@ def flatten(update: Mapping[str, Any], *, threads: int | None = 1) -> tuple[np.n
         with np.errstate(**caller):
             vec[at : at + b - a] = arr[a:b]
 
-    from .framing import _map  # (framing imports this module)
-
-    _map(copy, pieces, threads)
+    thread_map(copy, pieces, threads)
     return vec, layout
 
 

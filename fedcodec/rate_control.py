@@ -23,7 +23,6 @@ from .coders import ans as ans_coder
 from .coders import ctx as ctx_coder
 from .coders import ctxb as ctxb_coder
 from .coders import rleg as rleg_coder
-from .framing import _map
 from .kernels import ctx as _ctx
 from .kernels import quant as _quantize
 from .rate_measure import Measurement
@@ -58,6 +57,7 @@ from .rate_points import (
     adaptive_coder,
     max_step,
 )
+from .threads import thread_map
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
@@ -498,7 +498,9 @@ class Solver(Measurement):
         the whole message and refined for the rate mode."""
         first = self.search(offsets[0], coder, None)
         # the other offsets' searches, each around the first's point, on threads
-        others = _map(lambda off: self.search(off, coder, first), list(offsets[1:]), self.threads)
+        others = thread_map(
+            lambda off: self.search(off, coder, first), list(offsets[1:]), self.threads
+        )
         candidates = [first, *others]
         # each coder's best point is measured on the whole message: a strided subsample
         # cannot see zero runs, which is what the run-length code exploits

@@ -21,7 +21,6 @@ from .coders import ctx as ctx_coder
 from .coders import ctxb as ctxb_coder
 from .coders import rleg as rleg_coder
 from .coders import sctx as sctx_coder
-from .framing import _map
 from .kernels import quant as _quantize
 from .kernels import rng as _rng
 from .rate_modes import RateMode
@@ -38,6 +37,7 @@ from .rate_points import (
     SolverCodec,
     adaptive_coder,
 )
+from .threads import thread_map
 
 
 class Measurement:
@@ -76,12 +76,12 @@ class Measurement:
         if bounds is None and self.n <= _PAR_CHUNK:
             return part((0, self.n)) * p.step * p.step
         chunks = bounds or [(a, min(a + _PAR_CHUNK, self.n)) for a in range(0, self.n, _PAR_CHUNK)]
-        return sum(_map(part, chunks, self.threads)) * p.step * p.step
+        return sum(thread_map(part, chunks, self.threads)) * p.step * p.step
 
     def over_chunks(self, part: Any) -> list[Any]:
         """``[part(a) ...]`` for the starts ``a`` of the message's chunks of ``_PAR_CHUNK``
         elements, on ``threads`` threads."""
-        return _map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads)
+        return thread_map(part, list(range(0, self.n, _PAR_CHUNK)), self.threads)
 
     def quantize_into(self, p: Point, q: np.ndarray) -> float:
         """The whole message's levels at ``p`` into int32 ``q`` (in chunks of

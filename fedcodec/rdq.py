@@ -28,7 +28,7 @@ from .coders import rleg as rleg_coder
 from .coders import sctx as sctx_coder
 from .container import Reader
 from .errors import DecodeError
-from .framing import _map, frame_seed, plan_frames
+from .framing import frame_seed, plan_frames
 from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
@@ -45,6 +45,7 @@ from .rate_control import (
     Solver,
 )
 from .registry import register_codec
+from .threads import thread_map
 
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform", "rdoq")
@@ -331,7 +332,7 @@ class RDQ(Codec):
                 sub = Solver(self, part, part_max, part_sumsq, stream_f, frame_tensors)
                 return self._write(sub.code_point(point, self.coder), seed)
 
-            coded = _map(one, frames, threads)
+            coded = thread_map(one, frames, threads)
             if self._rate_mode != "bits_per_param":
                 break
             # a rate target holds for the whole payload: the step was searched on the
@@ -483,7 +484,7 @@ class _RotatedFrames:
         self.seed = seed
         self.bounds = [(a, b) for a, b, _ in frames]
         self.max_abs = max(
-            _map(lambda ab: float(np.abs(self.frame(*ab)).max()), self.bounds, threads)
+            thread_map(lambda ab: float(np.abs(self.frame(*ab)).max()), self.bounds, threads)
         )
 
     def frame(self, a: int, b: int) -> np.ndarray:

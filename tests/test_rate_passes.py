@@ -14,7 +14,7 @@ from fedcodec import RDQ, decode, rate_control, rate_measure
 from fedcodec.coders import ctx as ctx_coder
 from fedcodec.coders import ctxb as ctxb_coder
 from fedcodec.coders import rleg as rleg_coder
-from fedcodec.framing import _map
+from fedcodec.threads import thread_map
 from fedcodec.tools.sample_updates import structured_matrix
 
 
@@ -144,14 +144,14 @@ def test_the_context_coder_reuses_the_memoryless_coders_search(
 
 
 def _child_maps() -> None:
-    assert _map(lambda i: i * i, list(range(8)), 2) == [i * i for i in range(8)]
+    assert thread_map(lambda i: i * i, list(range(8)), 2) == [i * i for i in range(8)]
 
 
 def test_the_thread_pool_survives_a_fork_and_nests() -> None:
     """The pools are kept for the process: a forked child starts its own, and a task that
     maps again (a frame coding its passes) gets threads of its own, not the busy pool."""
-    assert _map(lambda i: i + 1, list(range(6)), 2) == list(range(1, 7))
-    nested = _map(lambda i: _map(lambda j: i * 10 + j, [0, 1, 2], 2), [1, 2, 3], 2)
+    assert thread_map(lambda i: i + 1, list(range(6)), 2) == list(range(1, 7))
+    nested = thread_map(lambda i: thread_map(lambda j: i * 10 + j, [0, 1, 2], 2), [1, 2, 3], 2)
     assert nested == [[10, 11, 12], [20, 21, 22], [30, 31, 32]]
     ctx = multiprocessing.get_context("fork")
     child = ctx.Process(target=_child_maps)

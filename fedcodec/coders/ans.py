@@ -37,10 +37,10 @@ import numpy as np
 from .. import kernels
 from ..container import Reader, put_varint
 from ..errors import DecodeError
-from ..framing import _map
 from ..kernels import ans as _ans
 from ..kernels import quant as _quantize
 from ..kernels import rng as _rng
+from ..threads import thread_map
 
 COUNT_BITS = 16
 MAX_RANGE = 8193  # levels in the range; the escape symbol comes on top
@@ -226,7 +226,7 @@ def full_pass(
             counts[:] = 0
             cap = b - a
 
-    parts = _map(part, list(range(0, n, FULL_PASS_CHUNK)) or [0], threads)
+    parts = thread_map(part, list(range(0, n, FULL_PASS_CHUNK)) or [0], threads)
     counts = np.sum([p[0] for p in parts], axis=0)
     escapes = np.concatenate([p[1] for p in parts])
     esc_bits = sum(p[2] for p in parts)

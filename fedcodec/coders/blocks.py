@@ -17,8 +17,8 @@ import numpy as np
 
 from ..container import Reader, put_varint
 from ..errors import DecodeError
-from ..framing import _map, default_threads
 from ..kernels import sctx as _k
+from ..threads import default_threads, thread_map
 
 _MODEL_BYTES = 8192  # room for any block's model (59 contexts of at most 16 symbols)
 
@@ -113,7 +113,7 @@ def side_sums(
         return touched, part
 
     for w in range(0, len(todo), wave):
-        for touched, part in _map(one, todo[w : w + wave], threads):
+        for touched, part in thread_map(one, todo[w : w + wave], threads):
             at = 0
             for t in touched.tolist():
                 cols, c = int(tensors[t, 1]), int(p.col_off[t])

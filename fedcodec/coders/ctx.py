@@ -22,9 +22,9 @@ import numpy as np
 from .. import kernels
 from ..container import Reader, put_varint
 from ..errors import DecodeError
-from ..framing import _map
 from ..kernels import ctx as _ctx
 from ..kernels import quant as _quantize
+from ..threads import thread_map
 
 #: A tensor with fewer elements than this never sends side information.
 MIN_SIDE_ELEMENTS = 64
@@ -145,7 +145,7 @@ def costs(q: np.ndarray, s: Sample, threads: int | None = 1) -> tuple[np.ndarray
         _ctx._ctx_encode(q, s.tensors, side, _EMPTY_OUT, cost, _NO_COUNTS)
         return cost
 
-    runs = _map(dry, choices, threads)
+    runs = thread_map(dry, choices, threads)
     scale = s.full.prod(axis=1) / s.tensors.prod(axis=1)
     plain = runs[0][1::2] * scale
     side = np.full(t, np.inf)

@@ -20,10 +20,10 @@ import numpy as np
 
 from .. import kernels
 from ..container import Reader
-from ..framing import _map
 from ..kernels import ctxb as _k
 from ..kernels import quant as _quantize
 from ..kernels import rng as _rng
+from ..threads import thread_map
 from . import blocks
 from . import ctx as ctx_coder
 
@@ -71,7 +71,7 @@ def encode(
                 raise AssertionError("rdq/ctxb: the block's buffer is short")
         return out[:nbytes].tobytes()
 
-    coded = _map(one, list(range(len(p.blocks))), threads)
+    coded = thread_map(one, list(range(len(p.blocks))), threads)
     return blocks.assemble(tensors, side_bytes, coded)
 
 
@@ -102,7 +102,7 @@ def _decode_blocks(
             then(a, b, q)
         return int(status)
 
-    blocks.check_blocks(_map(one, list(range(len(p.blocks))), threads), "rdq/ctxb")
+    blocks.check_blocks(thread_map(one, list(range(len(p.blocks))), threads), "rdq/ctxb")
     return tensors
 
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from .. import kernels
 from ..container import Reader
-from ..framing import _map
 from ..kernels import quant as _quantize
 from ..kernels import sctx as _k
+from ..threads import thread_map
 from . import blocks
 from . import ctx as ctx_coder
 
@@ -77,7 +77,9 @@ def encode(
         state = np.array([x0 >> 16, x0 & 0xFFFF, x1 >> 16, x1 & 0xFFFF], "<u2").tobytes()
         return model[:head].tobytes() + state + words[pos:].astype("<u2").tobytes()
 
-    return blocks.assemble(tensors, side_bytes, _map(one, list(range(len(p.blocks))), threads))
+    return blocks.assemble(
+        tensors, side_bytes, thread_map(one, list(range(len(p.blocks))), threads)
+    )
 
 
 def decode_levels(
@@ -99,7 +101,7 @@ def decode_levels(
         )  # fmt: skip
         return int(status)
 
-    blocks.check_blocks(_map(one, list(range(len(p.blocks))), threads), "rdq/sctx")
+    blocks.check_blocks(thread_map(one, list(range(len(p.blocks))), threads), "rdq/sctx")
     return q, tensors
 
 
