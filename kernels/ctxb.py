@@ -31,6 +31,7 @@ from .ctx import (
     _encode_row,
     _flush,
 )
+from .quant import _dequantize_run, _nearest_table
 
 __all__ = ["ERR_CAPACITY", "ERR_EXHAUSTED", "ERR_INVALID", "ERR_TRAILING"]
 
@@ -110,16 +111,29 @@ def _block_decode(
     max_abs: int,
     origin: int,
     q: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
+    out: np.ndarray,
 ) -> int:
-    """Inverse of :func:`_block_encode` into int32 ``q``, which holds the block's elements
-    from element ``origin`` (the block's first) on; returns 0, ERR_INVALID (a first byte
-    that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
-    prefix too long), ERR_EXHAUSTED or ERR_TRAILING.
+    """Inverse of :func:`_block_encode`; returns 0, ERR_INVALID (a first byte that is not
+    0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb prefix too
+    long), ERR_EXHAUSTED or ERR_TRAILING.
+
+    Levels: with an empty ``out``, into int32 ``q``, which holds the block's elements from
+    element ``origin`` (the block's first) on. Values: otherwise ``q`` is a row's scratch
+    (at least the block's widest row) and each decoded row goes into float32 ``out`` (the
+    block's elements from ``origin`` on) as reconstructions (``mode``, ``step``, ``recon``;
+    element ``i`` of the block at index ``i`` of the random stream ``seed``), so that the
+    block's levels are never held whole.
 
     Safety: ``data`` may be any bytes (reads past its end give zeros and fail at the end);
     every loop is bounded by the block's elements or a constant; writes go to the block's
     own elements (the caller proves the segments, tensors and offsets, and that ``q``
-    holds the block)."""
+    holds the block, or its widest row and ``out`` the block)."""
+    values = out.shape[0] > 0
+    table = _nearest_table(recon, step)
     n_data = data.shape[0]
     if n_data < 5 or data[0] != 0:
         return ERR_INVALID
@@ -140,22 +154,27 @@ def _block_decode(
         col_last = np.zeros(cols, np.int8)
         for i in range(r0, r1):
             base = starts[t] + i * cols - origin
+            at = 0 if values else base  # where the row's levels go in q
             row_part = NUM_BINS
+            zero_row = False
             if side:
                 ri = row_idx[row_off[t] + i]
-                if ri == 0:
-                    for j in range(cols):
-                        q[base + j] = 0
-                    continue
+                zero_row = ri == 0
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
-            status, rng, code, pos = _decode_row(
-                data, ds, q, base, cols, row_part, col_part, col_off[t], top, multi,
-                col_last, probs, max_abs, rng, code, pos,
-            )  # fmt: skip
-            if status < 0:
-                return status
-            if pos > n_data:
-                return ERR_EXHAUSTED
+            if zero_row:
+                for j in range(cols):
+                    q[at + j] = 0
+            else:
+                status, rng, code, pos = _decode_row(
+                    data, ds, q, at, cols, row_part, col_part, col_off[t], top, multi,
+                    col_last, probs, max_abs, rng, code, pos,
+                )  # fmt: skip
+                if status < 0:
+                    return status
+                if pos > n_data:
+                    return ERR_EXHAUSTED
+            if values:
+                _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
     if pos > n_data:
         return ERR_EXHAUSTED
     if pos != n_data:

@@ -98,25 +98,50 @@ def _sse_nearest(x: np.ndarray, inv_step: float, offset: float, recon: np.ndarra
     return s0 + s1
 
 
+@inline_jit
+def _nearest_table(recon: np.ndarray, step: float) -> np.ndarray:
+    """The levels with their own reconstruction, ``recon[k] * step`` (level 0 at 0.0):
+    NEAREST's numbers of :func:`_dequantize_one` for ``k < len(recon)``."""
+    top = recon.shape[0]
+    table = np.zeros(max(top, 1))
+    for k in range(1, top):
+        table[k] = recon[k] * step
+    return table
+
+
+@inline_jit
+def _dequantize_run(
+    q: np.ndarray,
+    n: int,
+    table: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
+    index: int,
+    out: np.ndarray,
+    at: int,
+) -> None:
+    """``out[at + i]`` = the reconstruction of ``q[i]`` for ``i < n``, element ``index + i``
+    of the random stream ``seed`` (``table`` from :func:`_nearest_table`)."""
+    if mode == NEAREST:
+        top = recon.shape[0]
+        for i in range(n):
+            v = int(q[i])
+            k = abs(v)
+            mag = table[k] if k < top else k * step
+            out[at + i] = mag if v >= 0 else -mag
+        return
+    for i in range(n):
+        out[at + i] = _dequantize_one(int(q[i]), index + i, mode, step, recon, seed)
+
+
 @jit
 def _dequantize(
     q: np.ndarray, step: float, mode: int, recon: np.ndarray, seed: np.uint64, out: np.ndarray
 ) -> None:
-    if mode == NEAREST:
-        # a table of the levels with their own reconstruction (``recon[k] * step``, level
-        # 0 at 0.0); larger levels are ``k * step``: the numbers of _dequantize_one
-        top = recon.shape[0]
-        table = np.zeros(max(top, 1))
-        for k in range(1, top):
-            table[k] = recon[k] * step
-        for i in range(q.shape[0]):
-            v = int(q[i])
-            k = abs(v)
-            mag = table[k] if k < top else k * step
-            out[i] = mag if v >= 0 else -mag
-        return
-    for i in range(q.shape[0]):
-        out[i] = _dequantize_one(int(q[i]), i, mode, step, recon, seed)
+    table = _nearest_table(recon, step)
+    _dequantize_run(q, q.shape[0], table, mode, step, recon, seed, 0, out, 0)
 
 
 @jit

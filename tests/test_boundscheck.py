@@ -38,6 +38,7 @@ def test_kernels_and_hostile_payloads_stay_in_bounds(tmp_path: Path) -> None:
             str(HERE / "test_encoder_fuzz.py"),
             str(HERE / "test_ctx.py"),
             str(HERE / "test_sctx.py"),
+            str(HERE / "test_ctxb.py"),
             str(HERE / "test_frames.py"),
         ],
         env=env,

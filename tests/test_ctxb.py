@@ -9,6 +9,7 @@ import pytest
 from common import count_refused_bodies, expect_decode_error, with_crc
 from fedcodec.kernels import ctx as C
 from fedcodec.kernels import ctxb as K
+from fedcodec.kernels import quant as Q
 from fedcodec.kernels import sctx as S
 from test_rdq import structured
 
@@ -135,3 +136,26 @@ def test_levels_of_a_payload_of_id_4_through_decode_levels() -> None:
     assert lv.coder == "ctx-blocks" and lv.tensors is not None
     assert lv.tensors.tolist() == [[40, 150]]
     np.testing.assert_array_equal(fedcodec.decode(codec.encode(x)), codec.decode(codec.encode(x)))
+
+
+@pytest.mark.usefixtures("small_blocks")
+@pytest.mark.parametrize("mode", [Q.NEAREST, Q.STOCHASTIC, Q.DITHER])
+def test_values_decoded_row_by_row_are_the_levels_dequantized(mode: int) -> None:
+    """``decode`` dequantizes each row as it is decoded (no block's levels held): the same
+    float32 numbers as the levels dequantized afterwards, element ``i`` at index ``i`` of
+    the random stream, with zero rows (side information), large levels and four blocks."""
+    q = np.concatenate([levels(50, 70, seed=1), levels(1, 300, seed=2)[:300], levels(9, 8, 5)])
+    q[:70] = 0  # a zero row
+    q[500] = 40  # above the reconstruction table
+    tensors = np.array([[50, 70], [1, 300], [9, 8]], np.int64)
+    recon = np.array([0.0, 0.9, 1.95, 3.0])
+    step, stream = 0.25, np.uint64(12345)
+    expected = np.empty(q.size, np.float32)
+    Q._dequantize(q, step, mode, recon, stream, expected)
+    for use in ([1, 0, 1], [0, 0, 0]):
+        params, body = ctxb_coder.encode(q, tensors, 1, np.array(use, np.int64))
+        for threads in (1, 3):
+            out = np.full(q.size, np.nan, np.float32)
+            r = Reader(params, "p")
+            ctxb_coder.decode(r, memoryview(body), out, mode, step, recon, stream, threads)
+            np.testing.assert_array_equal(out, expected)

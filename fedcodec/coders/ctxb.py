@@ -14,14 +14,11 @@ as the other context coders'. Byte for byte in ``docs/format.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from .. import kernels
 from ..container import Reader
 from ..kernels import ctxb as _k
-from ..kernels import quant as _quantize
 from ..kernels import rng as _rng
 from ..threads import thread_map
 from . import blocks
@@ -75,16 +72,26 @@ def encode(
     return blocks.assemble(tensors, side_bytes, coded)
 
 
+_NO_VALUES = np.empty(0, dtype=np.float32)
+_NO_RECON = np.zeros(0)
+_NO_STREAM = np.uint64(0)
+
+
 def _decode_blocks(
     r: Reader,
     body: memoryview,
     n: int,
     threads: int | None,
-    then: Callable[[int, int, np.ndarray], None],
+    levels: np.ndarray | None,
+    out: np.ndarray | None = None,
+    mode: int = 0,
+    step: float = 0.0,
+    recon: np.ndarray = _NO_RECON,
+    stream: np.uint64 = _NO_STREAM,
 ) -> np.ndarray:
-    """Decode the body's ``n`` levels block by block on ``threads`` threads, each into a
-    buffer of its own that its thread then hands to ``then(start, end, levels)`` (a block is
-    a contiguous run of elements); returns the ``(T, 2)`` tensors."""
+    """Decode the body's ``n`` elements block by block on ``threads`` threads: the levels
+    into int32 ``levels``, or else their reconstructions into float32 ``out`` row by row
+    (a block's thread holds one row's levels); returns the ``(T, 2)`` tensors."""
     tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
     p = blocks.plan(tensors)
     data, side, offsets = blocks.read_body(body, p, "rdq/ctxb")
@@ -92,14 +99,17 @@ def _decode_blocks(
 
     def one(j: int) -> int:
         a, b = int(edges[j]), int(edges[j + 1])
-        q = np.empty(b - a, dtype=np.int32)
+        if out is None:
+            assert levels is not None
+            q, values = levels[a:b], _NO_VALUES
+        else:  # a row's scratch
+            q = np.empty(int(tensors[p.blocks[j][:, 0], 1].max(initial=1)), dtype=np.int32)
+            values = out[a:b]
         status = _k._block_decode(
             data[offsets[j] : offsets[j + 1]], p.blocks[j], p.starts, tensors, side.use,
             side.totals, side.row_idx, side.col_part, p.row_off, p.col_off,
-            kernels.MAX_ABS_LEVEL, a, q,
+            kernels.MAX_ABS_LEVEL, a, q, mode, step, recon, _rng.shifted(stream, a), values,
         )  # fmt: skip
-        if status >= 0:
-            then(a, b, q)
         return int(status)
 
     blocks.check_blocks(thread_map(one, list(range(len(p.blocks))), threads), "rdq/ctxb")
@@ -112,11 +122,7 @@ def decode_levels(
     """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
     (int32 levels, the ``(T, 2)`` tensors)."""
     q = np.empty(n, dtype=np.int32)
-
-    def keep(a: int, b: int, levels: np.ndarray) -> None:
-        q[a:b] = levels
-
-    return q, _decode_blocks(r, body, n, threads, keep)
+    return q, _decode_blocks(r, body, n, threads, q)
 
 
 def decode(
@@ -130,10 +136,6 @@ def decode(
     threads: int | None = 1,
 ) -> None:
     """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
-    block's values in its own thread (the levels of the blocks in flight are all that is
-    held besides ``out``)."""
-
-    def values(a: int, b: int, q: np.ndarray) -> None:
-        _quantize._dequantize(q, step, mode, recon, _rng.shifted(stream, a), out[a:b])
-
-    _decode_blocks(r, body, out.shape[0], threads, values)
+    block in its own thread, dequantized row by row as it is decoded (one row's levels
+    per block in flight are all that is held besides ``out``)."""
+    _decode_blocks(r, body, out.shape[0], threads, None, out, mode, step, recon, stream)
