@@ -756,6 +756,11 @@ def _block_decode(
     return 0
 
 
+_EXACT_LEVEL = 1 << 20
+_EXACT_COLS = 1 << 22
+_EXACT_SUM = 1 << 53
+
+
 @jit
 def _side_sums(
     q: np.ndarray,
@@ -770,7 +775,12 @@ def _side_sums(
 ) -> None:
     """One block's part of the side tensors' sums of squared levels: each of its rows'
     sum into ``rsq[row_off[t] + i]`` (a row lies in one block), its columns' partial sums
-    into ``csq[part_off[t] + j]`` (added up over the blocks by the caller)."""
+    into ``csq[part_off[t] + j]`` (added up over the blocks by the caller).
+
+    A row's sum is taken in integers, without a branch on each level, and is the float
+    sum of its squares in order whenever every partial sum is an integer below 2**53 (so
+    that each float addition is exact): levels up to 2**20 in rows of up to 2**22
+    columns; other rows are summed again in floats."""
     for k in range(segs.shape[0]):
         t, r0, r1 = segs[k, 0], segs[k, 1], segs[k, 2]
         if not use_side[t]:
@@ -779,14 +789,22 @@ def _side_sums(
         po = part_off[t]
         for i in range(r0, r1):
             base = starts[t] + i * cols
-            acc = 0.0
+            exact = 0
+            top = 0
             for j in range(cols):
-                v = q[base + j]
-                if v != 0:
-                    w = float(v) * float(v)
-                    acc += w
-                    csq[po + j] += w
-            rsq[row_off[t] + i] = acc
+                v = np.int64(q[base + j])
+                exact += v * v
+                top = max(top, abs(v))
+                csq[po + j] += float(v) * float(v)  # (+0.0 for a zero: the same sum)
+            if top <= _EXACT_LEVEL and cols <= _EXACT_COLS and exact < _EXACT_SUM:
+                rsq[row_off[t] + i] = float(exact)
+            else:
+                acc = 0.0
+                for j in range(cols):
+                    v = q[base + j]
+                    if v != 0:
+                        acc += float(v) * float(v)
+                rsq[row_off[t] + i] = acc
 
 
 @jit

@@ -385,3 +385,30 @@ def test_a_corrupted_rdq_payload_raises_decode_error() -> None:
     assert refused > 50
     for cut in (5, 40, len(payload) // 2):
         expect_decode_error(codec, with_crc(payload[:-cut]))
+
+
+@pytest.mark.parametrize("big", [0, 1 << 21, 1 << 27])
+def test_side_sums_are_the_squares_summed_in_order(big: int) -> None:
+    """The side information's sums of squared levels, per row and per column of each side
+    tensor of a block, are the float64 sums in element order, also where a row holds levels
+    above 2**20 (their squares no longer add up exactly) or sums past 2**53."""
+    from fedcodec.coders import blocks
+
+    q2d = np.rint(structured(30, 50, seed=11) * 3.0).astype(np.int32)
+    q2d[4] = 1
+    q2d[4, 0] = big  # then ones: in floats, each lost past 2**53
+    q2d[9, 3] = -big
+    tail = np.arange(-20, 20, dtype=np.int32)
+    q = np.concatenate([q2d.reshape(-1), tail])
+    tensors = np.array([[30, 50], [1, 40]], np.int64)
+    p = blocks.plan(tensors)
+    use = np.array([1, 0], np.int64)
+    rsq = np.zeros(int(tensors[:, 0].sum()))
+    csq = np.zeros(int(tensors[:, 1].sum()))
+    for segs in p.blocks:
+        K._side_sums(q, segs, p.starts, tensors, use, p.row_off, p.col_off, rsq, csq)
+    squares = q2d.astype(np.float64) ** 2
+    rows = [float(np.cumsum(r)[-1]) for r in squares]  # cumsum: in order
+    np.testing.assert_array_equal(rsq[:30], rows)
+    np.testing.assert_array_equal(csq[:50], np.cumsum(squares, axis=0)[-1])
+    assert not rsq[30:].any() and not csq[50:].any()  # no side information: untouched
