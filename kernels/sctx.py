@@ -792,7 +792,7 @@ def _side_sums(
             exact = 0
             top = 0
             for j in range(cols):
-                v = np.int64(q[base + j])
+                v = int(q[base + j])
                 exact += v * v
                 top = max(top, abs(v))
                 csq[po + j] += float(v) * float(v)  # (+0.0 for a zero: the same sum)
