@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from ._config import inline_jit, jit
+from .quant import _dequantize_run, _nearest_table
 
 PROB_BITS = 15
 PROB_ONE = 1 << PROB_BITS
@@ -674,18 +675,21 @@ def _decode_row(
     return 0, rng, code, pos
 
 
-@jit
-def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarray) -> int:
-    """Inverse of :func:`_ctx_encode` into int32 ``q``; returns 0, ERR_INVALID (a first byte
-    that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
-    prefix longer than ``MAX_PREFIX``), ERR_EXHAUSTED (the data ended early) or
-    ERR_TRAILING (bytes left over).
-
-    Safety: ``data`` may be any bytes: reads past its end give zeros and fail at the end,
-    every loop is bounded by the element count or a constant, and every write index is
-    below ``len(q)``; the caller (``fedcodec.coders.ctx``) proves that the tensors' sizes
-    add up to ``len(q)`` and that each has ``rows, cols >= 1``.
-    """
+@inline_jit
+def _ctx_decode_into(
+    data: np.ndarray,
+    tensors: np.ndarray,
+    max_abs: int,
+    q: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
+    out: np.ndarray,
+) -> int:
+    """:func:`_ctx_decode`, or, with a non-empty ``out``, :func:`_ctx_decode_values`."""
+    values = out.shape[0] > 0
+    table = _nearest_table(recon, step)
     n_data = data.shape[0]
     if n_data < 5 or data[0] != 0:
         return ERR_INVALID
@@ -724,21 +728,24 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
         multi = rows > 1
         for i in range(rows):
             base = start + i * cols
+            at = 0 if values else base  # where the row's levels go in q
             row_part = NUM_BINS
-            if side:
-                if row_idx[i] == 0:
-                    for j in range(cols):
-                        q[base + j] = 0
-                    continue
-                row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
-            status, rng, code, pos = _decode_row(
-                data, ds, q, base, cols, row_part, col_part, 0, top, multi, col_last,
-                probs, max_abs, rng, code, pos,
-            )  # fmt: skip
-            if status < 0:
-                return status
-            if pos > n_data:
-                return ERR_EXHAUSTED
+            if side and row_idx[i] == 0:
+                for j in range(cols):
+                    q[at + j] = 0
+            else:
+                if side:
+                    row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
+                status, rng, code, pos = _decode_row(
+                    data, ds, q, at, cols, row_part, col_part, 0, top, multi, col_last,
+                    probs, max_abs, rng, code, pos,
+                )  # fmt: skip
+                if status < 0:
+                    return status
+                if pos > n_data:
+                    return ERR_EXHAUSTED
+            if values:
+                _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
         ds[0], ds[1], ds[2] = rng, code, pos
         start += rows * cols
     if ds[2] > n_data:
@@ -746,3 +753,39 @@ def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarr
     if ds[2] != n_data:
         return ERR_TRAILING
     return 0
+
+
+@jit
+def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarray) -> int:
+    """Inverse of :func:`_ctx_encode` into int32 ``q``; returns 0, ERR_INVALID (a first byte
+    that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
+    prefix longer than ``MAX_PREFIX``), ERR_EXHAUSTED (the data ended early) or
+    ERR_TRAILING (bytes left over).
+
+    Safety: ``data`` may be any bytes: reads past its end give zeros and fail at the end,
+    every loop is bounded by the element count or a constant, and every write index is
+    below ``len(q)``; the caller (``fedcodec.coders.ctx``) proves that the tensors' sizes
+    add up to ``len(q)`` and that each has ``rows, cols >= 1``.
+    """
+    return _ctx_decode_into(
+        data, tensors, max_abs, q, 0, 0.0, np.zeros(0), np.uint64(0), np.empty(0, np.float32)
+    )
+
+
+@jit
+def _ctx_decode_values(
+    data: np.ndarray,
+    tensors: np.ndarray,
+    max_abs: int,
+    q: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
+    out: np.ndarray,
+) -> int:
+    """:func:`_ctx_decode` into float32 ``out`` (non-empty, ``len(out)`` elements) as
+    reconstructions (``mode``, ``step``, ``recon``; element ``i`` at index ``i`` of the
+    random stream ``seed``), row by row: ``q`` is a row's scratch (at least the widest
+    tensor's columns), so that the levels are never held whole. The same statuses."""
+    return _ctx_decode_into(data, tensors, max_abs, q, mode, step, recon, seed, out)

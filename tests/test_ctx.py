@@ -405,3 +405,31 @@ def test_the_default_is_never_worse_than_auto_on_vectors(kind: str, rate: dict) 
     default = len(RDQ(**rate).encode(x))
     auto = len(RDQ(**rate, coder="auto").encode(x))
     assert default <= auto
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])  # nearest, stochastic, dither
+def test_values_decoded_row_by_row_are_the_levels_dequantized(mode: int) -> None:
+    """``decode`` dequantizes each row as it is decoded (the levels never held whole): the
+    same float32 numbers as the levels dequantized afterwards, element ``i`` at index ``i``
+    of the random stream, with zero rows (side information) and large levels."""
+    from fedcodec.kernels import quant as Q
+
+    from fedcodec.container import Reader
+
+    x = structured(40, 60, seed=8).reshape(-1).astype(np.float64)
+    x = np.rint(x / np.sqrt(np.mean(x * x)) * 4.0)  # levels mostly within +-12
+    q = np.concatenate([x, np.arange(-30, 30)]).astype(np.int32)
+    q[:60] = 0  # a zero row
+    q[300] = 40  # above the reconstruction table
+    tensors = np.array([[40, 60], [1, 60]], np.int64)
+    assert ctx_coder.choose_side(q, tensors).tolist() == [1, 0]  # the zero row is not coded
+    recon = np.array([0.0, 0.9, 1.95, 3.0])
+    step, stream = 0.25, np.uint64(99)
+    expected = np.empty(q.size, np.float32)
+    Q._dequantize(q, step, mode, recon, stream, expected)
+    params, body = ctx_coder.encode(q, tensors, 8.0 * q.size)
+    out = np.full(q.size, np.nan, np.float32)
+    ctx_coder.decode(Reader(params, "p"), memoryview(body), out, mode, step, recon, stream)
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(fedcodec.DecodeError):
+        ctx_coder.decode(Reader(params, "p"), memoryview(body[:-3]), out, mode, step, recon, stream)

@@ -25,7 +25,10 @@ _NO_COUNTS = np.empty(0, np.int64)
 
 
 def levels(rows: int, cols: int, seed: int, scale: float = 2.0) -> np.ndarray:
-    return np.rint(structured(rows, cols, seed=seed).reshape(-1) / scale).astype(np.int32)
+    """Levels of a structured update at step ``scale / 2`` times its RMS (mostly within
+    +-3 at the default; the update itself is of order 1e-8)."""
+    x = structured(rows, cols, seed=seed).reshape(-1).astype(np.float64)
+    return np.rint(x / (np.sqrt(np.mean(x * x)) * scale / 2.0)).astype(np.int32)
 
 
 def decode_levels(params: bytes, body: bytes, n: int, threads: int = 1) -> np.ndarray:
@@ -144,7 +147,9 @@ def test_values_decoded_row_by_row_are_the_levels_dequantized(mode: int) -> None
     """``decode`` dequantizes each row as it is decoded (no block's levels held): the same
     float32 numbers as the levels dequantized afterwards, element ``i`` at index ``i`` of
     the random stream, with zero rows (side information), large levels and four blocks."""
-    q = np.concatenate([levels(50, 70, seed=1), levels(1, 300, seed=2)[:300], levels(9, 8, 5)])
+    q = np.concatenate(
+        [levels(50, 70, seed=1, scale=0.5), levels(1, 300, seed=2)[:300], levels(9, 8, 5)]
+    )
     q[:70] = 0  # a zero row
     q[500] = 40  # above the reconstruction table
     tensors = np.array([[50, 70], [1, 300], [9, 8]], np.int64)

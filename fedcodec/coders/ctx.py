@@ -23,7 +23,6 @@ from .. import kernels
 from ..container import Reader, put_varint
 from ..errors import DecodeError
 from ..kernels import ctx as _ctx
-from ..kernels import quant as _quantize
 from ..threads import thread_map
 
 #: A tensor with fewer elements than this never sends side information.
@@ -258,6 +257,14 @@ def decode(
     recon: np.ndarray,
     stream: np.uint64,
 ) -> None:
-    """Read the tensor shapes from ``r`` and decode the body into float32 ``out``."""
-    q, _ = decode_levels(r, body, out.shape[0])
-    _quantize._dequantize(q, step, mode, recon, stream, out)
+    """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
+    row dequantized as it is decoded (one row's levels held, not the update's)."""
+    tensors = read_tensors(r, out.shape[0], "rdq/ctx")
+    # a row's scratch (an empty out, no tensors: the kernel only checks the body's end)
+    row = np.empty(int(tensors[:, 1].max(initial=1)), dtype=np.int32)
+    status = _ctx._ctx_decode_values(
+        np.frombuffer(body, dtype=np.uint8), tensors, kernels.MAX_ABS_LEVEL, row, mode, step,
+        recon, stream, out,
+    )  # fmt: skip
+    if status < 0:
+        raise DecodeError(f"rdq/ctx: invalid context-coded body (status {status})")
