@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: A user's first calls: the README's quickstart and state-dict path, every codec's
-#: defaults on a float32 update, RDQ's documented options, float16/float64 input.
+#: A user's first calls: the README's quickstart and state-dict path (and its levels),
+#: every codec's defaults on a float32 update, RDQ's documented options, float16/float64
+#: input.
 WORKLOAD = r"""
 import numpy as np
 from numba.core import event
@@ -35,6 +36,7 @@ state = {"conv.weight": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 
          "fc.bias": rng.standard_normal(10).astype(np.float32) * 1e-3}
 vector, layout = fedcodec.flatten(state)
 fedcodec.unflatten(codec.decode(codec.encode(state, seed=1), layout=layout, seed=1), layout)
+codec.decode_levels(codec.encode(state, seed=1), seed=1)
 for cid in fedcodec.available_codecs():
     c = fedcodec.get_codec({"id": cid})
     c.decode(c.encode(update, seed=3), seed=3)
