@@ -35,7 +35,7 @@ import numpy as np
 from ._config import inline_jit, jit
 from .bits import _flush_bytes, _get_bits, _get_gamma, _put_bits, _put_gamma
 from .ctx import BIN_OFFSET, NUM_BINS, SIDE_BITS, SIDE_OFFSET, _side_index
-from .quant import _bit_length
+from .quant import _bit_length, _dequantize_run, _nearest_table
 
 PREC = 15
 PROB_SCALE = 1 << PREC
@@ -644,12 +644,27 @@ def _block_decode(
     col_off: np.ndarray,
     max_abs: int,
     q: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
+    out: np.ndarray,
+    origin: int,
 ) -> int:
-    """Decode one block's section (model, then stream) into ``q``; 0 or an error.
+    """Decode one block's section (model, then stream); 0 or an error.
+
+    Levels: with an empty ``out``, into int32 ``q`` (the whole update's). Values:
+    otherwise ``q`` is a row's scratch (at least the block's widest row) and each decoded
+    row goes into float32 ``out`` (the block's elements, from element ``origin`` on) as
+    reconstructions (``mode``, ``step``, ``recon``; element ``i`` of the block at index
+    ``i`` of the random stream ``seed``).
 
     Safety: ``data`` may be any bytes (reads past its end give zeros and fail at the end);
     every loop is bounded by the block's elements or a constant; writes go to the block's
-    own elements of ``q`` (the caller proves the segments and tensors)."""
+    own elements of ``q`` or ``out``, or to a row of ``q`` (the caller proves the segments
+    and tensors, and the sizes of ``q`` and ``out``)."""
+    values = out.shape[0] > 0
+    table = _nearest_table(recon, step)
     alpha = np.empty(NUM_CTX, np.int64)
     alpha[:NUM_LEVEL_CTX] = NSYM
     alpha[NUM_LEVEL_CTX:] = 2
@@ -678,13 +693,16 @@ def _block_decode(
         col_last = np.zeros(cols, np.int8)
         multi = tensors[t, 0] > 1
         for i in range(r0, r1):
-            base = starts[t] + i * cols
+            rel = starts[t] + i * cols - origin  # the row's place in the block
+            at = 0 if values else starts[t] + i * cols  # where its levels go in q
             row_part = NUM_BINS
             if side:
                 ri = row_idx[ro + i]
                 if ri == 0:
                     for j in range(cols):
-                        q[base + j] = 0
+                        q[at + j] = 0
+                    if values:
+                        _dequantize_run(q, cols, table, mode, step, recon, seed, rel, out, rel)
                     continue
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
             lsign = 0
@@ -692,7 +710,7 @@ def _block_decode(
             for j in range(cols):
                 c = col_part[co + j] if side else 0
                 if c < 0:
-                    q[base + j] = 0
+                    q[at + j] = 0
                     lsign = 0
                     continue
                 ctx = min(max(row_part + c, 0), top)
@@ -713,7 +731,7 @@ def _block_decode(
                     pos += 2
                 x, y = y, x
                 if s == 0:
-                    q[base + j] = 0
+                    q[at + j] = 0
                     lsign = 0
                     continue
                 m = s
@@ -744,7 +762,9 @@ def _block_decode(
                 if multi:
                     col_last[j] = sign
                 lsign = sign
-                q[base + j] = sign * m
+                q[at + j] = sign * m
+            if values:
+                _dequantize_run(q, cols, table, mode, step, recon, seed, rel, out, rel)
             if pos > n_data:
                 return ERR_EXHAUSTED
     if pos > n_data:

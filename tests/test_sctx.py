@@ -412,3 +412,33 @@ def test_side_sums_are_the_squares_summed_in_order(big: int) -> None:
     np.testing.assert_array_equal(rsq[:30], rows)
     np.testing.assert_array_equal(csq[:50], np.cumsum(squares, axis=0)[-1])
     assert not rsq[30:].any() and not csq[50:].any()  # no side information: untouched
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])  # nearest, stochastic, dither
+def test_values_decoded_row_by_row_are_the_levels_dequantized(
+    mode: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``decode`` dequantizes each row as it is decoded, in each block's thread: the same
+    float32 numbers as the levels dequantized afterwards (element ``i`` at index ``i`` of
+    the random stream), across four blocks, with a zero row and large levels."""
+    from fedcodec.kernels import quant as Q
+
+    monkeypatch.setattr(K, "BLOCK_ELEMENTS", 1000)
+    x = structured(50, 70, seed=1).reshape(-1).astype(np.float64)
+    x = np.rint(x / np.sqrt(np.mean(x * x)) * 4.0)  # levels mostly within +-12
+    q = np.concatenate([x, np.arange(-150, 150), np.arange(72) % 5 - 2]).astype(np.int32)
+    q[:70] = 0  # a zero row
+    q[500] = 40  # above the reconstruction table
+    tensors = np.array([[50, 70], [1, 300], [9, 8]], np.int64)
+    assert len(sctx_coder.plan(tensors).blocks) == 4
+    recon = np.array([0.0, 0.9, 1.95, 3.0])
+    step, stream = 0.25, np.uint64(4321)
+    expected = np.empty(q.size, np.float32)
+    Q._dequantize(q, step, mode, recon, stream, expected)
+    for use in ([1, 0, 1], [0, 0, 0]):
+        params, body = sctx_coder.encode(q, tensors, 1, np.array(use, np.int64))
+        for threads in (1, 3):
+            out = np.full(q.size, np.nan, np.float32)
+            r = Reader(params, "p")
+            sctx_coder.decode(r, memoryview(body), out, mode, step, recon, stream, threads)
+            np.testing.assert_array_equal(out, expected)
