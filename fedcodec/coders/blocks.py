@@ -11,6 +11,7 @@ the side section and the blocks. Byte for byte in ``docs/format.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,3 +200,40 @@ def check_blocks(statuses: list[int], what: str) -> None:
     for j, status in enumerate(statuses):
         if status < 0:
             raise DecodeError(f"{what}: invalid block {j} (status {status})")
+
+
+#: ``run(section, p, side, j, a, q, values)``: a coder's kernel on block ``j`` (its first
+#: element ``a``, its bytes ``section``); returns the kernel's status.
+BlockKernel = Callable[[np.ndarray, Plan, Side, int, int, np.ndarray, np.ndarray], int]
+
+_NO_VALUES = np.empty(0, dtype=np.float32)
+
+
+def decode_blocks(
+    tensors: np.ndarray,
+    body: memoryview,
+    what: str,
+    threads: int | None,
+    levels: np.ndarray | None,
+    out: np.ndarray | None,
+    run: BlockKernel,
+) -> None:
+    """Decode a body of blocks on ``threads`` threads with ``run``: into int32 ``levels``
+    (the whole update's; ``values`` empty), or else into float32 ``out`` (``values`` the
+    block's part of it, ``q`` a row's scratch: the widest row of the block), so that a
+    block's thread holds one row's levels. Raises ``DecodeError`` for a failed block."""
+    p = plan(tensors)
+    data, side, offsets = read_body(body, p, what)
+    edges = np.concatenate([[0], np.cumsum(p.sizes)]).astype(np.int64)
+
+    def one(j: int) -> int:
+        a, b = int(edges[j]), int(edges[j + 1])
+        if out is None:
+            assert levels is not None
+            q, values = levels, _NO_VALUES
+        else:
+            q = np.empty(int(tensors[p.blocks[j][:, 0], 1].max(initial=1)), dtype=np.int32)
+            values = out[a:b]
+        return int(run(data[offsets[j] : offsets[j + 1]], p, side, j, a, q, values))
+
+    check_blocks(thread_map(one, list(range(len(p.blocks))), threads), what)

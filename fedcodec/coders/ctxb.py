@@ -72,48 +72,31 @@ def encode(
     return blocks.assemble(tensors, side_bytes, coded)
 
 
-_NO_VALUES = np.empty(0, dtype=np.float32)
-_NO_RECON = np.zeros(0)
-_NO_STREAM = np.uint64(0)
+def _kernel(
+    tensors: np.ndarray, mode: int, step: float, recon: np.ndarray, stream: np.uint64
+) -> blocks.BlockKernel:
+    """The blocks' kernel call for :func:`blocks.decode_blocks` (levels: the block's own
+    part of the update's, from its first element)."""
 
-
-def _decode_blocks(
-    r: Reader,
-    body: memoryview,
-    n: int,
-    threads: int | None,
-    levels: np.ndarray | None,
-    out: np.ndarray | None = None,
-    mode: int = 0,
-    step: float = 0.0,
-    recon: np.ndarray = _NO_RECON,
-    stream: np.uint64 = _NO_STREAM,
-) -> np.ndarray:
-    """Decode the body's ``n`` elements block by block on ``threads`` threads: the levels
-    into int32 ``levels``, or else their reconstructions into float32 ``out`` row by row
-    (a block's thread holds one row's levels); returns the ``(T, 2)`` tensors."""
-    tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
-    p = blocks.plan(tensors)
-    data, side, offsets = blocks.read_body(body, p, "rdq/ctxb")
-    edges = np.concatenate([[0], np.cumsum(p.sizes)]).astype(np.int64)
-
-    def one(j: int) -> int:
-        a, b = int(edges[j]), int(edges[j + 1])
-        if out is None:
-            assert levels is not None
-            q, values = levels[a:b], _NO_VALUES
-        else:  # a row's scratch
-            q = np.empty(int(tensors[p.blocks[j][:, 0], 1].max(initial=1)), dtype=np.int32)
-            values = out[a:b]
+    def run(
+        section: np.ndarray,
+        p: blocks.Plan,
+        side: blocks.Side,
+        j: int,
+        a: int,
+        q: np.ndarray,
+        values: np.ndarray,
+    ) -> int:
+        if values.shape[0] == 0:
+            q = q[a : a + p.sizes[j]]
         status = _k._block_decode(
-            data[offsets[j] : offsets[j + 1]], p.blocks[j], p.starts, tensors, side.use,
-            side.totals, side.row_idx, side.col_part, p.row_off, p.col_off,
-            kernels.MAX_ABS_LEVEL, a, q, mode, step, recon, _rng.shifted(stream, a), values,
+            section, p.blocks[j], p.starts, tensors, side.use, side.totals, side.row_idx,
+            side.col_part, p.row_off, p.col_off, kernels.MAX_ABS_LEVEL, a, q, mode, step,
+            recon, _rng.shifted(stream, a), values,
         )  # fmt: skip
         return int(status)
 
-    blocks.check_blocks(thread_map(one, list(range(len(p.blocks))), threads), "rdq/ctxb")
-    return tensors
+    return run
 
 
 def decode_levels(
@@ -121,8 +104,11 @@ def decode_levels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
     (int32 levels, the ``(T, 2)`` tensors)."""
+    tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
     q = np.empty(n, dtype=np.int32)
-    return q, _decode_blocks(r, body, n, threads, q)
+    run = _kernel(tensors, 0, 0.0, np.zeros(0), np.uint64(0))
+    blocks.decode_blocks(tensors, body, "rdq/ctxb", threads, q, None, run)
+    return q, tensors
 
 
 def decode(
@@ -138,4 +124,6 @@ def decode(
     """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
     block in its own thread, dequantized row by row as it is decoded (one row's levels
     per block in flight are all that is held besides ``out``)."""
-    _decode_blocks(r, body, out.shape[0], threads, None, out, mode, step, recon, stream)
+    tensors = ctx_coder.read_tensors(r, out.shape[0], "rdq/ctxb")
+    run = _kernel(tensors, mode, step, recon, stream)
+    blocks.decode_blocks(tensors, body, "rdq/ctxb", threads, None, out, run)
