@@ -516,9 +516,9 @@ def _ctx_rdoq(
 # -- decoder -----------------------------------------------------------------------------------
 # The range decoder's state is (range, code, pos); reading past the end of the data gives
 # zero bytes and leaves pos > len(data), which the decoder reports as ERR_EXHAUSTED. The
-# levels' loop keeps the state in locals and decodes every adaptive bit of a level at one
-# place (a small state machine: significance, magnitude, sign); the rare parts (headers,
-# side information, escapes) use helpers on an array copy of the state.
+# levels' loop keeps the state in locals and decodes a level's decisions as they come
+# (significance, magnitude, sign; :func:`_decode_row`); the rare parts (headers, side
+# information, escapes) use helpers on an array copy of the state.
 @inline_jit
 def _next_byte(data: np.ndarray, ds: np.ndarray) -> int:
     """ds = [range, code, pos]."""
@@ -527,22 +527,35 @@ def _next_byte(data: np.ndarray, ds: np.ndarray) -> int:
     return int(data[pos]) if pos < data.shape[0] else 0
 
 
-@jit
-def _dec_bit(data: np.ndarray, ds: np.ndarray, probs: np.ndarray, i: int) -> int:
+@inline_jit
+def _decide(
+    data: np.ndarray, n_data: int, probs: np.ndarray, i: int, rng: int, code: int, pos: int
+) -> tuple[int, int, int, int]:
+    """One decision on probability ``probs[i]``, the coder's state in locals
+    (:func:`_dec_bit` keeps it in an array); returns (bit, rng, code, pos). Reads at
+    ``n_data`` (the data's length) and past give zeros."""
     p = probs[i]
-    bound = (ds[0] >> PROB_BITS) * p
-    if ds[1] < bound:
-        ds[0] = bound
-        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
-        bit = 0
-    else:
-        ds[1] -= bound
-        ds[0] -= bound
+    bound = (rng >> PROB_BITS) * p
+    if code >= bound:
+        code -= bound
+        rng -= bound
         probs[i] = p - (p >> MOVE_BITS)
         bit = 1
-    while ds[0] < TOP:
-        ds[0] <<= 8
-        ds[1] = ((ds[1] << 8) | _next_byte(data, ds)) & 0xFFFFFFFF
+    else:
+        rng = bound
+        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
+        bit = 0
+    while rng < TOP:
+        rng <<= 8
+        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
+        pos += 1
+    return bit, rng, code, pos
+
+
+@jit
+def _dec_bit(data: np.ndarray, ds: np.ndarray, probs: np.ndarray, i: int) -> int:
+    """:func:`_decide` on the state in ``ds``."""
+    bit, ds[0], ds[1], ds[2] = _decide(data, data.shape[0], probs, i, ds[0], ds[1], ds[2])
     return bit
 
 
@@ -575,31 +588,6 @@ def _dec_escape(data: np.ndarray, ds: np.ndarray) -> int:
 
 
 @inline_jit
-def _decide(
-    data: np.ndarray, n_data: int, probs: np.ndarray, i: int, rng: int, code: int, pos: int
-) -> tuple[int, int, int, int]:
-    """One decision on probability ``probs[i]`` with the coder's state in locals (as
-    :func:`_dec_bit`); returns (bit, rng, code, pos). Reads at ``n_data`` (the data's
-    length) and past give zeros."""
-    p = probs[i]
-    bound = (rng >> PROB_BITS) * p
-    if code >= bound:
-        code -= bound
-        rng -= bound
-        probs[i] = p - (p >> MOVE_BITS)
-        bit = 1
-    else:
-        rng = bound
-        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
-        bit = 0
-    while rng < TOP:
-        rng <<= 8
-        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
-        pos += 1
-    return bit, rng, code, pos
-
-
-@inline_jit
 def _decode_row(
     data: np.ndarray,
     ds: np.ndarray,
@@ -623,9 +611,8 @@ def _decode_row(
     array for the rare helpers. Returns (0 or ERR_INVALID, rng, code, pos).
 
     Written as the decisions come (significance; the unary magnitude, then the Exp-Golomb
-    rest past ``MAG_UNARY``; the sign), one branch on each decoded bit: the blocks of the
-    10M matrix of ``bench/ctx_speed.py`` at 1 bit/param decode 1.15x as fast as with one
-    loop over decision stages."""
+    rest past ``MAG_UNARY``; the sign), one branch on each decoded bit, rather than one
+    loop over decision stages (bench/results/lab_notes.md, "The decoder straight")."""
     n_data = data.shape[0]
     lsign = 0
     flip = 0
@@ -675,8 +662,8 @@ def _decode_row(
     return 0, rng, code, pos
 
 
-@inline_jit
-def _ctx_decode_into(
+@jit
+def _ctx_decode(
     data: np.ndarray,
     tensors: np.ndarray,
     max_abs: int,
@@ -687,7 +674,23 @@ def _ctx_decode_into(
     seed: np.uint64,
     out: np.ndarray,
 ) -> int:
-    """:func:`_ctx_decode`, or, with a non-empty ``out``, :func:`_ctx_decode_values`."""
+    """Inverse of :func:`_ctx_encode`; returns 0, ERR_INVALID (a first byte that is not 0,
+    an initial code out of range, a level above ``max_abs``, an Exp-Golomb prefix longer
+    than ``MAX_PREFIX``), ERR_EXHAUSTED (the data ended early) or ERR_TRAILING (bytes left
+    over).
+
+    Levels: with an empty ``out``, into int32 ``q`` (``len(q)`` elements). Values:
+    otherwise into float32 ``out`` (``len(out)`` elements) as reconstructions (``mode``,
+    ``step``, ``recon``; element ``i`` at index ``i`` of the random stream ``seed``), row
+    by row: ``q`` is then a row's scratch (at least the widest tensor's columns), so that
+    the levels are never held whole.
+
+    Safety: ``data`` may be any bytes: reads past its end give zeros and fail at the end,
+    every loop is bounded by the element count or a constant, and every write index is
+    below ``len(q)`` (levels) or ``len(out)`` and the widest row (values); the caller
+    (``fedcodec.coders.ctx``) proves that the tensors' sizes add up to that length and
+    that each has ``rows, cols >= 1``.
+    """
     values = out.shape[0] > 0
     table = _nearest_table(recon, step)
     n_data = data.shape[0]
@@ -753,39 +756,3 @@ def _ctx_decode_into(
     if ds[2] != n_data:
         return ERR_TRAILING
     return 0
-
-
-@jit
-def _ctx_decode(data: np.ndarray, tensors: np.ndarray, max_abs: int, q: np.ndarray) -> int:
-    """Inverse of :func:`_ctx_encode` into int32 ``q``; returns 0, ERR_INVALID (a first byte
-    that is not 0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb
-    prefix longer than ``MAX_PREFIX``), ERR_EXHAUSTED (the data ended early) or
-    ERR_TRAILING (bytes left over).
-
-    Safety: ``data`` may be any bytes: reads past its end give zeros and fail at the end,
-    every loop is bounded by the element count or a constant, and every write index is
-    below ``len(q)``; the caller (``fedcodec.coders.ctx``) proves that the tensors' sizes
-    add up to ``len(q)`` and that each has ``rows, cols >= 1``.
-    """
-    return _ctx_decode_into(
-        data, tensors, max_abs, q, 0, 0.0, np.zeros(0), np.uint64(0), np.empty(0, np.float32)
-    )
-
-
-@jit
-def _ctx_decode_values(
-    data: np.ndarray,
-    tensors: np.ndarray,
-    max_abs: int,
-    q: np.ndarray,
-    mode: int,
-    step: float,
-    recon: np.ndarray,
-    seed: np.uint64,
-    out: np.ndarray,
-) -> int:
-    """:func:`_ctx_decode` into float32 ``out`` (non-empty, ``len(out)`` elements) as
-    reconstructions (``mode``, ``step``, ``recon``; element ``i`` at index ``i`` of the
-    random stream ``seed``), row by row: ``q`` is a row's scratch (at least the widest
-    tensor's columns), so that the levels are never held whole. The same statuses."""
-    return _ctx_decode_into(data, tensors, max_abs, q, mode, step, recon, seed, out)

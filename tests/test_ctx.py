@@ -20,6 +20,13 @@ from fedcodec.coders import ctx as ctx_coder
 _NO_COUNTS = np.zeros(0, np.int64)
 
 
+def decode_levels_kernel(data: np.ndarray, tensors: np.ndarray, back: np.ndarray) -> int:
+    """The decoding kernel's status, its levels into ``back`` (an empty ``out``)."""
+    return K._ctx_decode(
+        data, tensors, 2**30, back, 0, 0.0, np.zeros(0), np.uint64(0), np.empty(0, np.float32)
+    )
+
+
 class RefEncoder:
     """LZMA's range encoder, written plainly (Python ints)."""
 
@@ -162,7 +169,7 @@ def test_kernel_matches_the_reference_and_round_trips(
     body = out[:nbytes].tobytes()
     assert body == reference_encode(q, shapes, use)
     back = np.empty(q.size, np.int32)
-    assert K._ctx_decode(out[:nbytes], tensors, 2**30, back) == 0
+    assert decode_levels_kernel(out[:nbytes], tensors, back) == 0
     np.testing.assert_array_equal(back, q)
     cost = np.zeros(1)
     K._ctx_encode(q, tensors, flags, out, cost, _NO_COUNTS)
@@ -177,17 +184,17 @@ def test_truncated_or_extended_streams_are_refused() -> None:
     nbytes = K._ctx_encode(q, tensors, np.array([1], np.int64), out, np.zeros(0), _NO_COUNTS)
     back = np.empty(500, np.int32)
     for cut in range(nbytes):
-        assert K._ctx_decode(out[:cut], tensors, 2**30, back) < 0
+        assert decode_levels_kernel(out[:cut], tensors, back) < 0
     longer = np.concatenate([out[:nbytes], [0]]).astype(np.uint8)
-    assert K._ctx_decode(longer, tensors, 2**30, back) == K.ERR_TRAILING
+    assert decode_levels_kernel(longer, tensors, back) == K.ERR_TRAILING
     assert body is None
 
 
 @given(st.binary(max_size=200), st.integers(1, 40), st.integers(1, 40))
 def test_decoder_on_random_bytes(data: bytes, rows: int, cols: int) -> None:
     back = np.empty(rows * cols, np.int32)
-    status = K._ctx_decode(
-        np.frombuffer(data, np.uint8), np.array([[rows, cols]], np.int64), 2**30, back
+    status = decode_levels_kernel(
+        np.frombuffer(data, np.uint8), np.array([[rows, cols]], np.int64), back
     )
     assert status in (0, K.ERR_EXHAUSTED, K.ERR_TRAILING, K.ERR_INVALID)
     if status == 0:

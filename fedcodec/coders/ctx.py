@@ -240,12 +240,31 @@ def decode_levels(r: Reader, body: memoryview, n: int) -> tuple[np.ndarray, np.n
     (int32 levels, the ``(T, 2)`` tensors)."""
     tensors = read_tensors(r, n, "rdq/ctx")
     q = np.empty(n, dtype=np.int32)
+    _decode(body, tensors, q, 0, 0.0, _NO_RECON, _NO_STREAM, _NO_VALUES)
+    return q, tensors
+
+
+_NO_VALUES = np.empty(0, dtype=np.float32)
+_NO_RECON = np.zeros(0)
+_NO_STREAM = np.uint64(0)
+
+
+def _decode(
+    body: memoryview,
+    tensors: np.ndarray,
+    q: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
+    out: np.ndarray,
+) -> None:
     status = _ctx._ctx_decode(
-        np.frombuffer(body, dtype=np.uint8), tensors, kernels.MAX_ABS_LEVEL, q
-    )
+        np.frombuffer(body, dtype=np.uint8), tensors, kernels.MAX_ABS_LEVEL, q, mode, step,
+        recon, stream, out,
+    )  # fmt: skip
     if status < 0:
         raise DecodeError(f"rdq/ctx: invalid context-coded body (status {status})")
-    return q, tensors
 
 
 def decode(
@@ -260,11 +279,6 @@ def decode(
     """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
     row dequantized as it is decoded (one row's levels held, not the update's)."""
     tensors = read_tensors(r, out.shape[0], "rdq/ctx")
-    # a row's scratch (an empty out, no tensors: the kernel only checks the body's end)
+    # a row's scratch (an empty out has no tensors: the kernel only checks the body's end)
     row = np.empty(int(tensors[:, 1].max(initial=1)), dtype=np.int32)
-    status = _ctx._ctx_decode_values(
-        np.frombuffer(body, dtype=np.uint8), tensors, kernels.MAX_ABS_LEVEL, row, mode, step,
-        recon, stream, out,
-    )  # fmt: skip
-    if status < 0:
-        raise DecodeError(f"rdq/ctx: invalid context-coded body (status {status})")
+    _decode(body, tensors, row, mode, step, recon, stream, out)
