@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ._config import inline_jit, jit
-from .quant import _dequantize_run, _nearest_table
+from .quant import NEAREST, _dequantize_run, _nearest_table
 
 PROB_BITS = 15
 PROB_ONE = 1 << PROB_BITS
@@ -552,6 +552,27 @@ def _decide(
     return bit, rng, code, pos
 
 
+@inline_jit
+def _decide_flat(
+    data: np.ndarray, n_data: int, probs: np.ndarray, i: int, rng: int, code: int, pos: int
+) -> tuple[int, int, int, int]:
+    """:func:`_decide` without a branch on the bit, for a decision that steers no branch
+    (a sign): a sign is a coin toss to the branch predictor, and each miss costs more
+    than the masks."""
+    p = probs[i]
+    bound = (rng >> PROB_BITS) * p
+    bit = 1 if code >= bound else 0
+    mask = -bit  # all ones for a 1
+    code -= bound & mask
+    rng = bound + ((rng - 2 * bound) & mask)
+    probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+    while rng < TOP:
+        rng <<= 8
+        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
+        pos += 1
+    return bit, rng, code, pos
+
+
 @jit
 def _dec_bit(data: np.ndarray, ds: np.ndarray, probs: np.ndarray, i: int) -> int:
     """:func:`_decide` on the state in ``ds``."""
@@ -605,10 +626,18 @@ def _decode_row(
     rng: int,
     code: int,
     pos: int,
+    direct: bool,
+    table: np.ndarray,
+    step: float,
+    out: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """Decode one row's levels into ``q[base : base + cols]`` (contexts as in
     :func:`_encode_row`); the coder's state ``(rng, code, pos)`` in locals, ``ds`` an
     array for the rare helpers. Returns (0 or ERR_INVALID, rng, code, pos).
+
+    ``direct``: write each level's NEAREST reconstruction (``table`` from
+    :func:`kernels.quant._nearest_table`, ``step``) into float32 ``out[base + j]``
+    instead, as :func:`kernels.quant._dequantize_run` would, without a second pass.
 
     Written as the decisions come (significance; the unary magnitude, then the Exp-Golomb
     rest past ``MAG_UNARY``; the sign), one branch on each decoded bit, rather than one
@@ -619,7 +648,10 @@ def _decode_row(
     for j in range(cols):
         c = col_part[co + j]
         if c < 0:
-            q[base + j] = 0
+            if direct:
+                out[base + j] = 0.0
+            else:
+                q[base + j] = 0
             lsign = 0
             continue
         ctx = min(max(row_part + c, 0), top)
@@ -627,7 +659,10 @@ def _decode_row(
             data, n_data, probs, SIG0 + 2 * ctx + (lsign != 0), rng, code, pos
         )
         if bit == 0:
-            q[base + j] = 0
+            if direct:
+                out[base + j] = 0.0
+            else:
+                q[base + j] = 0
             lsign = 0
             continue
         mag = MAG0 + ctx * MAG_UNARY
@@ -651,14 +686,19 @@ def _decode_row(
             return ERR_INVALID, rng, code, pos
         cl = int(col_last[j]) if multi else 0
         i_sign = SIGN0 + _sign_context(cl, flip, lsign)
-        bit, rng, code, pos = _decide(data, n_data, probs, i_sign, rng, code, pos)
+        bit, rng, code, pos = _decide_flat(data, n_data, probs, i_sign, rng, code, pos)
         sign = 1 - 2 * bit
         if cl != 0:  # _after_sign, written out in the hot loop
             flip = sign * cl
         if multi:
             col_last[j] = sign
         lsign = sign
-        q[base + j] = sign * (m + 1)
+        if direct:
+            k = m + 1
+            mag = table[k] if k < table.shape[0] else k * step
+            out[base + j] = -mag if bit else mag
+        else:
+            q[base + j] = sign * (m + 1)
     return 0, rng, code, pos
 
 
@@ -683,7 +723,8 @@ def _ctx_decode(
     otherwise into float32 ``out`` (``len(out)`` elements) as reconstructions (``mode``,
     ``step``, ``recon``; element ``i`` at index ``i`` of the random stream ``seed``), row
     by row: ``q`` is then a row's scratch (at least the widest tensor's columns), so that
-    the levels are never held whole.
+    the levels are never held whole; in NEAREST mode each level's reconstruction goes into
+    ``out`` as it is decoded, and ``q`` is not used.
 
     Safety: ``data`` may be any bytes: reads past its end give zeros and fail at the end,
     every loop is bounded by the element count or a constant, and every write index is
@@ -692,6 +733,7 @@ def _ctx_decode(
     that each has ``rows, cols >= 1``.
     """
     values = out.shape[0] > 0
+    direct = values and mode == NEAREST  # reconstructions written as decoded
     table = _nearest_table(recon, step)
     n_data = data.shape[0]
     if n_data < 5 or data[0] != 0:
@@ -731,23 +773,25 @@ def _ctx_decode(
         multi = rows > 1
         for i in range(rows):
             base = start + i * cols
-            at = 0 if values else base  # where the row's levels go in q
+            at = base if direct or not values else 0  # where the row's levels go in q
             row_part = NUM_BINS
             if side and row_idx[i] == 0:
-                for j in range(cols):
-                    q[at + j] = 0
+                if direct:
+                    out[base : base + cols] = 0.0
+                else:
+                    q[at : at + cols] = 0
             else:
                 if side:
                     row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
                 status, rng, code, pos = _decode_row(
                     data, ds, q, at, cols, row_part, col_part, 0, top, multi, col_last,
-                    probs, max_abs, rng, code, pos,
+                    probs, max_abs, rng, code, pos, direct, table, step, out,
                 )  # fmt: skip
                 if status < 0:
                     return status
                 if pos > n_data:
                     return ERR_EXHAUSTED
-            if values:
+            if values and not direct:
                 _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
         ds[0], ds[1], ds[2] = rng, code, pos
         start += rows * cols

@@ -31,7 +31,7 @@ from .ctx import (
     _encode_row,
     _flush,
 )
-from .quant import _dequantize_run, _nearest_table
+from .quant import NEAREST, _dequantize_run, _nearest_table
 
 __all__ = ["ERR_CAPACITY", "ERR_EXHAUSTED", "ERR_INVALID", "ERR_TRAILING"]
 
@@ -126,13 +126,15 @@ def _block_decode(
     (at least the block's widest row) and each decoded row goes into float32 ``out`` (the
     block's elements from ``origin`` on) as reconstructions (``mode``, ``step``, ``recon``;
     element ``i`` of the block at index ``i`` of the random stream ``seed``), so that the
-    block's levels are never held whole.
+    block's levels are never held whole; in NEAREST mode each level's reconstruction goes
+    into ``out`` as it is decoded, and ``q`` is not used.
 
     Safety: ``data`` may be any bytes (reads past its end give zeros and fail at the end);
     every loop is bounded by the block's elements or a constant; writes go to the block's
     own elements (the caller proves the segments, tensors and offsets, and that ``q``
     holds the block, or its widest row and ``out`` the block)."""
     values = out.shape[0] > 0
+    direct = values and mode == NEAREST  # reconstructions written as decoded
     table = _nearest_table(recon, step)
     n_data = data.shape[0]
     if n_data < 5 or data[0] != 0:
@@ -154,7 +156,7 @@ def _block_decode(
         col_last = np.zeros(cols, np.int8)
         for i in range(r0, r1):
             base = starts[t] + i * cols - origin
-            at = 0 if values else base  # where the row's levels go in q
+            at = base if direct or not values else 0  # where the row's levels go in q
             row_part = NUM_BINS
             zero_row = False
             if side:
@@ -162,18 +164,20 @@ def _block_decode(
                 zero_row = ri == 0
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
             if zero_row:
-                for j in range(cols):
-                    q[at + j] = 0
+                if direct:
+                    out[base : base + cols] = 0.0
+                else:
+                    q[at : at + cols] = 0
             else:
                 status, rng, code, pos = _decode_row(
                     data, ds, q, at, cols, row_part, col_part, col_off[t], top, multi,
-                    col_last, probs, max_abs, rng, code, pos,
+                    col_last, probs, max_abs, rng, code, pos, direct, table, step, out,
                 )  # fmt: skip
                 if status < 0:
                     return status
                 if pos > n_data:
                     return ERR_EXHAUSTED
-            if values:
+            if values and not direct:
                 _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
     if pos > n_data:
         return ERR_EXHAUSTED
