@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._config import inline_jit, jit
-from .quant import _bit_length, _dequantize_one
+from .prefetch import AHEAD, PAGE_ELEMENTS, _prefetch
+from .quant import _bit_length, _bit_length_flat, _dequantize_one
 
 ERR_EXHAUSTED = -1
 ERR_GAMMA_TOO_LONG = -2
@@ -182,9 +183,11 @@ def _rleg_runs(q: np.ndarray, out: np.ndarray) -> None:
     bits = 2 * _bit_length(abs(int(q[i])))  # the sign and the magnitude's gamma code
     run = 1
     for j in range(i + 1, n):  # without a branch on the level
+        if j % PAGE_ELEMENTS == 0:
+            _prefetch(q, j + AHEAD)
         v = int(q[j])
         nonzero = v != 0
-        code = 2 * _bit_length(run) + 2 * _bit_length(abs(v)) - 1
+        code = 2 * _bit_length_flat(run) + 2 * _bit_length_flat(abs(v)) - 1
         bits += code if nonzero else 0
         run = 1 if nonzero else run + 1
     out[0], out[1], out[2], out[3] = lead, bits, run - 1, 1

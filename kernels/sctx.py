@@ -35,6 +35,7 @@ import numpy as np
 from ._config import inline_jit, jit
 from .bits import _flush_bytes, _get_bits, _get_gamma, _put_bits, _put_gamma
 from .ctx import BIN_OFFSET, NUM_BINS, SIDE_BITS, SIDE_OFFSET, _side_index
+from .prefetch import AHEAD, _prefetch_span
 from .quant import _bit_length, _dequantize_run, _nearest_table
 
 PREC = 15
@@ -809,6 +810,7 @@ def _side_sums(
         po = part_off[t]
         for i in range(r0, r1):
             base = starts[t] + i * cols
+            _prefetch_span(q, base + AHEAD, base + cols + AHEAD)
             exact = 0
             top = 0
             for j in range(cols):

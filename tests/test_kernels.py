@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 
 import constriction
+import numba as nb
 import numpy as np
 import pytest
-from fedcodec.kernels import quant, rng
+from fedcodec.kernels import bits, prefetch, quant, rng
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fedcodec import kernels
+from fedcodec.coders import rleg
 
 MASK = (1 << 64) - 1
 
@@ -523,3 +525,37 @@ def test_dot_refuses_mismatched_inputs() -> None:
         kernels.dot(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="dtype"):
         kernels.dot(np.ones(3, dtype=np.int64), np.ones(3))
+
+
+def test_bit_length_flat_matches_python() -> None:
+    values = list(range(1 << 12)) + [(1 << k) + d for k in range(12, 63) for d in (-1, 0, 1)]
+    got = [quant._bit_length_flat(v) for v in values]
+    assert got == [v.bit_length() for v in values]
+    assert got == [quant._bit_length(v) for v in values]
+
+
+def test_prefetch_is_a_hint_anywhere() -> None:
+    """A prefetch of any index of any 1-D array (empty, strided, before its start or past
+    its end) changes nothing and never faults; the streaming kernels that prefetch pages
+    ahead give their reference results on updates many pages long."""
+
+    @nb.njit
+    def touch(a: np.ndarray, i: int) -> float:
+        prefetch._prefetch(a, i)
+        prefetch._prefetch_span(a, i, i + 3 * prefetch.PAGE_ELEMENTS)
+        return float(a.sum()) if a.size else 0.0
+
+    x = np.arange(10, dtype=np.float32)
+    for a in (x, x[::3], np.zeros(0), np.zeros(5, np.int32)):
+        for i in (-(1 << 40), -1, 0, 4, 1 << 20, 1 << 40):
+            assert touch(a, i) == (float(a.sum()) if a.size else 0.0)
+    n = 5 * prefetch.AHEAD + 17
+    rng = np.random.default_rng(5)
+    q = (rng.integers(-3, 4, n) * (rng.random(n) < 0.3)).astype(np.int32)
+    out = np.zeros(4, np.int64)
+    bits._rleg_runs(q, out)
+    assert rleg.joined_bytes([out]) == len(kernels.rleg_encode(q))
+    y = rng.standard_normal(n).astype(np.float32)
+    m, s, finite = kernels.max_abs_and_sumsq(y)
+    assert (m, finite) == (float(np.abs(y).max()), True)
+    assert s == pytest.approx(float(np.sum(y.astype(np.float64) ** 2)), rel=1e-12)
