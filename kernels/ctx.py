@@ -232,13 +232,16 @@ def _encode_row(
         nd += 1
         m = abs(v) - 1
         mag = MAG0 + ctx * MAG_UNARY + 1
-        for k in range(min(m, MAG_UNARY)):
-            dec[nd] = (mag + k) * 2 + 1
-            nd += 1
         if m < MAG_UNARY:
-            dec[nd] = (mag + m) * 2
-            nd += 1
-        else:  # order-0 Exp-Golomb of the rest, in direct bits
+            # m ones and a zero, written as MAG_UNARY entries whatever m (those past the
+            # zero are overwritten): no loop exit for the predictor to miss once a level
+            for k in range(MAG_UNARY):
+                dec[nd + k] = (mag + k) * 2 + (k < m)
+            nd += m + 1
+        else:  # MAG_UNARY ones, then the order-0 Exp-Golomb of the rest, in direct bits
+            for k in range(MAG_UNARY):
+                dec[nd] = (mag + k) * 2 + 1
+                nd += 1
             w = m - MAG_UNARY + 1
             nb = 0
             while (w >> nb) > 1:
