@@ -640,7 +640,8 @@ def _decode_row(
 
     ``direct``: write each level's NEAREST reconstruction (``table`` from
     :func:`kernels.quant._nearest_table`, ``step``) into float32 ``out[base + j]``
-    instead, as :func:`kernels.quant._dequantize_run` would, without a second pass.
+    instead, as :func:`kernels.quant._dequantize_run` would, without a second pass. The
+    row is zeroed first (one vectorized fill) and only the non-zero levels are written.
 
     Written as the decisions come (significance; the unary magnitude, then the Exp-Golomb
     rest past ``MAG_UNARY``; the sign), one branch on each decoded bit, rather than one
@@ -648,13 +649,13 @@ def _decode_row(
     n_data = data.shape[0]
     lsign = 0
     flip = 0
+    if direct:
+        out[base : base + cols] = 0.0
+    else:
+        q[base : base + cols] = 0
     for j in range(cols):
         c = col_part[co + j]
         if c < 0:
-            if direct:
-                out[base + j] = 0.0
-            else:
-                q[base + j] = 0
             lsign = 0
             continue
         ctx = min(max(row_part + c, 0), top)
@@ -662,10 +663,6 @@ def _decode_row(
             data, n_data, probs, SIG0 + 2 * ctx + (lsign != 0), rng, code, pos
         )
         if bit == 0:
-            if direct:
-                out[base + j] = 0.0
-            else:
-                q[base + j] = 0
             lsign = 0
             continue
         mag = MAG0 + ctx * MAG_UNARY
