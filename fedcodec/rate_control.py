@@ -470,7 +470,11 @@ class Solver(Measurement):
                     # (a point that missed the target gives no such answer: search on).
                     # Its exact size, counted in parallel, answers without coding it
                     ctx = finals[-1]
-                    if 8.0 * self.rleg_bytes(ctx.point) + self.extra_bits(ctx.point) > ctx.bits:
+                    limit = max(int((ctx.bits - self.extra_bits(ctx.point)) / 8.0), 0)
+                    if (
+                        8.0 * self.rleg_bytes(ctx.point, limit) + self.extra_bits(ctx.point)
+                        > ctx.bits
+                    ):
                         continue
             finals.append(self.search_and_refine(c, offsets))
             if c == CODER_ANS:  # (no local name: the symbols are dropped above)

@@ -37,7 +37,7 @@ from .rate_points import (
     SolverCodec,
     adaptive_coder,
 )
-from .threads import thread_map
+from .threads import default_threads, thread_map
 
 
 class Measurement:
@@ -98,10 +98,13 @@ class Measurement:
 
         return sum(self.over_chunks(part))
 
-    def rleg_bytes(self, p: Point) -> int:
+    def rleg_bytes(self, p: Point, limit: int | None = None) -> int:
         """The run-length code's body bytes for the whole message's levels at ``p``,
         exactly, without coding them: the message quantized and its runs counted in chunks
-        of ``_PAR_CHUNK`` elements on ``threads`` threads, the chunks joined in order."""
+        of ``_PAR_CHUNK`` elements, ``threads`` chunks at a time on ``threads`` threads, the
+        chunks joined in order. With ``limit``, stops once the chunks counted so far code
+        to more than ``limit`` bytes (a prefix's code is never longer than the whole's)
+        and returns that prefix's bytes."""
         inv = 1.0 / p.step
 
         def part(a: int) -> np.ndarray:
@@ -111,7 +114,15 @@ class Measurement:
             _quantize._quantize(self.x[a:b], inv, self.mode, p.offset, stream, q)
             return rleg_coder.piece_runs(q)
 
-        return rleg_coder.joined_bytes(self.over_chunks(part))
+        starts = list(range(0, self.n, _PAR_CHUNK))
+        threads = default_threads() if self.threads is None else max(int(self.threads), 1)
+        wave = len(starts) if limit is None else threads
+        pieces: list[np.ndarray] = []
+        for w in range(0, len(starts), wave):
+            pieces += thread_map(part, starts[w : w + wave], self.threads)
+            if limit is not None and rleg_coder.joined_bytes(pieces) > limit:
+                break
+        return rleg_coder.joined_bytes(pieces)
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""

@@ -158,3 +158,26 @@ def test_the_thread_pool_survives_a_fork_and_nests() -> None:
     child.start()
     child.join(60)
     assert child.exitcode == 0
+
+
+def test_the_run_length_count_stops_past_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a limit, the run-length size is counted a wave of chunks at a time and stops
+    once the chunks so far code to more than the limit: the exact size at or under it,
+    a prefix's size (over it, and short of the whole's) past it."""
+    monkeypatch.setattr(rate_measure, "_PAR_CHUNK", 1 << 16)
+    x = structured_matrix(1000, 1000, seed=6).reshape(-1)
+    sumsq = float(np.dot(x.astype(np.float64), x))
+    for threads in (1, 2):
+        s = rate_control.Solver(
+            RDQ(nmse=0.05), x, float(np.abs(x).max()), sumsq, np.uint64(0), ((1000, 1000),),
+            threads=threads,
+        )  # fmt: skip
+        p = s.evaluate(0.5 * float(np.std(x)), 0.5, rate_control.CODER_CTXB)
+        q = np.empty(x.size, np.int32)
+        s.quantize_into(p, q)
+        exact = len(rleg_coder.encode(q, p.bits))
+        assert s.rleg_bytes(p) == exact
+        assert s.rleg_bytes(p, exact) == exact
+        assert s.rleg_bytes(p, exact + 1000) == exact
+        stopped = s.rleg_bytes(p, exact // 4)
+        assert exact // 4 < stopped < exact
