@@ -77,6 +77,7 @@ def _block_encode(
         top = NUM_BINS - 1 if side else NUM_BINS
         multi = tensors[t, 0] > 1
         col_last = np.zeros(cols, np.int8)
+        parts = col_part[col_off[t] : col_off[t] + cols]  # this tensor's columns
         for i in range(r0, r1):
             row_part = NUM_BINS
             if side:
@@ -85,7 +86,7 @@ def _block_encode(
                     continue
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
             nd = _encode_row(
-                q, starts[t] + i * cols, cols, row_part, col_part, col_off[t], top, multi,
+                q, starts[t] + i * cols, cols, row_part, parts, 0, top, multi,
                 col_last, dec, nd, es, probs, out, cost, counts,
             )  # fmt: skip
     _flush(es, probs, dec, nd, out, cost, counts, True)
@@ -154,6 +155,7 @@ def _block_decode(
         top = NUM_BINS - 1 if side else NUM_BINS
         multi = tensors[t, 0] > 1
         col_last = np.zeros(cols, np.int8)
+        parts = col_part[col_off[t] : col_off[t] + cols]  # this tensor's columns
         for i in range(r0, r1):
             base = starts[t] + i * cols - origin
             at = base if direct or not values else 0  # where the row's levels go in q
@@ -170,7 +172,7 @@ def _block_decode(
                     q[at : at + cols] = 0
             else:
                 status, rng, code, pos = _decode_row(
-                    data, ds, q, at, cols, row_part, col_part, col_off[t], top, multi,
+                    data, ds, q, at, cols, row_part, parts, 0, top, multi,
                     col_last, probs, max_abs, rng, code, pos, direct, table, step, out,
                 )  # fmt: skip
                 if status < 0:
