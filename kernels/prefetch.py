@@ -3,10 +3,11 @@
 A kernel that walks a large array start to end waits on a page walk at every 4 KiB page
 when the pages are not huge pages: the hardware prefetcher stops at a page's end, and under
 a hypervisor each walk is a nested one. On the 2-core KVM machines the benchmarks run on
-(no transparent huge pages), a float64 sum of squares of 10M float32 values took 22 ms
-and 7.5 ms with one prefetch a page, 8192 elements ahead (bench/results/lab_notes.md,
-"Pages ahead"). A prefetch is a hint: it never faults and changes no value, so an address
-past the array's end is harmless, but :func:`_prefetch` still clamps it.
+(transparent huge pages only where madvised, and large arrays there often without any),
+a float64 sum of squares of 10M float32 values took 22 ms, and 7.5 ms with one prefetch
+a page, 8192 elements ahead (bench/results/lab_notes.md, "Pages ahead"). A prefetch is a
+hint: it never faults and changes no value, so an address past the array's end is
+harmless, but :func:`_prefetch` still clamps it.
 """
 
 from __future__ import annotations
