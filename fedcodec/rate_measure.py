@@ -118,11 +118,13 @@ class Measurement:
         threads = default_threads() if self.threads is None else max(int(self.threads), 1)
         wave = len(starts) if limit is None else threads
         pieces: list[np.ndarray] = []
+        size = 0
         for w in range(0, len(starts), wave):
             pieces += thread_map(part, starts[w : w + wave], self.threads)
-            if limit is not None and rleg_coder.joined_bytes(pieces) > limit:
+            size = rleg_coder.joined_bytes(pieces)
+            if limit is not None and size > limit:
                 break
-        return rleg_coder.joined_bytes(pieces)
+        return size
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""

@@ -531,6 +531,17 @@ def _next_byte(data: np.ndarray, ds: np.ndarray) -> int:
 
 
 @inline_jit
+def _renorm(data: np.ndarray, n_data: int, rng: int, code: int, pos: int) -> tuple[int, int, int]:
+    """Shift bytes into the decoder's code until its range is at least ``TOP``; returns
+    (rng, code, pos). Reads at ``n_data`` (the data's length) and past give zeros."""
+    while rng < TOP:
+        rng <<= 8
+        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
+        pos += 1
+    return rng, code, pos
+
+
+@inline_jit
 def _decide(
     data: np.ndarray, n_data: int, probs: np.ndarray, i: int, rng: int, code: int, pos: int
 ) -> tuple[int, int, int, int]:
@@ -548,10 +559,7 @@ def _decide(
         rng = bound
         probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
         bit = 0
-    while rng < TOP:
-        rng <<= 8
-        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
-        pos += 1
+    rng, code, pos = _renorm(data, n_data, rng, code, pos)
     return bit, rng, code, pos
 
 
@@ -569,10 +577,7 @@ def _decide_flat(
     code -= bound & mask
     rng = bound + ((rng - 2 * bound) & mask)
     probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
-    while rng < TOP:
-        rng <<= 8
-        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
-        pos += 1
+    rng, code, pos = _renorm(data, n_data, rng, code, pos)
     return bit, rng, code, pos
 
 
