@@ -212,6 +212,7 @@ def _encode_row(
     room = CHUNK - MAX_PER_LEVEL
     lsign = 0  # sign of the left neighbour (0: zero)
     flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
+    row = q[base : base + cols]  # from 0: an offset in the index cost 3 % of the block coding
     for j in range(cols):
         c = col_part[co + j]
         if c < 0:
@@ -221,7 +222,7 @@ def _encode_row(
         if nd > room:
             _flush(es, probs, dec, nd, out, cost, counts, False)
             nd = 0
-        v = int(q[base + j])
+        v = int(row[j])
         sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
         if v == 0:
             dec[nd] = sig

@@ -126,16 +126,17 @@ def _dequantize_run(
 ) -> None:
     """``out[at + i]`` = the reconstruction of ``q[i]`` for ``i < n``, element ``index + i``
     of the random stream ``seed`` (``table`` from :func:`_nearest_table`)."""
+    dst = out[at : at + n]  # a slice from 0: an offset in the index kept loops scalar
     if mode == NEAREST:
         top = recon.shape[0]
         for i in range(n):
             v = int(q[i])
             k = abs(v)
             mag = table[k] if k < top else k * step
-            out[at + i] = mag if v >= 0 else -mag
+            dst[i] = mag if v >= 0 else -mag
         return
     for i in range(n):
-        out[at + i] = _dequantize_one(int(q[i]), index + i, mode, step, recon, seed)
+        dst[i] = _dequantize_one(int(q[i]), index + i, mode, step, recon, seed)
 
 
 @jit

@@ -387,11 +387,14 @@ def test_a_corrupted_rdq_payload_raises_decode_error() -> None:
         expect_decode_error(codec, with_crc(payload[:-cut]))
 
 
+@pytest.mark.parametrize("second", [0, 1])
 @pytest.mark.parametrize("big", [0, 1 << 21, 1 << 27])
-def test_side_sums_are_the_squares_summed_in_order(big: int) -> None:
+def test_side_sums_are_the_squares_summed_in_order(big: int, second: int) -> None:
     """The side information's sums of squared levels, per row and per column of each side
     tensor of a block, are the float64 sums in element order, also where a row holds levels
-    above 2**20 (their squares no longer add up exactly) or sums past 2**53."""
+    above 2**20 (their squares no longer add up exactly) or sums past 2**53; a tensor
+    without side information leaves its sums untouched, and one after another goes to its
+    own rows and columns (``second``)."""
     from fedcodec.coders import blocks
 
     q2d = np.rint(structured(30, 50, seed=11) * 3.0).astype(np.int32)
@@ -402,7 +405,7 @@ def test_side_sums_are_the_squares_summed_in_order(big: int) -> None:
     q = np.concatenate([q2d.reshape(-1), tail])
     tensors = np.array([[30, 50], [1, 40]], np.int64)
     p = blocks.plan(tensors)
-    use = np.array([1, 0], np.int64)
+    use = np.array([1, second], np.int64)
     rsq = np.zeros(int(tensors[:, 0].sum()))
     csq = np.zeros(int(tensors[:, 1].sum()))
     for segs in p.blocks:
@@ -411,7 +414,11 @@ def test_side_sums_are_the_squares_summed_in_order(big: int) -> None:
     rows = [float(np.cumsum(r)[-1]) for r in squares]  # cumsum: in order
     np.testing.assert_array_equal(rsq[:30], rows)
     np.testing.assert_array_equal(csq[:50], np.cumsum(squares, axis=0)[-1])
-    assert not rsq[30:].any() and not csq[50:].any()  # no side information: untouched
+    if second:
+        np.testing.assert_array_equal(rsq[30:], [float((tail.astype(np.float64) ** 2).sum())])
+        np.testing.assert_array_equal(csq[50:], tail.astype(np.float64) ** 2)
+    else:
+        assert not rsq[30:].any() and not csq[50:].any()  # no side information: untouched
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2])  # nearest, stochastic, dither
