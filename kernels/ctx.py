@@ -318,11 +318,15 @@ def _ctx_encode(
             rsq = np.zeros(rows)
             csq = np.zeros(cols)
             for i in range(rows):
-                base = start + i * cols
+                row = q[start + i * cols : start + (i + 1) * cols]  # a slice from 0
+                acc = 0.0  # the row's sum in order, as rsq[i] += v * v would
                 for j in range(cols):
-                    v = float(q[base + j])
-                    rsq[i] += v * v
+                    v = float(row[j])
+                    acc += v * v
+                for j in range(cols):  # apart from the ordered sum, this loop vectorizes
+                    v = float(row[j])
                     csq[j] += v * v
+                rsq[i] = acc
             total_idx = _side_index(rsq.sum(), rows * cols)
             for b in range(SIDE_BITS - 1, -1, -1):
                 dec[nd] = (total_idx >> b) & 1
