@@ -13,8 +13,13 @@ values; the within-bin variance, which the bound cannot see, is reported as
 ``discretization_nmse`` (2.6e-5 on Gaussian data, 1.2e-4 on pooled Shakespeare LSTM
 updates whose largest value is 142 × RMS). The reproduction alphabet is ``num_levels``
 points, half equally spaced, half at quantiles of the bin means. Blahut–Arimoto runs at
-24 slopes (NMSE about 2e-3 up to where R reaches 0) until Blahut's bound on its rate error
-is below ``tol_bits``. On a Gaussian source the curve is within 0.005 bits of
+24 slopes (NMSE about 2e-3 up to where R reaches 0), each started from the last slope's
+output distribution mixed with 1 % of the uniform one, until Blahut's bound on its rate
+error is below ``tol_bits`` or for ``max_iter`` iterations (on a Laplace sample of 400k
+values, scale 1, seed 1: one of the 24 slopes stops at 3,000, 23,466 iterations in all,
+and the curve is within 1.1e-4 bits of a run to a 1e-5-bit gap; started from the last
+slope's distribution alone, 19 slopes stopped at 3,000 and the curve was 2.6e-3 bits
+off). On a Gaussian source the curve is within 0.005 bits of
 ½·log2(σ²/D); on a Laplace source it lies between the Shannon lower bound and the Gaussian
 bound, within 0.005 bits of the lower bound for NMSE < 0.02, where that bound is tight.
 
@@ -32,6 +37,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+
+#: the share of the uniform distribution in each slope's start (see RDBound.fit)
+_WARM_MIX = 0.01
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,10 @@ class RDBound:
         q = np.full(levels.size, 1.0 / levels.size)
         points = []
         for beta in np.asarray(slopes, dtype=np.float64):
+            # each slope starts from the last one's output distribution, mixed with a
+            # little of the uniform one: a level the last slope left unused (its mass near
+            # 1e-230) and this one needs would regrow for thousands of iterations
+            q = (1.0 - _WARM_MIX) * q / q.sum() + _WARM_MIX / q.size
             q, d, r = _blahut_arimoto(p, dist, beta, q, tol_bits, max_iter)
             points.append((d, r))
         pts = np.array(sorted(points))
