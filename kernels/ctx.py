@@ -123,7 +123,9 @@ def _flush(
                 mask = -(d & 1)
                 bound = (rng >> PROB_BITS) * p
                 low += bound & mask
-                rng = bound + ((rng - 2 * bound) & mask)
+                # rng - bound for a 1, bound for a 0, two steps after the product:
+                # (rng & mask) - mask is ready while it is computed
+                rng = ((rng & mask) - mask) + (bound ^ mask)
                 probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
             if rng >= TOP:
                 continue
