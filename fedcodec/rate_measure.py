@@ -55,6 +55,9 @@ class Measurement:
     tensors: np.ndarray
     head_bits: float
     exact_sizes: bool
+    #: the last :meth:`measure_levels` quantization, (step, offset, levels), which
+    #: :meth:`rleg_bytes` counts instead of quantizing again; None once used
+    kept_levels: tuple[float, float, np.ndarray] | None = None
 
     def exact_sse(self, p: Point) -> float:
         """The squared error of ``p`` on the whole message (one pass, nothing coded; in
@@ -106,9 +109,13 @@ class Measurement:
         to more than ``limit`` bytes (a prefix's code is never longer than the whole's)
         and returns that prefix's bytes."""
         inv = 1.0 / p.step
+        kept, self.kept_levels = self.kept_levels, None
+        levels = kept[2] if kept is not None and kept[:2] == (p.step, p.offset) else None
 
         def part(a: int) -> np.ndarray:
             b = min(a + _PAR_CHUNK, self.n)
+            if levels is not None:  # the levels the context coder's measurement wrote
+                return rleg_coder.piece_runs(levels[a:b])
             q = np.empty(b - a, dtype=np.int32)
             stream = _rng.shifted(self.stream, a)
             _quantize._quantize(self.x[a:b], inv, self.mode, p.offset, stream, q)
@@ -128,6 +135,7 @@ class Measurement:
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
+        self.kept_levels = None  # a pass of its own: the kept levels are not needed
         if self.step_only:
             # only the step is wanted (the caller codes it): nothing to count
             return Final(p, p.bits, p.sse if sse is None else sse, None)
@@ -166,8 +174,10 @@ class Measurement:
         coder's measurement of the same point), saves the error pass. The run-length code
         gives up once it is longer than ``slack`` times ``beat`` bits or a coder before it
         (it is left out)."""
+        self.kept_levels = None  # (no second message's levels alive at once)
         q = np.empty(self.n, dtype=np.int32)
         sse_random = self.quantize_into(p, q)
+        self.kept_levels = (p.step, p.offset, q)
         if sse is None and self.mode != kernels.NEAREST:
             sse = sse_random * p.step * p.step
         elif sse is None and self.rate.exact_sse:

@@ -6,9 +6,11 @@ and context coders sharing one search, and the threads they run on."""
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from fedcodec.kernels import quant
 
 from fedcodec import RDQ, decode, rate_control, rate_measure
 from fedcodec.coders import ctx as ctx_coder
@@ -181,3 +183,34 @@ def test_the_run_length_count_stops_past_its_limit(monkeypatch: pytest.MonkeyPat
         assert s.rleg_bytes(p, exact + 1000) == exact
         stopped = s.rleg_bytes(p, exact // 4)
         assert exact // 4 < stopped < exact
+
+
+def test_the_run_length_count_takes_the_levels_the_context_coder_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run-length size at the point the context coder was just measured at counts the
+    levels that measurement quantized (no second quantization), once; at another point,
+    or a second time, it quantizes."""
+    monkeypatch.setattr(rate_measure, "_PAR_CHUNK", 1 << 16)
+    x = structured_matrix(1000, 1000, seed=6).reshape(-1)
+    sumsq = float(np.dot(x.astype(np.float64), x))
+    s = rate_control.Solver(
+        RDQ(nmse=0.05), x, float(np.abs(x).max()), sumsq, np.uint64(0), ((1000, 1000),)
+    )
+    p = s.evaluate(0.5 * float(np.std(x)), 0.5, rate_control.CODER_CTXB)
+    s.measure_levels(p, (rate_control.CODER_CTXB,))
+    q = np.empty(x.size, np.int32)
+    s.quantize_into(p, q)
+    exact = len(rleg_coder.encode(q, p.bits))
+    chunks = -(-x.size // (1 << 16))
+    calls: list[int] = []
+    quantize = quant._quantize
+    monkeypatch.setattr(quant, "_quantize", lambda *a: calls.append(1) or quantize(*a))
+    assert s.rleg_bytes(p) == exact and not calls
+    assert s.kept_levels is None
+    assert s.rleg_bytes(p) == exact and len(calls) == chunks
+    other = replace(p, step=p.step * 1.5)
+    s.measure_levels(p, (rate_control.CODER_CTXB,))
+    calls.clear()
+    s.rleg_bytes(other)
+    assert len(calls) == chunks

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: the share of the uniform distribution in each slope's start (see RDBound.fit)
 _WARM_MIX = 0.01
 
