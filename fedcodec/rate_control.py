@@ -11,6 +11,7 @@ here, as before).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -60,6 +61,17 @@ from .rate_points import (
 from .threads import thread_map
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+@functools.lru_cache(maxsize=8)
+def _sample_index(n: int, k: int) -> np.ndarray:
+    """The subsample's positions, remembered per size (an update of the same size every
+    round computes them once); shared, so never written (left writable: a read-only array
+    is another type to the kernels, compiled anew)."""
+    place = np.full(k, 0.5)
+    if n > _ESTIMATE_FROM:
+        place = (0.5 + np.arange(k) * _GOLDEN) % 1.0
+    return ((np.arange(k) + place) * (n / k)).astype(np.int64)
 
 
 def _memoryless_bits(q: np.ndarray) -> float:
@@ -116,10 +128,7 @@ class Solver(Measurement):
             # elements a place in it that moves by the golden ratio from one stratum to the
             # next (a fixed stride aliases with some layouts: on 610-column matrices a
             # stride of 152.5 elements sees 4 columns)
-            place = np.full(k, 0.5)
-            if n > _ESTIMATE_FROM:
-                place = (0.5 + np.arange(k) * _GOLDEN) % 1.0
-            self.sample_index = ((np.arange(k) + place) * (n / k)).astype(np.int64)
+            self.sample_index = _sample_index(n, k)
             self.sample = x[self.sample_index]
         else:
             self.sample_index = np.empty(0, dtype=np.int64)
