@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ._config import inline_jit, jit
-from .quant import NEAREST, _dequantize_run, _nearest_table
+from .quant import NEAREST, _dequantize_run, _nearest_magnitude, _nearest_table
 
 PROB_BITS = 15
 PROB_ONE = 1 << PROB_BITS
@@ -706,8 +706,7 @@ def _decode_row(
             col_last[j] = sign
         lsign = sign
         if direct:
-            k = m + 1
-            mag = table[k] if k < table.shape[0] else k * step
+            mag = _nearest_magnitude(m + 1, table, step)
             out[base + j] = -mag if bit else mag
         else:
             q[base + j] = sign * (m + 1)

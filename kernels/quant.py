@@ -112,6 +112,13 @@ def _nearest_table(recon: np.ndarray, step: float) -> np.ndarray:
 
 
 @inline_jit
+def _nearest_magnitude(k: int, table: np.ndarray, step: float) -> float:
+    """NEAREST's reconstruction of level magnitude ``k >= 0`` (``table`` from
+    :func:`_nearest_table`)."""
+    return table[k] if k < table.shape[0] else k * step
+
+
+@inline_jit
 def _dequantize_run(
     q: np.ndarray,
     n: int,
@@ -128,11 +135,9 @@ def _dequantize_run(
     of the random stream ``seed`` (``table`` from :func:`_nearest_table`)."""
     dst = out[at : at + n]  # a slice from 0: an offset in the index kept loops scalar
     if mode == NEAREST:
-        top = recon.shape[0]
         for i in range(n):
             v = int(q[i])
-            k = abs(v)
-            mag = table[k] if k < top else k * step
+            mag = _nearest_magnitude(abs(v), table, step)
             dst[i] = mag if v >= 0 else -mag
         return
     for i in range(n):
