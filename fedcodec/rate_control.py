@@ -488,7 +488,7 @@ class Solver(Measurement):
             finals.append(self.search_and_refine(c, offsets))
             if c == CODER_ANS:  # (no local name: the symbols are dropped above)
                 self.anchor = self.measured_levels_bits(finals[-1])
-        self.kept_levels = None  # (the RDOQ pass below holds levels of its own)
+        self.forget_levels()  # (the RDOQ pass below holds levels of its own)
         if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):
             measured = [f for f in finals if f.point.coder in (CODER_CTX, CODER_SCTX, CODER_CTXB)]
             if measured:

@@ -58,6 +58,23 @@ class Measurement:
     #: the last :meth:`measure_levels` quantization, (step, offset, levels), which
     #: :meth:`rleg_bytes` counts instead of quantizing again; None once used
     kept_levels: tuple[float, float, np.ndarray] | None = None
+    #: the run-length code's pieces of those levels, (step, offset, pieces), where the
+    #: context coder in blocks counted them as it coded (:meth:`rleg_bytes` joins them)
+    kept_runs: tuple[float, float, list[np.ndarray]] | None = None
+
+    def forget_levels(self) -> None:
+        """Drop the kept levels and their run-length pieces (another pass needs the
+        memory, or another point is measured)."""
+        self.kept_levels = None
+        self.kept_runs = None
+
+    def kept_rleg_bytes(self, p: Point) -> int | None:
+        """The run-length code's body bytes at ``p`` from the pieces the context coder
+        counted there, or None if it counted none at ``p``."""
+        runs = self.kept_runs
+        if runs is None or runs[:2] != (p.step, p.offset):
+            return None
+        return rleg_coder.joined_bytes(runs[2])
 
     def exact_sse(self, p: Point) -> float:
         """The squared error of ``p`` on the whole message (one pass, nothing coded; in
@@ -107,9 +124,14 @@ class Measurement:
         of ``_PAR_CHUNK`` elements, ``threads`` chunks at a time on ``threads`` threads, the
         chunks joined in order. With ``limit``, stops once the chunks counted so far code
         to more than ``limit`` bytes (a prefix's code is never longer than the whole's)
-        and returns that prefix's bytes."""
+        and returns that prefix's bytes. Where the context coder in blocks has just coded
+        the levels at ``p``, the pieces it counted give the whole's bytes: no pass."""
         inv = 1.0 / p.step
-        kept, self.kept_levels = self.kept_levels, None
+        counted = self.kept_rleg_bytes(p)
+        kept = self.kept_levels
+        self.forget_levels()
+        if counted is not None:
+            return counted
         levels = kept[2] if kept is not None and kept[:2] == (p.step, p.offset) else None
 
         def part(a: int) -> np.ndarray:
@@ -135,7 +157,7 @@ class Measurement:
 
     def measure(self, p: Point, sse: float | None = None) -> Final:
         """Measure ``p`` on the whole message; ``sse``, when known, saves the error pass."""
-        self.kept_levels = None  # a pass of its own: the kept levels are not needed
+        self.forget_levels()  # a pass of its own: the kept levels are not needed
         if self.step_only:
             # only the step is wanted (the caller codes it): nothing to count
             return Final(p, p.bits, p.sse if sse is None else sse, None)
@@ -174,7 +196,7 @@ class Measurement:
         coder's measurement of the same point), saves the error pass. The run-length code
         gives up once it is longer than ``slack`` times ``beat`` bits or a coder before it
         (it is left out)."""
-        self.kept_levels = None  # (no second message's levels alive at once)
+        self.forget_levels()  # (no second message's levels alive at once)
         q = np.empty(self.n, dtype=np.int32)
         sse_random = self.quantize_into(p, q)
         self.kept_levels = (p.step, p.offset, q)
@@ -191,11 +213,14 @@ class Measurement:
             if coder == CODER_RLEG:
                 limit = None if math.isinf(beat) else max(int((slack * beat - extra) / 8.0), 0)
                 if limit is not None and self.n > _PAR_CHUNK:
-                    # a large message: its exact size, counted in chunks on threads, says
-                    # whether the (serial) coding is worth it
-                    size = rleg_coder.joined_bytes(
-                        self.over_chunks(lambda a: rleg_coder.piece_runs(q[a : a + _PAR_CHUNK]))
-                    )
+                    # a large message: its exact size (counted by the context coder in
+                    # blocks as it coded, else in chunks on threads) says whether the
+                    # (serial) coding is worth it
+                    size = self.kept_rleg_bytes(point)
+                    if size is None:
+                        size = rleg_coder.joined_bytes(
+                            self.over_chunks(lambda a: rleg_coder.piece_runs(q[a : a + _PAR_CHUNK]))
+                        )
                     body = rleg_coder.encode(q, p.bits) if size <= limit else None
                 else:
                     body = rleg_coder.encode(q, p.bits, limit)
@@ -205,7 +230,11 @@ class Measurement:
                 if coder == CODER_SCTX:
                     params, body = sctx_coder.encode(q, self.tensors, self.threads)
                 elif coder == CODER_CTXB:
-                    params, body = ctxb_coder.encode(q, self.tensors, self.threads, None, p.bits)
+                    runs: list[np.ndarray] = []
+                    params, body = ctxb_coder.encode(
+                        q, self.tensors, self.threads, None, p.bits, runs
+                    )
+                    self.kept_runs = (p.step, p.offset, runs)
                 else:
                     params, body = ctx_coder.encode(q, self.tensors, p.bits)
                 finals.append(

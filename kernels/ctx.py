@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ._config import inline_jit, jit
-from .quant import NEAREST, _dequantize_run, _nearest_magnitude, _nearest_table
+from .quant import NEAREST, _bit_length_flat, _dequantize_run, _nearest_magnitude, _nearest_table
 
 PROB_BITS = 15
 PROB_ONE = 1 << PROB_BITS
@@ -205,12 +205,21 @@ def _encode_row(
     out: np.ndarray,
     cost: np.ndarray,
     counts: np.ndarray,
+    runs: np.ndarray,
 ) -> int:
     """Append one row's levels ``q[base : base + cols]`` to the decisions ``dec`` (``nd``
     of them pending; flushed through the coder when the buffer fills); returns the count
     pending. Column j's part of the context is ``col_part[co + j]`` (negative: the
     element is not coded); ``multi``: the tensor has several rows (``col_last`` holds
-    each column's last sign)."""
+    each column's last sign).
+
+    A non-empty ``runs`` (``[first, bits, last]``) also counts the levels' run-length
+    Elias-gamma code as the row goes: ``first`` and ``last`` are the positions in ``q`` of
+    the first and last non-zero levels so far (``first`` < 0: none yet; ``last`` starts
+    one before the piece), and each non-zero level adds its run's, sign's and magnitude's
+    bits (``kernels.bits._rleg_runs``, whose piece this makes with
+    :func:`_runs_piece`)."""
+    track = runs.shape[0] > 0
     room = CHUNK - MAX_PER_LEVEL
     lsign = 0  # sign of the left neighbour (0: zero)
     flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
@@ -257,6 +266,12 @@ def _encode_row(
             for b in range(nb - 1, -1, -1):
                 dec[nd] = (w >> b) & 1
                 nd += 1
+        if track:  # (the same bits as _rleg_runs': run, sign and magnitude)
+            at = base + j
+            runs[1] += 2 * _bit_length_flat(at - runs[2]) + 2 * _bit_length_flat(m + 1) - 1
+            runs[2] = at
+            if runs[0] < 0:
+                runs[0] = at
         negative = v < 0
         cl = int(col_last[j]) if multi else 0
         dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
@@ -268,6 +283,22 @@ def _encode_row(
             col_last[j] = sign
         lsign = sign
     return nd
+
+
+@inline_jit
+def _runs_piece(runs: np.ndarray, start: int, end: int, piece: np.ndarray) -> None:
+    """``piece = [leading zeros, bits, trailing zeros, has a non-zero level]`` of the
+    levels ``q[start:end]`` (``kernels.bits._rleg_runs``' piece) from :func:`_encode_row`'s
+    ``runs`` over them (started as ``[-1, 0, start - 1]``): the first non-zero level's run
+    is left out, as it depends on the zeros before the piece."""
+    if runs[0] < 0:
+        piece[0], piece[1], piece[2], piece[3] = end - start, 0, 0, 0
+        return
+    lead = runs[0] - start
+    piece[0] = lead
+    piece[1] = runs[1] - (2 * _bit_length_flat(lead + 1) - 1)
+    piece[2] = end - 1 - runs[2]
+    piece[3] = 1
 
 
 @jit
@@ -296,6 +327,7 @@ def _ctx_encode(
     es[3] = 1
     probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
     dec = np.empty(CHUNK, np.int64)
+    no_runs = np.empty(0, np.int64)
     room = CHUNK - MAX_PER_LEVEL
     nd = 0
     start = 0
@@ -372,7 +404,7 @@ def _ctx_encode(
                 row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
             nd = _encode_row(
                 q, base, cols, row_part, col_part, 0, top, multi, col_last,
-                dec, nd, es, probs, out, cost, counts,
+                dec, nd, es, probs, out, cost, counts, no_runs,
             )  # fmt: skip
         start += rows * cols
         if per_tensor:

@@ -30,6 +30,7 @@ from .ctx import (
     _decode_row,
     _encode_row,
     _flush,
+    _runs_piece,
 )
 from .quant import NEAREST, _dequantize_run, _nearest_table
 
@@ -50,6 +51,7 @@ def _block_encode(
     col_off: np.ndarray,
     out: np.ndarray,
     cost: np.ndarray,
+    piece: np.ndarray,
 ) -> int:
     """Code one block (``segs[k] = (tensor, first row, end row)``) of int32 levels into
     ``out``; returns the bytes written, or ERR_CAPACITY if ``out`` is too small. With a
@@ -60,7 +62,11 @@ def _block_encode(
     and ``col_off[t]``): a row's RMS index (0: its levels are all 0, not coded), and a
     column's part of the context: its RMS index, negative for a column not coded, 0 in a
     tensor without side information. The caller proves the segments, tensors and offsets
-    (``fedcodec.coders.blocks``)."""
+    (``fedcodec.coders.blocks``).
+
+    A non-empty ``piece`` (4 entries) receives what the block's levels add to their
+    run-length Elias-gamma code (``kernels.bits._rleg_runs``' piece), counted as they are
+    coded: the run-length code's size at this point then costs no pass of its own."""
     dry = cost.shape[0] > 0
     cost[:] = 0.0
     es = np.zeros(5, np.int64)
@@ -69,6 +75,12 @@ def _block_encode(
     probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
     dec = np.empty(CHUNK, np.int64)
     counts = np.empty(0, np.int64)
+    t0, t1 = segs[0, 0], segs[segs.shape[0] - 1, 0]
+    block_start = starts[t0] + segs[0, 1] * tensors[t0, 1]
+    block_end = starts[t1] + segs[segs.shape[0] - 1, 2] * tensors[t1, 1]
+    runs = np.empty(3 if piece.shape[0] > 0 else 0, np.int64)
+    if runs.shape[0] > 0:
+        runs[0], runs[1], runs[2] = -1, 0, block_start - 1
     nd = 0
     for k in range(segs.shape[0]):
         t, r0, r1 = segs[k, 0], segs[k, 1], segs[k, 2]
@@ -87,9 +99,11 @@ def _block_encode(
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
             nd = _encode_row(
                 q, starts[t] + i * cols, cols, row_part, parts, 0, top, multi,
-                col_last, dec, nd, es, probs, out, cost, counts,
+                col_last, dec, nd, es, probs, out, cost, counts, runs,
             )  # fmt: skip
     _flush(es, probs, dec, nd, out, cost, counts, True)
+    if runs.shape[0] > 0:
+        _runs_piece(runs, block_start, block_end, piece)
     if dry:
         return 0
     if es[4] > out.shape[0]:

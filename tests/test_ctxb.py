@@ -17,6 +17,7 @@ import fedcodec
 from fedcodec import RDQ, container
 from fedcodec.coders import blocks
 from fedcodec.coders import ctxb as ctxb_coder
+from fedcodec.coders import rleg as rleg_coder
 from fedcodec.container import Reader
 from fedcodec.errors import DecodeError
 
@@ -58,7 +59,7 @@ def test_a_block_costs_what_the_one_stream_coder_spends_on_the_levels(use_side: 
     cost = np.zeros(1)
     K._block_encode(
         q, p.blocks[0], p.starts, tensors, side.use, side.totals, side.row_idx, side.col_part,
-        p.row_off, p.col_off, _NO_OUT, cost,
+        p.row_off, p.col_off, _NO_OUT, cost, np.zeros(0, np.int64),
     )  # fmt: skip
     assert cost[0] == pytest.approx(one[1] - one[2] - 1.0, rel=1e-12)
 
@@ -74,6 +75,37 @@ def test_round_trip_across_blocks_and_threads() -> None:
         assert ctxb_coder.encode(q, tensors, 3, chosen) == (params, body)
         for threads in (1, 3):
             np.testing.assert_array_equal(decode_levels(params, body, q.size, threads), q)
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_the_blocks_count_the_run_length_code_as_they_code() -> None:
+    """Each block's piece of the run-length gamma code, counted by the coding kernel,
+    joins to that code's exact length: zero rows and columns (not coded), blocks with no
+    non-zero level, runs across blocks and tensors, a large level, side information or
+    none."""
+    q = np.concatenate([levels(50, 70, seed=1), levels(1, 300, seed=2)[:300], levels(9, 8, 5)])
+    q[:1500] = 0  # the first block and a half: nothing
+    q[2000:2070] = 0  # a zero row
+    q[2500:3500:70] = 0  # part of a zero column
+    q[-80:] = 0  # the last tensor's last rows
+    q[2600] = 70_000  # past the unary magnitudes: an Exp-Golomb rest
+    tensors = np.array([[50, 70], [1, 300], [9, 8]], np.int64)
+    exact = len(rleg_coder.encode(q, 8.0 * q.size))
+    for use in ([1, 0, 1], [0, 0, 0], None):
+        chosen = None if use is None else np.array(use, np.int64)
+        runs: list[np.ndarray] = []
+        coded = ctxb_coder.encode(q, tensors, 2, chosen, None, runs)
+        assert coded == ctxb_coder.encode(q, tensors, 1, chosen)  # counting changes nothing
+        assert len(runs) == len(blocks.plan(tensors).blocks) == 4
+        ends = np.cumsum(blocks.plan(tensors).sizes)
+        assert runs[0].tolist() == [ends[0], 0, 0, 0]  # (whole rows: 1,050 elements)
+        assert rleg_coder.joined_bytes(runs) == exact
+        pieces = [rleg_coder.piece_runs(q[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        np.testing.assert_array_equal(runs, pieces)
+    zeros = np.zeros_like(q)
+    runs = []
+    ctxb_coder.encode(zeros, tensors, 1, None, None, runs)
+    assert rleg_coder.joined_bytes(runs) == len(rleg_coder.encode(zeros, 8.0))
 
 
 @pytest.mark.usefixtures("small_blocks")

@@ -188,9 +188,10 @@ def test_the_run_length_count_stops_past_its_limit(monkeypatch: pytest.MonkeyPat
 def test_the_run_length_count_takes_the_levels_the_context_coder_measured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The run-length size at the point the context coder was just measured at counts the
-    levels that measurement quantized (no second quantization), once; at another point,
-    or a second time, it quantizes."""
+    """The run-length size at the point the context coder in blocks was just measured at
+    joins the pieces its kernel counted (no pass); without them it counts the levels that
+    measurement quantized (no second quantization), once; at another point, or a second
+    time, it quantizes."""
     monkeypatch.setattr(rate_measure, "_PAR_CHUNK", 1 << 16)
     x = structured_matrix(1000, 1000, seed=6).reshape(-1)
     sumsq = float(np.dot(x.astype(np.float64), x))
@@ -206,8 +207,16 @@ def test_the_run_length_count_takes_the_levels_the_context_coder_measured(
     calls: list[int] = []
     quantize = quant._quantize
     monkeypatch.setattr(quant, "_quantize", lambda *a: calls.append(1) or quantize(*a))
-    assert s.rleg_bytes(p) == exact and not calls
-    assert s.kept_levels is None
+    counted: list[int] = []
+    piece_runs = rleg_coder.piece_runs
+    monkeypatch.setattr(rleg_coder, "piece_runs", lambda q: counted.append(1) or piece_runs(q))
+    # the blocks counted the run-length code as they coded: no pass, not even a count
+    assert s.rleg_bytes(p) == exact and not calls and not counted
+    assert s.kept_levels is None and s.kept_runs is None
+    s.measure_levels(p, (rate_control.CODER_CTXB,))
+    s.kept_runs = None  # (a one-stream coder's measurement keeps the levels only)
+    calls.clear()
+    assert s.rleg_bytes(p) == exact and not calls and len(counted) == chunks
     assert s.rleg_bytes(p) == exact and len(calls) == chunks
     other = replace(p, step=p.step * 1.5)
     s.measure_levels(p, (rate_control.CODER_CTXB,))

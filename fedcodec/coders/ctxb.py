@@ -33,12 +33,16 @@ def encode(
     threads: int | None = 1,
     use: np.ndarray | None = None,
     size_hint_bits: float | None = None,
+    runs: list[np.ndarray] | None = None,
 ) -> tuple[bytes, bytes]:
     """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body). ``use``: the
     tensors that send side information (default: where it pays, as the adaptive coder
     chooses). Each block's buffer is sized from ``size_hint_bits`` (an estimate of the
     whole body, default 8 bits a level) in proportion to its elements; a block that
-    overflows it is measured by a dry run and coded again."""
+    overflows it is measured by a dry run and coded again. A list ``runs`` receives each
+    block's piece of the levels' run-length gamma code, in block order
+    (:func:`fedcodec.coders.rleg.joined_bytes` adds them up), counted as the blocks are
+    coded."""
     ctx_coder._check(q, tensors)
     if use is None:
         use = ctx_coder.choose_side(q, tensors, threads)
@@ -47,13 +51,15 @@ def encode(
     hint = 8.0 * q.size if size_hint_bits is None else size_hint_bits
     per_element = hint / max(q.size, 1)
 
+    pieces = [np.zeros(4 if runs is not None else 0, np.int64) for _ in p.blocks]
+
     def one(b: int) -> bytes:
         segs = p.blocks[b]
 
         def run(out: np.ndarray, cost: np.ndarray) -> int:
             n = _k._block_encode(
                 q, segs, p.starts, tensors, side.use, side.totals, side.row_idx,
-                side.col_part, p.row_off, p.col_off, out, cost,
+                side.col_part, p.row_off, p.col_off, out, cost, pieces[b],
             )  # fmt: skip
             return int(n)
 
@@ -69,6 +75,8 @@ def encode(
         return out[:nbytes].tobytes()
 
     coded = thread_map(one, list(range(len(p.blocks))), threads)
+    if runs is not None:
+        runs[:] = pieces
     return blocks.assemble(tensors, side_bytes, coded)
 
 
