@@ -208,6 +208,38 @@ def test_stats_kernel_matches_reference(name: str, rounding: str) -> None:
         assert sse == pytest.approx(((x_hat - v) ** 2).sum(), rel=1e-9, abs=1e-12)
 
 
+def test_nearest_stats_add_in_element_order_across_tiles() -> None:
+    """The NEAREST statistics (two loops a tile of ``STATS_TILE`` elements) add each sum's
+    terms in element order, as one plain loop does: the same floats, not approximately."""
+    gen = np.random.default_rng(5)
+    n = 3 * quant.STATS_TILE + 77
+    x = (gen.laplace(size=n) * gen.choice([0.1, 3.0], n)).astype(np.float32)
+    x[100:2500] = 0.0  # a run across a tile's end
+    inv, offset, hk = 1.0 / 0.7, 0.4, 4
+    hist = np.zeros(2 * hk + 1, np.int64)
+    s1, s2 = np.zeros(hk + 1), np.zeros(hk + 1)
+    got = quant._stats(x, np.empty(0, np.int64), inv, quant.NEAREST, offset, np.uint64(0), True,
+                       hist, s1, s2)  # fmt: skip
+    r1, r2, zero_sq, sse = [0.0] * (hk + 1), [0.0] * (hk + 1), 0.0, 0.0
+    for value in x.tolist():  # Python floats: one loop, element order
+        a = abs(value * inv)
+        k = int(a + offset)
+        if k == 0:
+            zero_sq += a * a
+        elif k <= hk:
+            r1[k] += a
+            r2[k] += a * a
+        else:
+            sse += (a - k) * (a - k)
+    r2[0] += zero_sq
+    assert s1.tolist() == r1 and s2.tolist() == r2 and got[2] == sse
+    q = np.trunc(np.abs(x.astype(np.float64) * inv) + offset).astype(np.int64) * np.sign(x)
+    q = q.astype(np.int64)
+    np.testing.assert_array_equal(hist, [(q == v).sum() for v in range(-hk, hk + 1)])
+    assert got[0] == int((np.abs(q) > hk).sum())
+    assert got[3] == len("".join(ref_rleg_bits(q)))
+
+
 def ref_rleg_bits(q: np.ndarray) -> list[str]:
     bits, zeros = [], 1
     for v in q.tolist():
