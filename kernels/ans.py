@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._config import jit
+from .quant import _gamma_bits
 
 PRECISION = 24
 ERR_CAPACITY = -1
@@ -305,3 +306,114 @@ def _ans_decode4(
     if (s0 | s1 | s2 | s3) != np.uint64(0) or p0 != b0 or p1 != b1 or p2 != b2 or p3 != b3:
         return ERR_NOT_EXHAUSTED
     return 0
+
+
+# -- the model's counts (``fedcodec.coders.ans``: its format, these its arithmetic) ---------
+COUNT_BITS = 16
+COUNT_TOTAL = 1 << COUNT_BITS  # the sent counts' sum
+RANGE_LIMIT = 8193  # levels in the model's range at most (``fedcodec.coders.ans.MAX_RANGE``)
+
+
+@jit
+def _take_from_the_largest(values: np.ndarray, amount: int) -> bool:
+    """Subtract ``amount`` from int64 ``values`` in place, keeping every value >= 1: from
+    the largest value (the first of equals) alone when it can, else from the values in
+    decreasing order (stable), each down to 1 (values at 0 stay 0). False if they cannot
+    give that much."""
+    top = int(np.argmax(values))
+    if values[top] - amount >= 1:
+        values[top] -= amount
+        return True
+    for j in np.argsort(-values, kind="mergesort"):
+        take = max(0, min(amount, values[j] - 1))
+        values[j] -= take
+        amount -= take
+        if amount == 0:
+            return True
+    return False
+
+
+@jit
+def _quantize_counts(counts: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Counts -> 16-bit counts summing to ``2**16``, every occurring symbol >= 1 (an empty
+    histogram: all on the last symbol); and whether that was possible."""
+    c16 = np.zeros(counts.shape[0], np.int64)
+    total = 0
+    for c in counts:
+        total += c
+    if total == 0:
+        c16[-1] = COUNT_TOTAL
+        return c16, True
+    ratio = COUNT_TOTAL / total
+    for s in range(counts.shape[0]):
+        if counts[s] > 0:
+            c16[s] = int(max(1.0, np.rint(counts[s] * ratio)))
+    return c16, _take_from_the_largest(c16, int(c16.sum()) - COUNT_TOTAL)
+
+
+@jit
+def _coder_frequencies(c16: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The 24-bit frequencies of sent 16-bit counts: ``c16 << 8``, each 0 raised to 1 and
+    paid for by the largest (:func:`_take_from_the_largest`); and whether that was
+    possible."""
+    f = c16 << (PRECISION - COUNT_BITS)
+    deficit = 0
+    for s in range(f.shape[0]):
+        if f[s] == 0:
+            f[s] = 1
+            deficit += 1
+    return f, _take_from_the_largest(f, deficit)
+
+
+@jit
+def _choose_range(hist: np.ndarray) -> tuple[int, int]:
+    """The model's level range ``[lo, hi]`` from a histogram of levels ``[-hk, hk]``: the
+    levels counted at least ``total / 2**14`` times and those between (at most
+    ``RANGE_LIMIT``, around zero); ``(0, 0)`` for an empty histogram."""
+    hk = (hist.shape[0] - 1) // 2
+    total = 0
+    for c in hist:
+        total += c
+    threshold = max(1, total >> 14)
+    first, last = -1, -1
+    for s in range(hist.shape[0]):
+        if hist[s] >= threshold:
+            if first < 0:
+                first = s
+            last = s
+    if first < 0:
+        return 0, 0
+    lo, hi = first - hk, last - hk
+    if hi - lo + 1 > RANGE_LIMIT:  # keep the most frequent part around zero
+        lo, hi = max(lo, -(RANGE_LIMIT // 2)), min(hi, RANGE_LIMIT // 2)
+    return lo, hi
+
+
+@jit
+def _estimate_model(
+    hist: np.ndarray, n_over: int, over_bits: int
+) -> tuple[int, int, np.ndarray, np.ndarray, int, int, bool]:
+    """The model a histogram of levels ``[-hk, hk]`` gets (``fedcodec.coders.ans``'s
+    ``choose_range`` and ``Model.from_counts``, one call): (lo, hi, counts of the range's
+    levels and the escape symbol, the coder's frequencies, the model section's bits
+    without the escaped values, the escaped values' bits (``over_bits`` for those beyond
+    the histogram, given), whether the counts could be made)."""
+    hk = (hist.shape[0] - 1) // 2
+    lo, hi = _choose_range(hist)
+    m = hi - lo + 1
+    counts = np.empty(m + 1, np.int64)
+    counts[:m] = hist[lo + hk : hi + hk + 1]
+    escaped = n_over
+    esc_bits = over_bits
+    for s in range(hist.shape[0]):
+        level = s - hk
+        if (level < lo or level > hi) and hist[s] > 0:
+            escaped += hist[s]
+            esc_bits += hist[s] * _gamma_bits((2 * level if level >= 0 else -2 * level - 1) + 1)
+    counts[m] = escaped
+    c16, ok = _quantize_counts(counts)
+    freq, ok2 = _coder_frequencies(c16)
+    head = _gamma_bits((2 * lo if lo >= 0 else -2 * lo - 1) + 1) + _gamma_bits(m)
+    for c in c16:
+        head += _gamma_bits(c + 1)
+    return lo, hi, counts, freq, head, esc_bits, ok and ok2

@@ -591,3 +591,70 @@ def test_prefetch_is_a_hint_anywhere() -> None:
     m, s, finite = kernels.max_abs_and_sumsq(y)
     assert (m, finite) == (float(np.abs(y).max()), True)
     assert s == pytest.approx(float(np.sum(y.astype(np.float64) ** 2)), rel=1e-12)
+
+
+# -- the ANS coder's model from a histogram (kernels.ans._estimate_model) ----------------------
+def ref_take_from_the_largest(values: np.ndarray, amount: int) -> None:
+    top = int(np.argmax(values))
+    if values[top] - amount >= 1:
+        values[top] -= amount
+        return
+    for j in np.argsort(-values, kind="stable"):
+        take = max(0, min(amount, int(values[j]) - 1))
+        values[j] -= take
+        amount -= take
+        if amount == 0:
+            return
+    raise AssertionError("too many symbols")
+
+
+def ref_model(hist: np.ndarray, n_over: int, over_bits: int) -> tuple:
+    """The model of a histogram, in NumPy as the format describes it (``fedcodec.coders.ans``)."""
+    hk = (hist.shape[0] - 1) // 2
+    frequent = np.flatnonzero(hist >= max(1, int(hist.sum()) >> 14))
+    lo, hi = (int(frequent[0]) - hk, int(frequent[-1]) - hk) if frequent.size else (0, 0)
+    if hi - lo + 1 > 8193:
+        lo, hi = max(lo, -4096), min(hi, 4096)
+    levels = np.arange(-hk, hk + 1)
+    outside = (levels < lo) | (levels > hi)
+    counts = np.append(hist[lo + hk : hi + hk + 1], hist[outside].sum() + n_over)
+    gamma = lambda v: 2 * np.floor(np.log2(np.asarray(v, np.float64))).astype(np.int64) + 1  # noqa: E731
+    zigzag = lambda v: np.where(np.asarray(v) >= 0, 2 * np.asarray(v), -2 * np.asarray(v) - 1)  # noqa: E731
+    esc_bits = over_bits + int((hist[outside] * gamma(zigzag(levels[outside]) + 1)).sum())
+    if counts.sum() == 0:  # an empty histogram: all on the escape symbol
+        c16 = np.zeros(counts.size, np.int64)
+        c16[-1] = 65536
+    else:
+        c16 = np.where(counts > 0, np.maximum(1, np.rint(counts * (65536 / counts.sum()))), 0)
+        c16 = c16.astype(np.int64)
+        ref_take_from_the_largest(c16, int(c16.sum()) - 65536)
+    freq = c16 << 8
+    zero = freq == 0
+    freq[zero] = 1
+    ref_take_from_the_largest(freq, int(zero.sum()))
+    head = int(gamma([int(zigzag(lo)) + 1, hi - lo + 1]).sum() + gamma(c16 + 1).sum())
+    return lo, hi, counts, freq, head, esc_bits
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ans_model_kernel_matches_reference(seed: int) -> None:
+    from fedcodec.kernels import ans
+
+    gen = np.random.default_rng(seed)
+    for trial in range(60):
+        hk = int(gen.integers(1, 5000 if trial % 10 == 0 else 300))
+        levels = np.arange(-hk, hk + 1)
+        shapes = [
+            gen.poisson(gen.exponential(300) * np.exp(-np.abs(levels) / gen.uniform(0.3, 40))),
+            gen.integers(0, 3, levels.size),  # thousands of rare levels
+            np.where(levels == 0, gen.integers(0, 10**6), 0),  # one level
+            np.zeros(levels.size, np.int64),  # nothing
+        ]
+        hist = shapes[trial % 4].astype(np.int64)
+        n_over = int(gen.integers(0, 4))
+        got = ans._estimate_model(hist, n_over, 21 * n_over)
+        assert got[-1]  # the counts could be made
+        want = ref_model(hist, n_over, 21 * n_over)
+        assert got[:2] == want[:2] and got[4:6] == want[4:6]
+        np.testing.assert_array_equal(got[2], want[2])
+        np.testing.assert_array_equal(got[3], want[3])

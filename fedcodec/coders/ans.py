@@ -42,8 +42,8 @@ from ..kernels import quant as _quantize
 from ..kernels import rng as _rng
 from ..threads import thread_map
 
-COUNT_BITS = 16
-MAX_RANGE = 8193  # levels in the range; the escape symbol comes on top
+COUNT_BITS = _ans.COUNT_BITS
+MAX_RANGE = _ans.RANGE_LIMIT  # levels in the range; the escape symbol comes on top
 LUT_BITS = 12
 SEGMENT_MIN = 1 << 16
 BACKENDS = ("numba", "constriction")
@@ -64,36 +64,13 @@ def gamma_bits(v: np.ndarray) -> np.ndarray:
 
 
 def quantize_counts(counts: np.ndarray) -> np.ndarray:
-    """Counts → 16-bit frequencies summing to ``2**16``; occurring symbols get at least 1."""
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    target = 1 << COUNT_BITS
-    if total == 0:
-        c16 = np.zeros(counts.shape, dtype=np.int64)
-        c16[-1] = target
-        return c16
-    c16 = np.where(counts > 0, np.maximum(1, np.rint(counts * (target / total))), 0).astype(
-        np.int64
-    )
-    _take_from_the_largest(c16, int(c16.sum()) - target)
+    """Counts → 16-bit frequencies summing to ``2**16``; occurring symbols get at least 1
+    (from the largest count alone when it can, the rule of every stream written before
+    that rule was extended; else from the counts in decreasing order, each down to 1)."""
+    c16, ok = _ans._quantize_counts(np.asarray(counts, dtype=np.int64))
+    if not ok:
+        raise AssertionError("too many symbols for the frequency total")  # at most 8,194 < 2**16
     return c16
-
-
-def _take_from_the_largest(values: np.ndarray, amount: int) -> None:
-    """Subtract ``amount`` from ``values`` in place, keeping every value >= 1: from the
-    largest value alone when it can (the rule of every stream written before this function
-    existed), else from the values in decreasing order (stable), each down to 1."""
-    top = int(np.argmax(values))
-    if values[top] - amount >= 1:
-        values[top] -= amount
-        return
-    for j in np.argsort(-values, kind="stable"):
-        take = max(0, min(amount, int(values[j]) - 1))  # symbols at 0 (absent) stay 0
-        values[j] -= take
-        amount -= take
-        if amount == 0:
-            return
-    raise AssertionError("too many symbols for the frequency total")  # at most 8,194 < 2**16
 
 
 def coder_frequencies(c16: np.ndarray) -> np.ndarray:
@@ -105,11 +82,9 @@ def coder_frequencies(c16: np.ndarray) -> np.ndarray:
     each down to a frequency of 1, until the deficit is covered (thousands of empty levels
     inside the range).
     """
-    f = np.asarray(c16, dtype=np.int64) << (kernels.ANS_PRECISION - COUNT_BITS)
-    zero = f == 0
-    deficit = int(zero.sum())
-    f[zero] = 1  # many rare symbols each raised to 1 can overshoot: the largest pay
-    _take_from_the_largest(f, deficit)
+    f, ok = _ans._coder_frequencies(np.asarray(c16, dtype=np.int64))
+    if not ok:
+        raise AssertionError("too many symbols for the frequency total")
     return f.astype(np.uint32)
 
 
@@ -142,16 +117,11 @@ class Model:
 
 
 def choose_range(hist: np.ndarray) -> tuple[int, int]:
-    """Level range ``[lo, hi]`` from a histogram of levels ``[-hk, hk]``."""
-    hk = (hist.shape[0] - 1) // 2
-    threshold = max(1, int(hist.sum()) >> 14)
-    frequent = np.flatnonzero(hist >= threshold)
-    if frequent.size == 0:
-        return 0, 0
-    lo, hi = int(frequent[0]) - hk, int(frequent[-1]) - hk
-    if hi - lo + 1 > MAX_RANGE:  # keep the most frequent part around zero
-        lo, hi = max(lo, -(MAX_RANGE // 2)), min(hi, MAX_RANGE // 2)
-    return lo, hi
+    """Level range ``[lo, hi]`` from a histogram of levels ``[-hk, hk]``: the levels
+    counted at least ``total / 2**14`` times and those between (at most ``MAX_RANGE``,
+    around zero)."""
+    lo, hi = _ans._choose_range(np.asarray(hist, dtype=np.int64))
+    return int(lo), int(hi)
 
 
 def estimate_bits(
@@ -159,19 +129,16 @@ def estimate_bits(
 ) -> tuple[float, int, int]:
     """Predicted model-section + stream bits from a (sub)sample histogram.
 
-    Returns (bits, lo, hi); ``scale`` extrapolates the sample's counts to the message.
-    """
-    hk = (hist.shape[0] - 1) // 2
-    lo, hi = choose_range(hist)
-    counts = np.empty(hi - lo + 2, dtype=np.int64)
-    counts[:-1] = hist[lo + hk : hi + hk + 1]
-    outside = np.concatenate([np.arange(-hk, lo), np.arange(hi + 1, hk + 1)])
-    outside_counts = hist[outside + hk]
-    counts[-1] = int(outside_counts.sum()) + n_over
-    esc_bits = float(over_bits) + float((outside_counts * gamma_bits(zigzag(outside) + 1)).sum())
-    model = Model.from_counts(lo, counts)
+    Returns (bits, lo, hi); ``scale`` extrapolates the sample's counts to the message. The
+    range and the model are :func:`choose_range`'s and :meth:`Model.from_counts`' (one
+    kernel call, ``kernels.ans._estimate_model``); the stream's bits are
+    :meth:`Model.symbol_bits`'."""
+    lo, hi, counts, freq, head, esc_bits, ok = _ans._estimate_model(hist, n_over, over_bits)
+    if not ok:
+        raise AssertionError("too many symbols for the frequency total")
+    model = Model(lo, counts.shape[0] - 1, np.empty(0, np.int64), freq)
     n = max(int(counts.sum()) * scale, 1)
-    bits = model.section_bits(scale * esc_bits) + scale * model.symbol_bits(counts)
+    bits = float(head) + scale * float(esc_bits) + scale * model.symbol_bits(counts)
     return bits + 64.0 * num_segments(int(n)) + 8.0, lo, hi
 
 
