@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ._config import inline_jit, jit
+from ._config import _at, inline_jit, jit
 from .quant import NEAREST, _bit_length_flat, _dequantize_run, _nearest_magnitude, _nearest_table
 
 PROB_BITS = 15
@@ -119,14 +119,16 @@ def _flush(
                 rng >>= 1
                 low += rng & -(d & 1)
             else:
-                p = probs[i]
+                p = probs[_at(i)]
                 mask = -(d & 1)
                 bound = (rng >> PROB_BITS) * p
                 low += bound & mask
                 # rng - bound for a 1, bound for a 0, two steps after the product:
                 # (rng & mask) - mask is ready while it is computed
                 rng = ((rng & mask) - mask) + (bound ^ mask)
-                probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+                probs[_at(i)] = (
+                    p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+                )
             if rng >= TOP:
                 continue
             rng <<= 8
@@ -248,7 +250,7 @@ def _encode_row(
             # m ones and a zero, written as MAG_UNARY entries whatever m (those past the
             # zero are overwritten): no loop exit for the predictor to miss once a level
             for k in range(MAG_UNARY):
-                dec[nd + k] = (mag + k) * 2 + (k < m)
+                dec[_at(nd + k)] = (mag + k) * 2 + (k < m)
             nd += m + 1
         else:  # MAG_UNARY ones, then the order-0 Exp-Golomb of the rest, in direct bits
             for k in range(MAG_UNARY):
@@ -575,7 +577,7 @@ def _renorm(data: np.ndarray, n_data: int, rng: int, code: int, pos: int) -> tup
     (rng, code, pos). Reads at ``n_data`` (the data's length) and past give zeros."""
     while rng < TOP:
         rng <<= 8
-        code = ((code << 8) | (int(data[pos]) if pos < n_data else 0)) & 0xFFFFFFFF
+        code = ((code << 8) | (int(data[_at(pos)]) if pos < n_data else 0)) & 0xFFFFFFFF
         pos += 1
     return rng, code, pos
 
@@ -587,16 +589,16 @@ def _decide(
     """One decision on probability ``probs[i]``, the coder's state in locals
     (:func:`_dec_bit` keeps it in an array); returns (bit, rng, code, pos). Reads at
     ``n_data`` (the data's length) and past give zeros."""
-    p = probs[i]
+    p = probs[_at(i)]
     bound = (rng >> PROB_BITS) * p
     if code >= bound:
         code -= bound
         rng -= bound
-        probs[i] = p - (p >> MOVE_BITS)
+        probs[_at(i)] = p - (p >> MOVE_BITS)
         bit = 1
     else:
         rng = bound
-        probs[i] = p + ((PROB_ONE - p) >> MOVE_BITS)
+        probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
         bit = 0
     rng, code, pos = _renorm(data, n_data, rng, code, pos)
     return bit, rng, code, pos
@@ -609,13 +611,13 @@ def _decide_flat(
     """:func:`_decide` without a branch on the bit, for a decision that steers no branch
     (a sign): a sign is a coin toss to the branch predictor, and each miss costs more
     than the masks."""
-    p = probs[i]
+    p = probs[_at(i)]
     bound = (rng >> PROB_BITS) * p
     bit = 1 if code >= bound else 0
     mask = -bit  # all ones for a 1
     code -= bound & mask
     rng = bound + ((rng - 2 * bound) & mask)
-    probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+    probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
     rng, code, pos = _renorm(data, n_data, rng, code, pos)
     return bit, rng, code, pos
 
@@ -698,7 +700,7 @@ def _decode_row(
     else:
         q[base : base + cols] = 0
     for j in range(cols):
-        c = col_part[co + j]
+        c = col_part[_at(co + j)]
         if c < 0:
             lsign = 0
             continue
@@ -728,20 +730,20 @@ def _decode_row(
             break
         if m + 1 > max_abs:
             return ERR_INVALID, rng, code, pos
-        cl = int(col_last[j]) if multi else 0
+        cl = int(col_last[_at(j)]) if multi else 0
         i_sign = SIGN0 + _sign_context(cl, flip, lsign)
         bit, rng, code, pos = _decide_flat(data, n_data, probs, i_sign, rng, code, pos)
         sign = 1 - 2 * bit
         if cl != 0:  # _after_sign, written out in the hot loop
             flip = sign * cl
         if multi:
-            col_last[j] = sign
+            col_last[_at(j)] = sign
         lsign = sign
         if direct:
             mag = _nearest_magnitude(m + 1, table, step)
-            out[base + j] = -mag if bit else mag
+            out[_at(base + j)] = -mag if bit else mag
         else:
-            q[base + j] = sign * (m + 1)
+            q[_at(base + j)] = sign * (m + 1)
     return 0, rng, code, pos
 
 
