@@ -111,9 +111,14 @@ class Model:
         return float(head + gamma_bits(self.c16 + 1).sum()) + escapes_bits
 
     def symbol_bits(self, counts: np.ndarray) -> float:
-        present = counts > 0
-        info = -np.log2(self.freq[present] / float(1 << kernels.ANS_PRECISION))
-        return float((counts[present] * info).sum())
+        return symbol_bits(self.freq, counts)
+
+
+def symbol_bits(freq: np.ndarray, counts: np.ndarray) -> float:
+    """The stream's bits for symbols counted ``counts`` at the coder's frequencies."""
+    present = counts > 0
+    info = -np.log2(freq[present] / float(1 << kernels.ANS_PRECISION))
+    return float((counts[present] * info).sum())
 
 
 def choose_range(hist: np.ndarray) -> tuple[int, int]:
@@ -132,13 +137,12 @@ def estimate_bits(
     Returns (bits, lo, hi); ``scale`` extrapolates the sample's counts to the message. The
     range and the model are :func:`choose_range`'s and :meth:`Model.from_counts`' (one
     kernel call, ``kernels.ans._estimate_model``); the stream's bits are
-    :meth:`Model.symbol_bits`'."""
+    :func:`symbol_bits`'."""
     lo, hi, counts, freq, head, esc_bits, ok = _ans._estimate_model(hist, n_over, over_bits)
     if not ok:
         raise AssertionError("too many symbols for the frequency total")
-    model = Model(lo, counts.shape[0] - 1, np.empty(0, np.int64), freq)
     n = max(int(counts.sum()) * scale, 1)
-    bits = float(head) + scale * float(esc_bits) + scale * model.symbol_bits(counts)
+    bits = float(head) + scale * float(esc_bits) + scale * symbol_bits(freq, counts)
     return bits + 64.0 * num_segments(int(n)) + 8.0, lo, hi
 
 
