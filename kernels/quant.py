@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
-from ._config import inline_jit, jit
+from ._config import _at, inline_jit, jit
 from .prefetch import AHEAD, PAGE_ELEMENTS, _prefetch
 from .rng import _uniform
 
@@ -318,7 +318,7 @@ def _stats_nearest(
             a = abs(float(x[j]) * inv_step)
             zero = a + offset < 1.0  # int(a + offset) == 0, as 0 <= offset < 1
             zero_sq += a * a if zero else 0.0  # (+0.0: the sum unchanged)
-            where[m] = j
+            where[_at(m)] = j
             m += not zero
         zeros += (t1 - t0) - m
         for i in range(m):
@@ -328,9 +328,9 @@ def _stats_nearest(
             k = int(a + offset)
             q = -k if v < 0.0 else k
             if k <= hk:
-                sum_abs[k] += a
-                sum_sq[k] += a * a
-                hist[q + hk] += 1
+                sum_abs[_at(k)] += a
+                sum_sq[_at(k)] += a * a
+                hist[_at(q + hk)] += 1
             else:
                 sse += (a - k) * (a - k)
                 n_over += 1
