@@ -95,14 +95,19 @@ def side_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every side tensor's rows' and columns' sums of squared levels (``use``: the tensors
     that send side information), block by block on ``threads`` threads: a block's rows
-    are its own, its columns' partial sums are added up in block order, a wave of
-    ``threads`` blocks at a time (the levels are integers: their sums of squares are
-    exact below 2**53, so the order does not change them)."""
+    are its own, its columns' partial sums are added up in block order (the levels are
+    integers: their sums of squares are exact below 2**53, so the order does not change
+    them). The blocks go in one wave when all their partial sums together are small
+    beside the levels (matrices of many rows), else a wave of ``threads`` blocks at a
+    time (each block of a very wide tensor holds a partial sum as wide as the tensor)."""
     tensors = p.tensors
     rsq = np.zeros(max(int(tensors[:, 0].sum()), 1))
     csq = np.zeros(max(int(tensors[:, 1].sum()), 1))
     todo = [j for j, segs in enumerate(p.blocks) if use[segs[:, 0]].any()]
     wave = max(1, default_threads() if threads is None else int(threads))
+    widths = [int(tensors[np.unique(p.blocks[j][:, 0]), 1].sum()) for j in todo]
+    if 8 * sum(widths) <= q.nbytes // 32:  # the float64 partial sums: at most 1/32 more
+        wave = max(len(todo), 1)
 
     def one(j: int) -> tuple[np.ndarray, np.ndarray]:
         touched = np.unique(p.blocks[j][:, 0])
