@@ -377,6 +377,7 @@ def _stats(
     hk = (hist.shape[0] - 1) // 2
     if mode == NEAREST:
         return _stats_nearest(x, inv_step, offset, want_rleg, hist, sum_abs, sum_sq)
+    # the random roundings: their error is summed here, per element (no per-level sums)
     has_index = index.shape[0] > 0
     n_over = 0
     over_bits = 0
@@ -384,30 +385,14 @@ def _stats(
     rleg_bits = 0
     zero_run = 1
     zeros = 0
-    zero_sq = 0.0  # level 0 is the most frequent: its sums stay in registers
     for j in range(x.shape[0]):
         v = float(x[j]) * inv_step
-        if mode == NEAREST:
-            a = abs(v)
-            k = int(a + offset)  # non-negative: truncation is floor
-            if k == 0:
-                zeros += 1
-                zero_sq += a * a
-                q = 0
-            else:
-                q = -k if v < 0.0 else k
-                if k <= hk:
-                    sum_abs[k] += a
-                    sum_sq[k] += a * a
-                else:
-                    sse += (a - k) * (a - k)
-        else:
-            u = _uniform(seed, index[j] if has_index else j)
-            q = math.floor(v + u)
-            e = (q - v) if mode == STOCHASTIC else (q - u + 0.5 - v)
-            sse += e * e
-            if q == 0:
-                zeros += 1
+        u = _uniform(seed, index[j] if has_index else j)
+        q = math.floor(v + u)
+        e = (q - v) if mode == STOCHASTIC else (q - u + 0.5 - v)
+        sse += e * e
+        if q == 0:
+            zeros += 1
         if q != 0:
             if -hk <= q <= hk:
                 hist[q + hk] += 1
@@ -422,7 +407,6 @@ def _stats(
                 rleg_bits += _gamma_bits(zero_run) + 1 + _gamma_bits(abs(q))
                 zero_run = 1
     hist[hk] += zeros
-    sum_sq[0] += zero_sq
     if want_rleg and zero_run > 1:
         rleg_bits += _gamma_bits(zero_run)
     return n_over, over_bits, sse, rleg_bits

@@ -105,12 +105,12 @@ def side_sums(
     csq = np.zeros(max(int(tensors[:, 1].sum()), 1))
     todo = [j for j, segs in enumerate(p.blocks) if use[segs[:, 0]].any()]
     wave = max(1, default_threads() if threads is None else int(threads))
-    widths = [int(tensors[np.unique(p.blocks[j][:, 0]), 1].sum()) for j in todo]
-    if 8 * sum(widths) <= q.nbytes // 32:  # the float64 partial sums: at most 1/32 more
-        wave = max(len(todo), 1)
+    touches = {j: np.unique(p.blocks[j][:, 0]) for j in todo}  # each block's tensors
+    if 8 * sum(int(tensors[t, 1].sum()) for t in touches.values()) <= q.nbytes // 32:
+        wave = max(len(todo), 1)  # the float64 partial sums: at most 1/32 more
 
     def one(j: int) -> tuple[np.ndarray, np.ndarray]:
-        touched = np.unique(p.blocks[j][:, 0])
+        touched = touches[j]
         part_off = np.zeros(tensors.shape[0], np.int64)
         widths = tensors[touched, 1]
         part_off[touched] = np.concatenate([[0], np.cumsum(widths)[:-1]])
