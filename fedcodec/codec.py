@@ -424,7 +424,14 @@ class Codec(FramedCodec, ABC):
             for start, stop in env.zero_ranges:
                 flat[start:stop] = 0.0
 
-        return self._decode_into(env, body, out=out, layout=layout, threads=threads)
+        finite = self._finite_by_params(env.params)
+        return self._decode_into(env, body, out=out, layout=layout, threads=threads, finite=finite)
+
+    def _finite_by_params(self, params: bytes) -> bool:
+        """Whether every value a successful decode of one payload with these codec
+        parameters writes is finite by construction, so that the scan for NaN and Inf can
+        be skipped. False here (always scan); a codec proves it from its parameters."""
+        return False
 
     def _decode_into(
         self,
@@ -434,10 +441,12 @@ class Codec(FramedCodec, ABC):
         out: np.ndarray | None = None,
         layout: Layout | None = None,
         threads: int | None = 1,
+        finite: bool = False,
     ) -> np.ndarray:
         """Check ``env`` against the caller's codec, layout and ``out``, run ``body(flat)``
-        (which decodes into the float32 vector ``flat``) and return the result (checked
-        finite)."""
+        (which decodes into the float32 vector ``flat``) and return the result, checked
+        finite unless ``finite`` says the codec's parameters prove it
+        (:meth:`_finite_by_params`)."""
         if env.codec_id != self.codec_id:
             raise DecodeError(
                 f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
@@ -467,7 +476,7 @@ class Codec(FramedCodec, ABC):
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
         except (ValueError, OverflowError) as exc:  # defensive: never leak others
             raise DecodeError(f"{self.codec_id}: invalid payload ({exc})") from exc
-        if not all_finite(flat):
+        if not finite and not all_finite(flat):
             raise DecodeError(f"{self.codec_id}: the payload decodes to NaN or Inf")
         if direct and out is not None:
             return out

@@ -134,6 +134,7 @@ class FramedCodec:
             out: np.ndarray | None = None,
             layout: Layout | None = None,
             threads: int | None = 1,
+            finite: bool = False,
         ) -> np.ndarray: ...
 
     def _check_shared(self, f: container.Frame) -> None:

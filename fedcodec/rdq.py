@@ -416,6 +416,18 @@ class RDQ(Codec):
             # levels are at most 2**30 (the decoders check), reconstructions within a step
             _rotated.rotate(out, rotation, bound=(kernels.MAX_ABS_LEVEL + 2) * step, inverse=True)
 
+    def _finite_by_params(self, params: bytes) -> bool:
+        """Every decoder checks its levels against ``MAX_ABS_LEVEL``, and every
+        reconstruction lies within one step of its level times the step (nearest rounding's
+        table within one level, dither within half a step): without a rotation, a step at
+        which ``(MAX_ABS_LEVEL + 2) * step`` stays below float32's largest value leaves every
+        value finite, and the decode skips its scan for NaN and Inf."""
+        try:
+            h = self._header(params, None, check_seed=False)
+        except DecodeError:
+            return False  # (the decode itself raises)
+        return not h.rotate and (kernels.MAX_ABS_LEVEL + 2) * h.step < FLOAT32_MAX
+
     def _shared_params(self, params: bytes) -> bytes:
         h = self._header(params, None, check_seed=False)
         return bytes([params[0] & ~((3 << 3) | (1 << 6))]) + params[1 : h.reader.pos]

@@ -117,12 +117,14 @@ def body_offset(payload: bytes) -> int:
 
 
 def expect_decode_error(codec: fedcodec.Codec, data: bytes, seed: Any = 0) -> None:
-    """Decoding hostile bytes may only succeed or raise DecodeError; nothing else."""
+    """Decoding hostile bytes may only succeed (with finite values) or raise DecodeError;
+    nothing else."""
     try:
         out = codec.decode(data, seed=seed)
     except DecodeError:
         return
     assert isinstance(out, np.ndarray)
+    assert np.isfinite(out).all()  # scanned, or finite by the codec's construction
 
 
 # -- error bounds ----------------------------------------------------------------------

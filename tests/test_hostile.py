@@ -6,6 +6,8 @@ allocation). Mutations that keep the CRC valid reach the codec's own parsers and
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from common import body_offset, expect_decode_error, with_crc
@@ -212,3 +214,36 @@ def test_baselines_random_parts_behind_a_valid_checksum(
     for p, b in ((params, bytes(env.body)), (env.params, body), (params, body)):
         forged = container.pack(codec.codec_id, env.dtype, env.shape, 0, p, b)
         expect_decode_error(codec, forged, seed=SEED)
+
+
+@pytest.mark.parametrize("name", ["ans", "ctx", "ctx-dither", "ctx-static", "ctx-blocks"])
+def test_a_forged_step_that_overflows_is_found(name: str) -> None:
+    # at a step near float32's largest value the header proves nothing: the decode scans
+    # its values, finds the levels' reconstructions beyond float32 and refuses them
+    assert np.abs(RDQ().decode_levels(PAYLOADS[name], seed=SEED).levels).max() >= 2
+    env = container.unpack(PAYLOADS[name])
+    params = bytearray(env.params)
+    params[1:5] = struct.pack("<f", 3e38)
+    forged = container.pack("rdq", env.dtype, env.shape, 0, bytes(params), bytes(env.body))
+    with pytest.raises(DecodeError, match="NaN or Inf"):
+        RDQ().decode(forged, seed=SEED)
+
+
+def test_the_scan_for_nan_runs_unless_the_header_proves_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned: list[int] = []
+    scan = fedcodec.codec.all_finite
+
+    def counting(x: np.ndarray) -> bool:
+        scanned.append(x.size)
+        return scan(x)
+
+    monkeypatch.setattr(fedcodec.codec, "all_finite", counting)
+    for name in ("ans", "rleg", "ctx", "ctx-dither", "ctx-static", "ctx-blocks"):
+        assert np.isfinite(RDQ().decode(PAYLOADS[name], seed=SEED)).all()
+    assert scanned == []  # a small step, no rotation: every value finite by construction
+    RDQ().decode(PAYLOADS["dither-rotate"], seed=SEED)  # a rotation proves nothing
+    x = student_t(5_000, seed=2)
+    framed = RDQ().encode(x, seed=SEED, frame_elements=2_000)
+    RDQ().decode(framed, seed=SEED)  # frames: each has its own step
+    fedcodec.Int8().decode(fedcodec.Int8().encode(x))  # codecs that prove nothing
+    assert len(scanned) == 3
