@@ -29,7 +29,6 @@ from .rate_points import (
     _PAR_CHUNK,
     CODER_ANS,
     CODER_CTXB,
-    CODER_CTXW,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
@@ -230,10 +229,10 @@ class Measurement:
             else:
                 if coder == CODER_SCTX:
                     params, body = sctx_coder.encode(q, self.tensors, self.threads)
-                elif coder in (CODER_CTXB, CODER_CTXW):
+                elif coder == CODER_CTXB:
                     runs: list[np.ndarray] = []
                     params, body = ctxb_coder.encode(
-                        q, self.tensors, self.threads, None, p.bits, runs, coder == CODER_CTXW
+                        q, self.tensors, self.threads, None, p.bits, runs
                     )
                     self.kept_runs = (p.step, p.offset, runs)
                 else:

@@ -1,7 +1,6 @@
-"""RDQ's adaptive context coder in blocks (coder id 4, and id 5 with its wide range coder and
-multi-symbol magnitudes): each id-4 block's levels cost what the one-stream coder's (id 2)
-do, round trips across blocks and threads with the same bytes, hostile bytes, the flag bits
-that carry the ids, and the default's choice between the coders."""
+"""RDQ's adaptive context coder in blocks (coder id 4): each block's levels cost what the
+one-stream coder's (id 2) do, round trips across blocks and threads with the same bytes,
+hostile bytes, the flag bit that carries the id, and the default's choice between the two."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import pytest
 from common import count_refused_bodies, expect_decode_error, with_crc
 from fedcodec.kernels import ctx as C
 from fedcodec.kernels import ctxb as K
-from fedcodec.kernels import ctxw as W
 from fedcodec.kernels import quant as Q
 from fedcodec.kernels import sctx as S
 from test_rdq import structured
@@ -34,10 +32,8 @@ def levels(rows: int, cols: int, seed: int, scale: float = 2.0) -> np.ndarray:
     return np.rint(x / (np.sqrt(np.mean(x * x)) * scale / 2.0)).astype(np.int32)
 
 
-def decode_levels(
-    params: bytes, body: bytes, n: int, threads: int = 1, wide: bool = False
-) -> np.ndarray:
-    q, _ = ctxb_coder.decode_levels(Reader(params, "p"), memoryview(body), n, threads, wide)
+def decode_levels(params: bytes, body: bytes, n: int, threads: int = 1) -> np.ndarray:
+    q, _ = ctxb_coder.decode_levels(Reader(params, "p"), memoryview(body), n, threads)
     return q
 
 
@@ -69,24 +65,20 @@ def test_a_block_costs_what_the_one_stream_coder_spends_on_the_levels(use_side: 
 
 
 @pytest.mark.usefixtures("small_blocks")
-@pytest.mark.parametrize("wide", [False, True])
-def test_round_trip_across_blocks_and_threads(wide: bool) -> None:
+def test_round_trip_across_blocks_and_threads() -> None:
     q = np.concatenate([levels(50, 70, seed=1), levels(1, 300, seed=2)[:300], levels(9, 8, 5)])
-    q[100] = 1 << 30  # the largest level: the longest Exp-Golomb rest
-    q[101] = -17  # just past the magnitude symbols (id 5)
     tensors = np.array([[50, 70], [1, 300], [9, 8]], np.int64)
     assert len(blocks.plan(tensors).blocks) == 4
     for use in ([1, 0, 1], [0, 0, 0], None):
         chosen = None if use is None else np.array(use, np.int64)
-        params, body = ctxb_coder.encode(q, tensors, 1, chosen, wide=wide)
-        assert ctxb_coder.encode(q, tensors, 3, chosen, wide=wide) == (params, body)
+        params, body = ctxb_coder.encode(q, tensors, 1, chosen)
+        assert ctxb_coder.encode(q, tensors, 3, chosen) == (params, body)
         for threads in (1, 3):
-            np.testing.assert_array_equal(decode_levels(params, body, q.size, threads, wide), q)
+            np.testing.assert_array_equal(decode_levels(params, body, q.size, threads), q)
 
 
 @pytest.mark.usefixtures("small_blocks")
-@pytest.mark.parametrize("wide", [False, True])
-def test_the_blocks_count_the_run_length_code_as_they_code(wide: bool) -> None:
+def test_the_blocks_count_the_run_length_code_as_they_code() -> None:
     """Each block's piece of the run-length gamma code, counted by the coding kernel,
     joins to that code's exact length: zero rows and columns (not coded), blocks with no
     non-zero level, runs across blocks and tensors, a large level, side information or
@@ -102,9 +94,8 @@ def test_the_blocks_count_the_run_length_code_as_they_code(wide: bool) -> None:
     for use in ([1, 0, 1], [0, 0, 0], None):
         chosen = None if use is None else np.array(use, np.int64)
         runs: list[np.ndarray] = []
-        coded = ctxb_coder.encode(q, tensors, 2, chosen, None, runs, wide)
-        # counting changes nothing
-        assert coded == ctxb_coder.encode(q, tensors, 1, chosen, wide=wide)
+        coded = ctxb_coder.encode(q, tensors, 2, chosen, None, runs)
+        assert coded == ctxb_coder.encode(q, tensors, 1, chosen)  # counting changes nothing
         assert len(runs) == len(blocks.plan(tensors).blocks) == 4
         ends = np.cumsum(blocks.plan(tensors).sizes)
         assert runs[0].tolist() == [ends[0], 0, 0, 0]  # (whole rows: 1,050 elements)
@@ -113,29 +104,27 @@ def test_the_blocks_count_the_run_length_code_as_they_code(wide: bool) -> None:
         np.testing.assert_array_equal(runs, pieces)
     zeros = np.zeros_like(q)
     runs = []
-    ctxb_coder.encode(zeros, tensors, 1, None, None, runs, wide)
+    ctxb_coder.encode(zeros, tensors, 1, None, None, runs)
     assert rleg_coder.joined_bytes(runs) == len(rleg_coder.encode(zeros, 8.0))
 
 
 @pytest.mark.usefixtures("small_blocks")
-@pytest.mark.parametrize("wide", [False, True])
-def test_a_short_size_hint_still_codes_every_block(wide: bool) -> None:
+def test_a_short_size_hint_still_codes_every_block() -> None:
     q = levels(40, 100, seed=6, scale=0.05)  # large levels: many bits a level
     tensors = np.array([[40, 100]], np.int64)
-    params, body = ctxb_coder.encode(q, tensors, 2, None, size_hint_bits=1.0, wide=wide)
-    assert (params, body) == ctxb_coder.encode(q, tensors, 1, wide=wide)
-    np.testing.assert_array_equal(decode_levels(params, body, q.size, 1, wide), q)
+    params, body = ctxb_coder.encode(q, tensors, 2, None, size_hint_bits=1.0)
+    assert (params, body) == ctxb_coder.encode(q, tensors, 1)
+    np.testing.assert_array_equal(decode_levels(params, body, q.size), q)
 
 
-@pytest.mark.parametrize("wide", [False, True])
 def test_truncated_extended_or_corrupted_bodies_are_refused(
-    monkeypatch: pytest.MonkeyPatch, wide: bool
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(S, "BLOCK_ELEMENTS", 800)
     q = levels(40, 60, seed=4)
     tensors = np.array([[40, 60]], np.int64)
-    params, body = ctxb_coder.encode(q, tensors, wide=wide)
-    refused = count_refused_bodies(lambda b: decode_levels(params, b, q.size, 2, wide), body)
+    params, body = ctxb_coder.encode(q, tensors)
+    refused = count_refused_bodies(lambda b: decode_levels(params, b, q.size, threads=2), body)
     assert refused > 30  # a range coder reads most flips as other levels
 
 
@@ -145,14 +134,10 @@ def test_the_default_writes_blocks_for_an_update_of_several() -> None:
         size=(1500, 1500)
     )
     x = x.astype(np.float32)  # 2.25M elements: three blocks
-    payloads = {
-        c: RDQ(bits_per_param=1.0, coder=c).encode(x) for c in ("ctx", "ctx-stream", "ctx-blocks")
-    }
-    assert RDQ().decode_levels(payloads["ctx"]).coder == "ctx-wide"
+    payloads = {c: RDQ(bits_per_param=1.0, coder=c).encode(x) for c in ("ctx", "ctx-stream")}
+    assert RDQ().decode_levels(payloads["ctx"]).coder == "ctx-blocks"
     assert RDQ().decode_levels(payloads["ctx-stream"]).coder == "ctx-stream"
-    assert RDQ().decode_levels(payloads["ctx-blocks"]).coder == "ctx-blocks"
     assert len(payloads["ctx"]) <= 1.01 * len(payloads["ctx-stream"])
-    assert len(payloads["ctx"]) <= 1.01 * len(payloads["ctx-blocks"])
     assert RDQ(bits_per_param=1.0).encode(x, threads=1) == payloads["ctx"]
     np.testing.assert_array_equal(
         RDQ().decode(payloads["ctx"], threads=1), RDQ().decode(payloads["ctx"], threads=2)
@@ -179,57 +164,6 @@ def test_the_coder_id_takes_flag_bit_6() -> None:
     assert RDQ()._shared_params(env.params)[0] == env.params[0] & ~(3 << 3 | 1 << 6)
 
 
-def test_id_5_takes_flag_bits_3_and_6() -> None:
-    x = structured(40, 150, seed=5)
-    payload = RDQ(step=1e-8, coder="ctx-wide", levels="uniform").encode(x)
-    env = container.unpack(payload)
-    assert env.params[0] >> 3 & 3 == 1 and env.params[0] >> 6 == 1  # id 5 = 0b101
-    for flags in (env.params[0] | 2 << 3, env.params[0] | 1 << 7):  # ids 7, bit 7
-        forged = container.pack(
-            "rdq", env.dtype, env.shape, 0, bytes([flags]) + env.params[1:], bytes(env.body)
-        )
-        with pytest.raises(DecodeError):
-            RDQ().decode(forged)
-    lv = RDQ().decode_levels(payload)
-    assert lv.coder == "ctx-wide" and lv.tensors is not None and lv.tensors.tolist() == [[40, 150]]
-    np.testing.assert_array_equal(fedcodec.decode(payload), RDQ().decode(payload))
-
-
-def test_the_magnitude_models_match_a_numpy_reference() -> None:
-    """Id 5's models: halves at the start, then halfway (at most) towards each period's
-    frequencies, each at least 1, the total kept, in integers."""
-    rng = np.random.default_rng(3)
-    freq = np.zeros((C.NUM_CTX, W.NSYM), np.int64)
-    cum = np.zeros((C.NUM_CTX, W.NSYM + 1), np.int64)
-    W._model_start(freq, cum)
-    start = np.maximum(W.SYM_TOTAL >> np.arange(1, W.NSYM + 1), 1)
-    start[0] += W.SYM_TOTAL - start.sum()
-    np.testing.assert_array_equal(freq, np.broadcast_to(start, freq.shape))
-    for _ in range(20):
-        counts = rng.integers(0, 3, size=freq.shape) * rng.integers(0, 40, size=(freq.shape[0], 1))
-        expect = freq.copy()
-        for c in range(freq.shape[0]):
-            n = int(counts[c].sum())
-            if n:
-                w = min(n, W.MODEL_WEIGHT)
-                target = (counts[c] * W.SYM_TOTAL) // n
-                f = expect[c] + (target - expect[c]) * w // (2 * W.MODEL_WEIGHT)
-                f = np.maximum(f, 1)
-                f[int(np.argmax(f))] += W.SYM_TOTAL - f.sum()
-                expect[c] = f
-        work = counts.copy()
-        W._adapt(freq, cum, work)
-        np.testing.assert_array_equal(freq, expect)
-        assert not work.any() and (freq >= 1).all() and (freq.sum(axis=1) == W.SYM_TOTAL).all()
-        np.testing.assert_array_equal(cum[:, 1:], np.cumsum(freq, axis=1))
-
-
-def test_a_carry_ripples_through_the_bytes_written() -> None:
-    out = np.array([0x12, 0xFF, 0xFF, 0x00], np.uint8)
-    W._carry(out, 3)
-    assert out.tolist() == [0x13, 0x00, 0x00, 0x00]
-
-
 def test_levels_of_a_payload_of_id_4_through_decode_levels() -> None:
     x = structured(40, 150, seed=5)
     codec = RDQ(step=1e-8, levels="uniform", coder="ctx-blocks")
@@ -240,9 +174,8 @@ def test_levels_of_a_payload_of_id_4_through_decode_levels() -> None:
 
 
 @pytest.mark.usefixtures("small_blocks")
-@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("mode", [Q.NEAREST, Q.STOCHASTIC, Q.DITHER])
-def test_values_decoded_row_by_row_are_the_levels_dequantized(mode: int, wide: bool) -> None:
+def test_values_decoded_row_by_row_are_the_levels_dequantized(mode: int) -> None:
     """``decode`` dequantizes each row as it is decoded (no block's levels held): the same
     float32 numbers as the levels dequantized afterwards, element ``i`` at index ``i`` of
     the random stream, with zero rows (side information), large levels and four blocks."""
@@ -257,9 +190,9 @@ def test_values_decoded_row_by_row_are_the_levels_dequantized(mode: int, wide: b
     expected = np.empty(q.size, np.float32)
     Q._dequantize(q, step, mode, recon, stream, expected)
     for use in ([1, 0, 1], [0, 0, 0]):
-        params, body = ctxb_coder.encode(q, tensors, 1, np.array(use, np.int64), wide=wide)
+        params, body = ctxb_coder.encode(q, tensors, 1, np.array(use, np.int64))
         for threads in (1, 3):
             out = np.full(q.size, np.nan, np.float32)
             r = Reader(params, "p")
-            ctxb_coder.decode(r, memoryview(body), out, mode, step, recon, stream, threads, wide)
+            ctxb_coder.decode(r, memoryview(body), out, mode, step, recon, stream, threads)
             np.testing.assert_array_equal(out, expected)

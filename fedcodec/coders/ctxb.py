@@ -1,15 +1,12 @@
-"""Context-adaptive coding of an update's levels in independent blocks: RDQ's coder id 4
-(``coder="ctx-blocks"``) and id 5 (``coder="ctx-wide"``, the default's for updates of more
-than one block).
+"""Context-adaptive coding of an update's levels in independent blocks (RDQ's coder id 4,
+``coder="ctx"``, the default).
 
 The adaptive context coder's levels (``fedcodec.coders.ctx``, id 2: row/column scale side
-information where it pays, the left neighbour, rank-1 sign prediction), cut into the
-static-context coder's blocks with its side section (``fedcodec.coders.blocks``): each
-block starts its probabilities afresh, so ``threads`` threads code and decode the blocks
-side by side, with the same bytes for any thread count. Id 4 codes a block as id 2 does,
-adaptive binary range coding (``fedcodec.kernels.ctxb``); id 5 with a 64-bit range, each
-magnitude one multi-symbol step, in two streams (``fedcodec.kernels.ctxw``): faster to code
-and to decode.
+information where it pays, the left neighbour, rank-1 sign prediction, adaptive binary
+range coding), cut into the static-context coder's blocks with its side section
+(``fedcodec.coders.blocks``): each block starts its probabilities afresh, so ``threads``
+threads code and decode the blocks side by side, with the same bytes for any thread count
+(``fedcodec.kernels.ctxb``).
 
 Parameters (after RDQ's): the tensor count, then each tensor's rows and columns (varints),
 as the other context coders'. Byte for byte in ``docs/format.md``.
@@ -21,8 +18,7 @@ import numpy as np
 
 from .. import kernels
 from ..container import Reader
-from ..kernels import ctxb as _kb
-from ..kernels import ctxw as _kw
+from ..kernels import ctxb as _k
 from ..kernels import rng as _rng
 from ..threads import thread_map
 from . import blocks
@@ -38,10 +34,8 @@ def encode(
     use: np.ndarray | None = None,
     size_hint_bits: float | None = None,
     runs: list[np.ndarray] | None = None,
-    wide: bool = False,
 ) -> tuple[bytes, bytes]:
-    """Code int32 levels (``|q| <= 2**30``) as coder id 4, or id 5 with ``wide``; returns
-    (parameter bytes, body). ``use``: the
+    """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body). ``use``: the
     tensors that send side information (default: where it pays, as the adaptive coder
     chooses). Each block's buffer is sized from ``size_hint_bits`` (an estimate of the
     whole body, default 8 bits a level) in proportion to its elements; a block that
@@ -63,7 +57,7 @@ def encode(
         segs = p.blocks[b]
 
         def run(out: np.ndarray, cost: np.ndarray) -> int:
-            n = (_kw if wide else _kb)._block_encode(
+            n = _k._block_encode(
                 q, segs, p.starts, tensors, side.use, side.totals, side.row_idx,
                 side.col_part, p.row_off, p.col_off, out, cost, pieces[b],
             )  # fmt: skip
@@ -77,7 +71,7 @@ def encode(
             out = np.empty(int(cost[0] / 8 * 1.01) + 4096, np.uint8)
             nbytes = run(out, np.zeros(0))
             if nbytes < 0:
-                raise AssertionError(f"{_label(wide)}: the block's buffer is short")
+                raise AssertionError("rdq/ctxb: the block's buffer is short")
         return out[:nbytes].tobytes()
 
     coded = thread_map(one, list(range(len(p.blocks))), threads)
@@ -86,21 +80,11 @@ def encode(
     return blocks.assemble(tensors, side_bytes, coded)
 
 
-def _label(wide: bool) -> str:
-    return "rdq/ctxw" if wide else "rdq/ctxb"
-
-
 def _kernel(
-    tensors: np.ndarray,
-    mode: int,
-    step: float,
-    recon: np.ndarray,
-    stream: np.uint64,
-    wide: bool,
+    tensors: np.ndarray, mode: int, step: float, recon: np.ndarray, stream: np.uint64
 ) -> blocks.BlockKernel:
     """The blocks' kernel call for :func:`blocks.decode_blocks` (levels: the block's own
     part of the update's, from its first element)."""
-    decode_block = (_kw if wide else _kb)._block_decode
 
     def run(
         section: np.ndarray,
@@ -113,7 +97,7 @@ def _kernel(
     ) -> int:
         if values.shape[0] == 0:
             q = q[a : a + p.sizes[j]]
-        status = decode_block(
+        status = _k._block_decode(
             section, p.blocks[j], p.starts, tensors, side.use, side.totals, side.row_idx,
             side.col_part, p.row_off, p.col_off, kernels.MAX_ABS_LEVEL, a, q, mode, step,
             recon, _rng.shifted(stream, a), values,
@@ -124,14 +108,14 @@ def _kernel(
 
 
 def decode_levels(
-    r: Reader, body: memoryview, n: int, threads: int | None = 1, wide: bool = False
+    r: Reader, body: memoryview, n: int, threads: int | None = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read the tensor shapes from ``r`` and decode the body's ``n`` levels (coder id 4,
-    or 5 with ``wide``); returns (int32 levels, the ``(T, 2)`` tensors)."""
-    tensors = ctx_coder.read_tensors(r, n, _label(wide))
+    """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
+    (int32 levels, the ``(T, 2)`` tensors)."""
+    tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
     q = np.empty(n, dtype=np.int32)
-    run = _kernel(tensors, 0, 0.0, np.zeros(0), np.uint64(0), wide)
-    blocks.decode_blocks(tensors, body, _label(wide), threads, q, None, run)
+    run = _kernel(tensors, 0, 0.0, np.zeros(0), np.uint64(0))
+    blocks.decode_blocks(tensors, body, "rdq/ctxb", threads, q, None, run)
     return q, tensors
 
 
@@ -144,12 +128,10 @@ def decode(
     recon: np.ndarray,
     stream: np.uint64,
     threads: int | None = 1,
-    wide: bool = False,
 ) -> None:
-    """Read the tensor shapes from ``r`` and decode the body (coder id 4, or 5 with
-    ``wide``) into float32 ``out``, each block in its own thread, dequantized row by row
-    as it is decoded (one row's levels per block in flight are all that is held besides
-    ``out``)."""
-    tensors = ctx_coder.read_tensors(r, out.shape[0], _label(wide))
-    run = _kernel(tensors, mode, step, recon, stream, wide)
-    blocks.decode_blocks(tensors, body, _label(wide), threads, None, out, run)
+    """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
+    block in its own thread, dequantized row by row as it is decoded (one row's levels
+    per block in flight are all that is held besides ``out``)."""
+    tensors = ctx_coder.read_tensors(r, out.shape[0], "rdq/ctxb")
+    run = _kernel(tensors, mode, step, recon, stream)
+    blocks.decode_blocks(tensors, body, "rdq/ctxb", threads, None, out, run)
