@@ -419,18 +419,30 @@ class Codec(FramedCodec, ABC):
         """:meth:`decode` after the container is parsed and its checksum verified."""
         more = {"threads": threads} if self.takes_threads else {}
 
-        def body(flat: np.ndarray) -> None:
-            self._decode(env.params, env.body, flat, seed=seed, **more)
+        def body(flat: np.ndarray, zeroed: bool = False) -> None:
+            self._decode(env.params, env.body, flat, seed=seed, **more, **zero_flag(zeroed))
             for start, stop in env.zero_ranges:
                 flat[start:stop] = 0.0
 
         finite = self._finite_by_params(env.params)
-        return self._decode_into(env, body, out=out, layout=layout, threads=threads, finite=finite)
+        zeroed = self._zeroed_by_params(env.params)
+        return self._decode_into(
+            env, body, out=out, layout=layout, threads=threads, finite=finite, zeroed=zeroed
+        )
 
     def _finite_by_params(self, params: bytes) -> bool:
         """Whether every value a successful decode of one payload with these codec
         parameters writes is finite by construction, so that the scan for NaN and Inf can
         be skipped. False here (always scan); a codec proves it from its parameters."""
+        return False
+
+    def _zeroed_by_params(self, params: bytes) -> bool:
+        """Whether the decode of one payload with these codec parameters writes only the
+        non-zero values when told that its output is all zeros (``_decode(...,
+        zeroed=True)``), so that a result allocated here is better allocated zeroed: a
+        fresh ``np.zeros`` of a large array costs nothing (its pages come zeroed from the
+        system) where the decoder's own fill costs a pass. False here; a codec whose
+        ``_decode`` takes ``zeroed`` says when from its parameters."""
         return False
 
     def _decode_into(
@@ -442,11 +454,14 @@ class Codec(FramedCodec, ABC):
         layout: Layout | None = None,
         threads: int | None = 1,
         finite: bool = False,
+        zeroed: bool = False,
     ) -> np.ndarray:
         """Check ``env`` against the caller's codec, layout and ``out``, run ``body(flat)``
         (which decodes into the float32 vector ``flat``) and return the result, checked
         finite unless ``finite`` says the codec's parameters prove it
-        (:meth:`_finite_by_params`)."""
+        (:meth:`_finite_by_params`). With ``zeroed`` (:meth:`_zeroed_by_params`), a result
+        allocated here is a fresh ``np.zeros``, and ``body(flat, zeroed=True)`` is told
+        so."""
         if env.codec_id != self.codec_id:
             raise DecodeError(
                 f"payload was written by codec {env.codec_id!r}, not {self.codec_id!r}; "
@@ -463,11 +478,18 @@ class Codec(FramedCodec, ABC):
             shape = getattr(out, "shape", None)
             raise DecodeError(f"payload holds an array of shape {env.shape}, out has shape {shape}")
         direct = (out is not None and out.dtype == np.float32 and out.flags.c_contiguous) or None
-        flat = out.reshape(-1) if direct and out is not None else np.empty(env.count, np.float32)
+        fresh_zeros = zeroed and not direct
+        if direct and out is not None:
+            flat = out.reshape(-1)
+        else:
+            flat = (np.zeros if fresh_zeros else np.empty)(env.count, np.float32)
         try:
             # a forged scale can overflow float32: that is the payload's fault, found below
             with np.errstate(over="ignore", invalid="ignore"):
-                body(flat)
+                if fresh_zeros:
+                    body(flat, zeroed=True)
+                else:
+                    body(flat)
         except DecodeError:
             raise
         except IndexError as exc:
@@ -504,6 +526,12 @@ class Codec(FramedCodec, ABC):
         self, params: bytes, body: memoryview, out: np.ndarray, *, seed: int | None
     ) -> None:
         """Decode into ``out`` (float32, the element count); raise DecodeError on defects."""
+
+
+def zero_flag(zeroed: bool) -> dict[str, bool]:
+    """``_decode``'s keyword for an output proven zero: passed only when true, so that a
+    codec whose ``_decode`` does not take it never sees it."""
+    return {"zeroed": True} if zeroed else {}
 
 
 def get_codec(config: Mapping[str, Any]) -> Codec:

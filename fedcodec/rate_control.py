@@ -41,9 +41,11 @@ from .rate_points import (
     _RLEG_CLOSE,
     _SAMPLE_MAX,
     _SAMPLE_MIN,
+    ADAPTIVE_CODERS,
     CODER_ANS,
     CODER_CTX,
     CODER_CTXB,
+    CODER_CTXW,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
@@ -271,9 +273,7 @@ class Solver(Measurement):
         coder on a message in memory of more than ``_ESTIMATE_FROM`` elements (below, a
         coding pass costs less than the estimates)."""
         return (
-            coder in (CODER_CTX, CODER_CTXB)
-            and self.n > _ESTIMATE_FROM
-            and isinstance(self.x, np.ndarray)
+            coder in ADAPTIVE_CODERS and self.n > _ESTIMATE_FROM and isinstance(self.x, np.ndarray)
         )
 
     def context_bits(self, step: float, offset: float) -> float:
@@ -430,7 +430,7 @@ class Solver(Measurement):
             # never worse than "auto"
             "ctx-static": [CODER_ANS, CODER_SCTX, CODER_RLEG],
         }
-        if codec.coder in ("ctx", "ctx-blocks", "ctx-stream"):
+        if codec.coder in ("ctx", "ctx-blocks", "ctx-wide", "ctx-stream"):
             coders[codec.coder] = [CODER_ANS, adaptive_coder(codec.coder, self.tensors), CODER_RLEG]
         offsets = RDO_OFFSETS if codec.levels in ("rdo", "rdoq") else (0.5,)
         todo = coders[codec.coder]
@@ -451,7 +451,7 @@ class Solver(Measurement):
                     # a context coder's passes (or the shared quantization below) hold
                     # levels of their own: keep the ANS measurement, not its symbols
                     # (counted again below if ANS wins)
-                    contexts = {CODER_CTX, CODER_SCTX, CODER_CTXB} & set(todo)
+                    contexts = {CODER_SCTX, *ADAPTIVE_CODERS} & set(todo)
                     if contexts or self.rate.coder_independent_step:
                         finals[0] = ans = replace(ans, ans=None)
                 if self.rate.coder_independent_step:
@@ -490,7 +490,7 @@ class Solver(Measurement):
                 self.anchor = self.measured_levels_bits(finals[-1])
         self.forget_levels()  # (the RDOQ pass below holds levels of its own)
         if codec.levels == "rdoq" and self.allow_rdoq and ctx_coder.has_structure(self.tensors):
-            measured = [f for f in finals if f.point.coder in (CODER_CTX, CODER_SCTX, CODER_CTXB)]
+            measured = [f for f in finals if f.point.coder in (CODER_SCTX, *ADAPTIVE_CODERS)]
             if measured:
                 finals.append(self.rate.rdoq(self, measured[0]))
         best = min(finals, key=self.objective)
@@ -549,7 +549,8 @@ class Solver(Measurement):
         if coder == CODER_CTX:
             params, body = ctx_coder.encode(q, self.tensors, 8.0 * q.size)
         else:
-            params, body = ctxb_coder.encode(q, self.tensors, self.threads)
+            wide = coder == CODER_CTXW
+            params, body = ctxb_coder.encode(q, self.tensors, self.threads, wide=wide)
         bits = 8.0 * (len(body) + len(params)) + self.extra_bits(p)
         return Final(replace(p, bits=bits), bits, sse, None, body, params)
 
@@ -559,6 +560,7 @@ __all__ = [
     "CODER_ANS",
     "CODER_CTX",
     "CODER_CTXB",
+    "CODER_CTXW",
     "CODER_RLEG",
     "CODER_SCTX",
     "CONTEXT_CODERS",

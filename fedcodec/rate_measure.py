@@ -29,6 +29,7 @@ from .rate_points import (
     _PAR_CHUNK,
     CODER_ANS,
     CODER_CTXB,
+    CODER_CTXW,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
@@ -229,10 +230,10 @@ class Measurement:
             else:
                 if coder == CODER_SCTX:
                     params, body = sctx_coder.encode(q, self.tensors, self.threads)
-                elif coder == CODER_CTXB:
+                elif coder in (CODER_CTXB, CODER_CTXW):
                     runs: list[np.ndarray] = []
                     params, body = ctxb_coder.encode(
-                        q, self.tensors, self.threads, None, p.bits, runs
+                        q, self.tensors, self.threads, None, p.bits, runs, coder == CODER_CTXW
                     )
                     self.kept_runs = (p.step, p.offset, runs)
                 else:

@@ -33,23 +33,28 @@ class SolverCodec(Protocol):
     def _header_bytes(self, point: Point, seed: int, coder: int) -> bytearray: ...
 
 
-CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX, CODER_CTXB = 0, 1, 2, 3, 4
-#: the coder options that use a context coder: adaptive (id 2 or 4, see
-#: :func:`adaptive_coder`), adaptive in blocks (id 4), adaptive in one stream (id 2),
-#: static contexts (id 3)
-CONTEXT_CODERS = ("ctx", "ctx-blocks", "ctx-stream", "ctx-static")
+CODER_ANS, CODER_RLEG, CODER_CTX, CODER_SCTX, CODER_CTXB, CODER_CTXW = 0, 1, 2, 3, 4, 5
+#: the adaptive context coders: one stream (id 2), blocks (id 4), blocks with the wide
+#: (64-bit) range coder (id 5)
+ADAPTIVE_CODERS = (CODER_CTX, CODER_CTXB, CODER_CTXW)
+#: the coder options that use a context coder: adaptive (id 2 or 5, see
+#: :func:`adaptive_coder`), adaptive in blocks (id 4), adaptive in wide blocks (id 5),
+#: adaptive in one stream (id 2), static contexts (id 3)
+CONTEXT_CODERS = ("ctx", "ctx-blocks", "ctx-wide", "ctx-stream", "ctx-static")
 
 
 def adaptive_coder(option: str, tensors: np.ndarray) -> int:
     """The id of the adaptive context coder that writes a message's levels under coder
-    ``option``: ``"ctx-blocks"`` blocks (id 4), ``"ctx-stream"`` one stream (id 2); the
-    others blocks where the tensors hold more than one block, else one stream (a single
-    block gains nothing from threads, and the blocks' side section costs a few bytes
-    more on small updates)."""
+    ``option``: ``"ctx-blocks"`` blocks (id 4), ``"ctx-wide"`` wide blocks (id 5),
+    ``"ctx-stream"`` one stream (id 2); the others wide blocks where the tensors hold more
+    than one block, else one stream (a single block gains nothing from threads, and the
+    blocks' side section costs a few bytes more on small updates)."""
     if option == "ctx-stream":
         return CODER_CTX
-    if option == "ctx-blocks" or len(blocks.plan(tensors).blocks) > 1:
+    if option == "ctx-blocks":
         return CODER_CTXB
+    if option == "ctx-wide" or len(blocks.plan(tensors).blocks) > 1:
+        return CODER_CTXW
     return CODER_CTX
 
 

@@ -33,6 +33,7 @@ from .kernels import rng as _rng
 from .rate_control import (
     CODER_ANS,
     CODER_CTXB,
+    CODER_CTXW,
     CODER_RLEG,
     CODER_SCTX,
     CONTEXT_CODERS,
@@ -50,11 +51,11 @@ from .threads import thread_map
 ROUNDINGS = ("nearest", "stochastic", "dither")
 LEVELS = ("rdo", "uniform", "rdoq")
 #: by coder id (flags bits 3-4, and bit 6 as the id's third bit)
-CODER_NAMES = ("ans", "rleg", "ctx-stream", "ctx-static", "ctx-blocks")
+CODER_NAMES = ("ans", "rleg", "ctx-stream", "ctx-static", "ctx-blocks", "ctx-wide")
 _FRAME_HEADER = 48  # about a frame's container bytes, for the rate target's correction
 _FRAMED_RATE_TOLERANCE = 0.01
 _FRAMED_RATE_PASSES = 5
-CODERS = ("ans", "rleg", "auto", "ctx", "ctx-static", "ctx-blocks", "ctx-stream")
+CODERS = ("ans", "rleg", "auto", "ctx", "ctx-static", "ctx-blocks", "ctx-wide", "ctx-stream")
 RATE_PARAMS = tuple(RATE_MODES)
 
 
@@ -81,14 +82,16 @@ class RDQ(Codec):
         the same error on real updates, a slower encode).
     rotate : bool
         Randomized Hadamard rotation from the shared seed before quantizing.
-    coder : {"ctx", "ctx-static", "ctx-blocks", "ctx-stream", "ans", "rleg", "auto"}
+    coder : {"ctx", "ctx-static", "ctx-blocks", "ctx-wide", "ctx-stream", "ans", "rleg", "auto"}
         ``ctx`` (default): context-adaptive coding tensor by tensor with row/column scale
         side information where it pays, or ANS or run-length gamma where smaller (an
         update without matrices gets the best of those two); an update whose rows make
         more than one block of 2**20 elements is coded in such blocks, independently, on
-        ``threads`` (coder id 4, the same bytes for any thread count), a smaller one in
-        one stream (id 2); ``ctx-blocks`` / ``ctx-stream``: always blocks / always one
-        stream (for decoders that predate id 4); ``ctx-static``: the same
+        ``threads`` (coder id 5: id 4's decisions on a 64-bit range coder, faster to code
+        and decode; the same bytes for any thread count), a smaller one in one stream (id
+        2); ``ctx-wide`` / ``ctx-stream``: always blocks / always one stream;
+        ``ctx-blocks``: blocks as id 4 writes them (for decoders that predate id 5: the
+        same decisions on a 32-bit range); ``ctx-static``: the same
         contexts with static models sent per block of about 2**20 elements and rANS
         (decodes faster and on ``threads``; 1.10-1.16x the bits of ``ctx`` on real CNN and
         LSTM updates, ``docs/codecs/rdq.md``); ``ans``: ANS with the
@@ -356,7 +359,7 @@ class RDQ(Codec):
             ((flags >> 3) & 3) | (((flags >> 6) & 1) << 2),
             (flags >> 5) & 1,
         )
-        if mode > 2 or flags >> 7 or coder > CODER_CTXB:
+        if mode > 2 or flags >> 7 or coder > CODER_CTXW:
             raise DecodeError(f"rdq: invalid flags {flags:#04x}")
         (step,) = r.unpack("<f", "step")
         if not (math.isfinite(step) and step > 0):
@@ -392,10 +395,12 @@ class RDQ(Codec):
         start: int = 0,
         rotation_seed: int | None = None,
         threads: int | None = 1,
+        zeroed: bool = False,
     ) -> None:
         """Decode into ``out``; a frame at element ``start`` of a framed update draws its
         dither from there and undoes its own rotation (``rotation_seed``; default
-        ``seed``). ``threads``: the static context coder's blocks side by side."""
+        ``seed``). ``threads``: the block coders' blocks side by side. ``zeroed``: ``out``
+        is all zeros (:meth:`_zeroed_by_params`)."""
         h = self._header(params, seed)
         r, mode, step, recon = h.reader, h.mode, h.step, h.recon
         stream = _rng.shifted(h.stream, start)
@@ -406,8 +411,9 @@ class RDQ(Codec):
             rleg_coder.decode(body, out, mode, step, recon, stream)
         elif h.coder == CODER_SCTX:
             sctx_coder.decode(r, body, out, mode, step, recon, stream, threads)
-        elif h.coder == CODER_CTXB:
-            ctxb_coder.decode(r, body, out, mode, step, recon, stream, threads)
+        elif h.coder in (CODER_CTXB, CODER_CTXW):
+            wide = h.coder == CODER_CTXW
+            ctxb_coder.decode(r, body, out, mode, step, recon, stream, threads, wide, zeroed)
         else:
             ctx_coder.decode(r, body, out, mode, step, recon, stream)
         if h.rotate:
@@ -427,6 +433,16 @@ class RDQ(Codec):
         except DecodeError:
             return False  # (the decode itself raises)
         return not h.rotate and (kernels.MAX_ABS_LEVEL + 2) * h.step < FLOAT32_MAX
+
+    def _zeroed_by_params(self, params: bytes) -> bool:
+        """The block context coder in nearest rounding writes only the non-zero levels'
+        values into an output proven zero (about four in five are zero at 1 bit/param): a
+        fresh ``np.zeros`` then saves the pass that zeroes each row."""
+        try:
+            h = self._header(params, None, check_seed=False)
+        except DecodeError:
+            return False  # (the decode itself raises)
+        return h.coder in (CODER_CTXB, CODER_CTXW) and h.mode == kernels.NEAREST
 
     def _shared_params(self, params: bytes) -> bytes:
         h = self._header(params, None, check_seed=False)
@@ -465,8 +481,9 @@ class RDQ(Codec):
             q = rleg_coder.decode_levels(env.body, env.count)
         elif h.coder == CODER_SCTX:
             q, tensors = sctx_coder.decode_levels(h.reader, env.body, env.count)
-        elif h.coder == CODER_CTXB:
-            q, tensors = ctxb_coder.decode_levels(h.reader, env.body, env.count)
+        elif h.coder in (CODER_CTXB, CODER_CTXW):
+            wide = h.coder == CODER_CTXW
+            q, tensors = ctxb_coder.decode_levels(h.reader, env.body, env.count, 1, wide)
         else:
             q, tensors = ctx_coder.decode_levels(h.reader, env.body, env.count)
         return Levels(q, h.step, CODER_NAMES[h.coder], tensors)

@@ -48,6 +48,7 @@ RDQ_CONFIGS: tuple[dict[str, Any], ...] = (
     {"coder": "auto"},
     {"coder": "ctx-static"},
     {"coder": "ctx-blocks"},
+    {"coder": "ctx-wide"},
 )
 
 #: Other codecs' configurations beyond their defaults that take other kernels.

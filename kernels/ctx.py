@@ -72,6 +72,88 @@ MAX_PER_LEVEL = 96
 ZERO_COLUMN = -(1 << 40)
 
 
+# -- the wide range coder (coder id 5, ``kernels.ctxb`` with ``wide``) --------------------------
+# The same decisions on a 64-bit range renormalized 32 bits at a time: ``low`` and the range
+# are uint64 (kept in the int64 state array ``es = [low, range, 0, 0, pos, 1]`` as their bit
+# patterns), a carry out of ``low`` ripples into the bytes already written, and the stream
+# ends with ``low``'s 8 bytes. A renormalization (a branch the predictor misses) then comes
+# once per 32 bits of output instead of once per 8.
+WIDE_STATE = 6  # the wide coder's state has 6 entries, the narrow one's 5
+_U = np.uint64
+_U0 = _U(0)
+_U1 = _U(1)
+_U8 = _U(8)
+_U24 = _U(24)
+_U32 = _U(32)
+_UPROB = _U(PROB_BITS)
+_UBYTE = _U(0xFF)
+_WIDE_TOP = _U(1 << 32)  # the range's floor after a renormalization
+
+
+@inline_jit
+def _carry(out: np.ndarray, pos: int) -> None:
+    """Add one to the big-endian number in ``out[:pos]`` (bytes past ``len(out)`` are not
+    kept: the caller reports the lack of room). It never ripples past ``out[0]``: the
+    coded interval stays inside [0, 2**(8 pos))."""
+    k = min(pos, out.shape[0]) - 1
+    while k >= 0:
+        v = int(out[k]) + 1
+        if v <= 0xFF:
+            out[k] = v
+            return
+        out[k] = 0
+        k -= 1
+
+
+@inline_jit
+def _emit(out: np.ndarray, pos: int, low: np.uint64) -> int:
+    """Write ``low``'s top 32 bits at ``pos``, big-endian, where there is room; returns the
+    next position."""
+    if pos + 4 <= out.shape[0]:
+        w = low >> _U32
+        out[pos] = (w >> _U24) & _UBYTE
+        out[pos + 1] = (w >> _U(16)) & _UBYTE
+        out[pos + 2] = (w >> _U8) & _UBYTE
+        out[pos + 3] = w & _UBYTE
+    return pos + 4
+
+
+@jit
+def _code_wide(
+    es: np.ndarray, probs: np.ndarray, dec: np.ndarray, nd: int, out: np.ndarray, final: bool
+) -> None:
+    """:func:`_flush`'s coding for the wide coder: the first ``nd`` decisions of ``dec``,
+    the state in ``es``; ``final`` also writes the stream's last 8 bytes. An adaptive bit
+    is coded without a branch on its value."""
+    low, rng, pos = _U(es[0]), _U(es[1]), es[4]
+    for k in range(nd):
+        d = dec[k]
+        i = (d >> 1) - 1
+        old = low
+        if i < 0:
+            rng >>= _U1
+            low += rng & (_U0 - _U(d & 1))
+        else:
+            p = probs[_at(i)]
+            bit = d & 1
+            umask = _U0 - _U(bit)  # all ones for a 1
+            bound = (rng >> _UPROB) * _U(p)
+            low += bound & umask
+            rng = bound + ((rng - bound - bound) & umask)  # rng - bound for a 1
+            mask = -bit
+            probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+        if low < old:
+            _carry(out, pos)
+        if rng < _WIDE_TOP:  # once at most: the range is at least 2**21 after a decision
+            pos = _emit(out, pos, low)
+            low <<= _U32
+            rng <<= _U32
+    if final:
+        pos = _emit(out, pos, low)
+        pos = _emit(out, pos, low << _U32)
+    es[0], es[1], es[4] = np.int64(low), np.int64(rng), pos
+
+
 @jit
 def _flush(
     es: np.ndarray,
@@ -84,7 +166,8 @@ def _flush(
     final: bool,
 ) -> None:
     """Code the first ``nd`` decisions of ``dec``; the coder's state is ``es = [low, range,
-    cache, cache size, pos]``. With a non-empty ``cost``, adds their ideal cost in bits to
+    cache, cache size, pos]`` (the wide coder's, ``WIDE_STATE`` entries: :func:`_code_wide`).
+    With a non-empty ``cost``, adds their ideal cost in bits to
     ``cost[0]`` instead, and with a non-empty ``counts`` (``2 * NUM_PROBS + 1``) counts
     each decision: ``counts[2 * i + bit]`` for probability i, ``counts[-1]`` direct bits.
     ``final`` also writes the coder's last bytes.
@@ -108,6 +191,9 @@ def _flush(
             c += BIT_COST[p + ((PROB_ONE - 2 * p) & mask)]
             probs[i] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
         cost[0] = c
+        return
+    if es.shape[0] == WIDE_STATE:
+        _code_wide(es, probs, dec, nd, out, final)
         return
     low, rng, cache, csize, pos = es[0], es[1], es[2], es[3], es[4]
     cap = out.shape[0]
@@ -676,6 +762,7 @@ def _decode_row(
     code: int,
     pos: int,
     direct: bool,
+    fill: bool,
     table: np.ndarray,
     step: float,
     out: np.ndarray,
@@ -687,7 +774,8 @@ def _decode_row(
     ``direct``: write each level's NEAREST reconstruction (``table`` from
     :func:`kernels.quant._nearest_table`, ``step``) into float32 ``out[base + j]``
     instead, as :func:`kernels.quant._dequantize_run` would, without a second pass. The
-    row is zeroed first (one vectorized fill) and only the non-zero levels are written.
+    row is zeroed first (one vectorized fill; not with ``fill`` False, where the caller
+    proves ``out`` zero) and only the non-zero levels are written.
 
     Written as the decisions come (significance; the unary magnitude, then the Exp-Golomb
     rest past ``MAG_UNARY``; the sign), one branch on each decoded bit, rather than one
@@ -696,7 +784,8 @@ def _decode_row(
     lsign = 0
     flip = 0
     if direct:
-        out[base : base + cols] = 0.0
+        if fill:
+            out[base : base + cols] = 0.0
     else:
         q[base : base + cols] = 0
     for j in range(cols):
@@ -830,7 +919,7 @@ def _ctx_decode(
                     row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
                 status, rng, code, pos = _decode_row(
                     data, ds, q, at, cols, row_part, col_part, 0, top, multi, col_last,
-                    probs, max_abs, rng, code, pos, direct, table, step, out,
+                    probs, max_abs, rng, code, pos, direct, True, table, step, out,
                 )  # fmt: skip
                 if status < 0:
                     return status

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ctxw
 from ._config import jit
 from .ctx import (
     BIN_OFFSET,
@@ -27,6 +28,7 @@ from .ctx import (
     NUM_PROBS,
     PROB_ONE,
     SIDE_OFFSET,
+    WIDE_STATE,
     _decode_row,
     _encode_row,
     _flush,
@@ -52,6 +54,7 @@ def _block_encode(
     out: np.ndarray,
     cost: np.ndarray,
     piece: np.ndarray,
+    wide: bool,
 ) -> int:
     """Code one block (``segs[k] = (tensor, first row, end row)``) of int32 levels into
     ``out``; returns the bytes written, or ERR_CAPACITY if ``out`` is too small. With a
@@ -69,9 +72,9 @@ def _block_encode(
     coded: the run-length code's size at this point then costs no pass of its own."""
     dry = cost.shape[0] > 0
     cost[:] = 0.0
-    es = np.zeros(5, np.int64)
-    es[1] = 0xFFFFFFFF
-    es[3] = 1
+    es = np.zeros(WIDE_STATE if wide else 5, np.int64)
+    es[1] = -1 if wide else 0xFFFFFFFF  # (the wide range's bits: 2**64 - 1)
+    es[3] = 0 if wide else 1
     probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
     dec = np.empty(CHUNK, np.int64)
     counts = np.empty(0, np.int64)
@@ -131,6 +134,8 @@ def _block_decode(
     recon: np.ndarray,
     seed: np.uint64,
     out: np.ndarray,
+    wide: bool,
+    zeroed: bool,
 ) -> int:
     """Inverse of :func:`_block_encode`; returns 0, ERR_INVALID (a first byte that is not
     0, an initial code out of range, a level above ``max_abs``, an Exp-Golomb prefix too
@@ -142,7 +147,10 @@ def _block_decode(
     block's elements from ``origin`` on) as reconstructions (``mode``, ``step``, ``recon``;
     element ``i`` of the block at index ``i`` of the random stream ``seed``), so that the
     block's levels are never held whole; in NEAREST mode each level's reconstruction goes
-    into ``out`` as it is decoded, and ``q`` is not used.
+    into ``out`` as it is decoded, and ``q`` is not used. ``zeroed``: the caller proves
+    ``out`` all zeros (a fresh ``np.zeros``), so NEAREST mode writes only the non-zero
+    levels' values, without zeroing rows first. ``wide``: coder id 5's stream
+    (``kernels.ctxw``), else id 4's.
 
     Safety: ``data`` may be any bytes (reads past its end give zeros and fail at the end);
     every loop is bounded by the block's elements or a constant; writes go to the block's
@@ -152,15 +160,26 @@ def _block_decode(
     direct = values and mode == NEAREST  # reconstructions written as decoded
     table = _nearest_table(recon, step)
     n_data = data.shape[0]
-    if n_data < 5 or data[0] != 0:
-        return ERR_INVALID
     ds = np.zeros(3, np.int64)  # (range, code, pos), for the rare helpers
-    ds[0] = 0xFFFFFFFF
-    ds[1] = (int(data[1]) << 24) | (int(data[2]) << 16) | (int(data[3]) << 8) | int(data[4])
-    ds[2] = 5
-    if ds[1] >= ds[0]:
-        return ERR_INVALID
-    rng, code, pos = ds[0], ds[1], ds[2]
+    st = np.zeros(3, np.uint64)  # the same, wide
+    if wide:
+        if n_data < ctxw.WIDE_HEAD:
+            return ERR_INVALID
+        wrng, wcode = ctxw._start(data)
+        if wcode >= wrng:
+            return ERR_INVALID
+        pos = ctxw.WIDE_HEAD
+    else:
+        if n_data < 5 or data[0] != 0:
+            return ERR_INVALID
+        ds[0] = 0xFFFFFFFF
+        ds[1] = (int(data[1]) << 24) | (int(data[2]) << 16) | (int(data[3]) << 8) | int(data[4])
+        ds[2] = 5
+        if ds[1] >= ds[0]:
+            return ERR_INVALID
+        wrng, wcode = np.uint64(0), np.uint64(0)
+        pos = int(ds[2])
+    rng, code = ds[0], ds[1]
     probs = np.full(NUM_PROBS, PROB_ONE // 2, np.int64)
     for k in range(segs.shape[0]):
         t, r0, r1 = segs[k, 0], segs[k, 1], segs[k, 2]
@@ -181,13 +200,25 @@ def _block_decode(
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
             if zero_row:
                 if direct:
-                    out[base : base + cols] = 0.0
+                    if not zeroed:
+                        out[base : base + cols] = 0.0
                 else:
                     q[at : at + cols] = 0
+            elif wide:
+                status, wrng, wcode, pos = ctxw._decode_row(
+                    data, st, q, at, cols, row_part, parts, top, multi,
+                    col_last, probs, max_abs, wrng, wcode, pos, direct, not zeroed, table,
+                    step, out,
+                )  # fmt: skip
+                if status < 0:
+                    return status
+                if pos > n_data:
+                    return ERR_EXHAUSTED
             else:
                 status, rng, code, pos = _decode_row(
                     data, ds, q, at, cols, row_part, parts, 0, top, multi,
-                    col_last, probs, max_abs, rng, code, pos, direct, table, step, out,
+                    col_last, probs, max_abs, rng, code, pos, direct, not zeroed, table,
+                    step, out,
                 )  # fmt: skip
                 if status < 0:
                     return status

@@ -235,7 +235,8 @@ def test_structure_pays_against_the_memoryless_coders() -> None:
 
 
 @pytest.mark.parametrize(
-    ("coder", "coder_id"), [("ctx", 2), ("ctx-static", 3), ("ctx-stream", 2), ("ctx-blocks", 4)]
+    ("coder", "coder_id"),
+    [("ctx", 2), ("ctx-static", 3), ("ctx-stream", 2), ("ctx-blocks", 4), ("ctx-wide", 5)],
 )
 def test_shapes_in_the_parameters_are_checked(coder: str, coder_id: int) -> None:
     x = structured(40, 150, seed=5)
@@ -269,7 +270,9 @@ def test_context_entropy_of_a_known_source() -> None:
     assert bits < 8 * len(body) < 1.05 * bits
 
 
-@pytest.mark.parametrize("coder", ["ans", "rleg", "ctx-stream", "ctx-static", "ctx-blocks"])
+@pytest.mark.parametrize(
+    "coder", ["ans", "rleg", "ctx-stream", "ctx-static", "ctx-blocks", "ctx-wide"]
+)
 def test_decode_levels_returns_the_coded_integers(coder: str) -> None:
     x = structured(120, 250, seed=4).ravel()  # large enough for the static models
     codec = RDQ(step=float(np.abs(x).max()) / 200, levels="uniform", coder=coder)

@@ -50,6 +50,7 @@ CONFIGS: list[dict[str, Any]] = [
     {"id": "rdq", "lmbda": 1e-3, "coder": "ctx", "levels": "uniform"},
     {"id": "rdq", "nmse": 0.05, "coder": "ctx-static"},
     {"id": "rdq", "nmse": 0.05, "coder": "ctx-blocks"},
+    {"id": "rdq", "bits_per_param": 1.0, "coder": "ctx-wide"},
     {"id": "rdq", "bits_per_param": 1.0, "coder": "ctx-static", "rounding": "dither"},
     {"id": "rdq", "nmse": 0.05, "levels": "rdoq"},
     {"id": "rdq", "bits_per_param": 1.0, "levels": "rdoq"},

@@ -29,6 +29,7 @@ CONFIGS = {
     "ctx-dither": {"step": 1e-3, "coder": "ctx", "rounding": "dither", "_shape": (30, 20)},
     "ctx-static": {"step": 2e-4, "coder": "ctx-static", "_shape": (20, 30)},
     "ctx-blocks": {"step": 2e-4, "coder": "ctx-blocks", "_shape": (20, 30)},
+    "ctx-wide": {"step": 2e-4, "coder": "ctx-wide", "_shape": (20, 30)},
     # >= 65,536 elements: four interleaved ANS streams, each with its word count
     "ans-4-segments": {"bits_per_param": 1.0, "_n": 70_000},
     "ans-4-segments-dither": {"step": 0.5, "rounding": "dither", "_n": 65_536},
@@ -216,7 +217,9 @@ def test_baselines_random_parts_behind_a_valid_checksum(
         expect_decode_error(codec, forged, seed=SEED)
 
 
-@pytest.mark.parametrize("name", ["ans", "ctx", "ctx-dither", "ctx-static", "ctx-blocks"])
+@pytest.mark.parametrize(
+    "name", ["ans", "ctx", "ctx-dither", "ctx-static", "ctx-blocks", "ctx-wide"]
+)
 def test_a_forged_step_that_overflows_is_found(name: str) -> None:
     # at a step near float32's largest value the header proves nothing: the decode scans
     # its values, finds the levels' reconstructions beyond float32 and refuses them
@@ -238,7 +241,7 @@ def test_the_scan_for_nan_runs_unless_the_header_proves_it(monkeypatch: pytest.M
         return scan(x)
 
     monkeypatch.setattr(fedcodec.codec, "all_finite", counting)
-    for name in ("ans", "rleg", "ctx", "ctx-dither", "ctx-static", "ctx-blocks"):
+    for name in ("ans", "rleg", "ctx", "ctx-dither", "ctx-static", "ctx-blocks", "ctx-wide"):
         assert np.isfinite(RDQ().decode(PAYLOADS[name], seed=SEED)).all()
     assert scanned == []  # a small step, no rotation: every value finite by construction
     RDQ().decode(PAYLOADS["dither-rotate"], seed=SEED)  # a rotation proves nothing

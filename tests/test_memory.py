@@ -55,7 +55,7 @@ def test_peak_memory_is_a_small_multiple_of_the_update(config: dict) -> None:
     ],
 )
 @pytest.mark.parametrize("shape", [(1_000_000,), (1000, 1000)])
-@pytest.mark.parametrize("coder", ["ctx", "ctx-static", "ctx-blocks"])
+@pytest.mark.parametrize("coder", ["ctx", "ctx-static", "ctx-blocks", "ctx-wide"])
 def test_peak_memory_of_the_context_coder(config: dict, shape: tuple[int, ...], coder: str) -> None:
     x = structured_matrix(1000, 1000, seed=0, zero_every=5).reshape(shape)
     codec = RDQ(coder=coder, **config)

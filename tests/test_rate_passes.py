@@ -71,7 +71,7 @@ def test_bits_per_param_codes_a_large_update_at_most_twice(
     payload = codec.encode(big, threads=2)
     assert abs(8 * len(payload) / big.size - bits_per_param) <= 0.01 * bits_per_param
     assert 1 <= len(passes) <= 2
-    assert codec.decode_levels(payload).coder == "ctx-blocks"
+    assert codec.decode_levels(payload).coder == "ctx-wide"
     assert np.isfinite(decode(payload)).all()
     # the bytes do not depend on the thread count
     assert codec.encode(big, threads=1) == payload

@@ -318,6 +318,10 @@ FIXTURE_CASES = {
     "rdq_ctxb_nmse": ({"nmse": 0.02, "coder": "ctx-blocks"}, 0),
     "rdq_ctxb_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-blocks"}, 5),
     "rdq_ctxb_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-blocks"}, 0),
+    # the wide blocks (coder id 5; the default's for updates of several blocks)
+    "rdq_ctxw_nmse": ({"nmse": 0.02, "coder": "ctx-wide"}, 0),
+    "rdq_ctxw_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-wide"}, 5),
+    "rdq_ctxw_rdoq_nmse": ({"nmse": 0.05, "levels": "rdoq", "coder": "ctx-wide"}, 0),
     # the static context coder (coder id 3)
     "rdq_sctx_nmse": ({"nmse": 0.02, "coder": "ctx-static"}, 0),
     "rdq_sctx_step_dither": ({"step": 2e-8, "rounding": "dither", "coder": "ctx-static"}, 5),

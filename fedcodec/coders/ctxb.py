@@ -34,6 +34,7 @@ def encode(
     use: np.ndarray | None = None,
     size_hint_bits: float | None = None,
     runs: list[np.ndarray] | None = None,
+    wide: bool = False,
 ) -> tuple[bytes, bytes]:
     """Code int32 levels (``|q| <= 2**30``); returns (parameter bytes, body). ``use``: the
     tensors that send side information (default: where it pays, as the adaptive coder
@@ -59,7 +60,7 @@ def encode(
         def run(out: np.ndarray, cost: np.ndarray) -> int:
             n = _k._block_encode(
                 q, segs, p.starts, tensors, side.use, side.totals, side.row_idx,
-                side.col_part, p.row_off, p.col_off, out, cost, pieces[b],
+                side.col_part, p.row_off, p.col_off, out, cost, pieces[b], wide,
             )  # fmt: skip
             return int(n)
 
@@ -81,7 +82,13 @@ def encode(
 
 
 def _kernel(
-    tensors: np.ndarray, mode: int, step: float, recon: np.ndarray, stream: np.uint64
+    tensors: np.ndarray,
+    mode: int,
+    step: float,
+    recon: np.ndarray,
+    stream: np.uint64,
+    wide: bool,
+    zeroed: bool = False,
 ) -> blocks.BlockKernel:
     """The blocks' kernel call for :func:`blocks.decode_blocks` (levels: the block's own
     part of the update's, from its first element)."""
@@ -100,7 +107,7 @@ def _kernel(
         status = _k._block_decode(
             section, p.blocks[j], p.starts, tensors, side.use, side.totals, side.row_idx,
             side.col_part, p.row_off, p.col_off, kernels.MAX_ABS_LEVEL, a, q, mode, step,
-            recon, _rng.shifted(stream, a), values,
+            recon, _rng.shifted(stream, a), values, wide, zeroed,
         )  # fmt: skip
         return int(status)
 
@@ -108,13 +115,13 @@ def _kernel(
 
 
 def decode_levels(
-    r: Reader, body: memoryview, n: int, threads: int | None = 1
+    r: Reader, body: memoryview, n: int, threads: int | None = 1, wide: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read the tensor shapes from ``r`` and decode the body's ``n`` levels; returns
     (int32 levels, the ``(T, 2)`` tensors)."""
     tensors = ctx_coder.read_tensors(r, n, "rdq/ctxb")
     q = np.empty(n, dtype=np.int32)
-    run = _kernel(tensors, 0, 0.0, np.zeros(0), np.uint64(0))
+    run = _kernel(tensors, 0, 0.0, np.zeros(0), np.uint64(0), wide)
     blocks.decode_blocks(tensors, body, "rdq/ctxb", threads, q, None, run)
     return q, tensors
 
@@ -128,10 +135,13 @@ def decode(
     recon: np.ndarray,
     stream: np.uint64,
     threads: int | None = 1,
+    wide: bool = False,
+    zeroed: bool = False,
 ) -> None:
     """Read the tensor shapes from ``r`` and decode the body into float32 ``out``, each
     block in its own thread, dequantized row by row as it is decoded (one row's levels
-    per block in flight are all that is held besides ``out``)."""
+    per block in flight are all that is held besides ``out``). ``zeroed``: ``out`` is all
+    zeros (a fresh ``np.zeros``), so nearest rounding writes only the non-zero values."""
     tensors = ctx_coder.read_tensors(r, out.shape[0], "rdq/ctxb")
-    run = _kernel(tensors, mode, step, recon, stream)
+    run = _kernel(tensors, mode, step, recon, stream, wide, zeroed)
     blocks.decode_blocks(tensors, body, "rdq/ctxb", threads, None, out, run)

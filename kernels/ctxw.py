@@ -1,0 +1,242 @@
+"""The wide range decoder of the context coder's blocks (RDQ's coder id 5, ``kernels.ctxb``
+with ``wide``).
+
+Coder id 5 makes id 4's decisions (``kernels.ctx``: significance in the context of the
+predicted-scale bin and the left neighbour, the unary magnitude with its Exp-Golomb escape,
+the sign in its rank-1 context; 15-bit probabilities with shift-5 adaptation) on a 64-bit
+range renormalized 32 bits at a time (id 4: a 32-bit range, 8 bits at a time). The encoder
+is :func:`kernels.ctx._code_wide`. A decision on probability ``p`` splits the range at
+``bound = (range >> 15) * p``: a 0 keeps ``[0, bound)``, a 1 the rest; a direct bit halves the
+range (a 1 takes the upper half). When the range falls below 2**32, both shift it 32 bits:
+the encoder writes ``low``'s top 32 bits (big-endian; a carry out of ``low`` ripples into the
+bytes already written), the decoder reads 4 bytes. The stream starts the decoder's code with
+its first 8 bytes and ends with the encoder's ``low`` (8 bytes), so a stream is 8 + 4k bytes
+and the decoder must have read exactly its bytes at the end. A renormalization is a branch
+the predictor misses; it now comes once per 32 bits of output instead of once per 8.
+
+The row's decisions are written out in the loop rather than through inlined helpers: numba
+kept reference-count calls on the data array in the loop for each inlined helper that took
+it (bench/results/lab_notes.md, "Other decoders, prototyped").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._config import _at, inline_jit, jit
+from .ctx import (
+    ERR_INVALID,
+    MAG0,
+    MAG_UNARY,
+    MAX_PREFIX,
+    MOVE_BITS,
+    PROB_BITS,
+    PROB_ONE,
+    SIG0,
+    SIGN0,
+    _sign_context,
+)
+from .quant import _nearest_magnitude
+
+_U = np.uint64
+_U0 = _U(0)
+_U1 = _U(1)
+_U32 = _U(32)
+_UPROB = _U(PROB_BITS)
+_TOP = _U(1 << 32)
+WIDE_HEAD = 8  # the bytes that start the decoder's code
+
+
+@inline_jit
+def _read32(data: np.ndarray, n_data: int, pos: int) -> np.uint64:
+    """The 4 bytes at ``pos``, big-endian; zeros where they pass the data's end (the
+    escape's reads; the row's loop reads inline)."""
+    if pos + 4 <= n_data:
+        return (
+            (_U(data[pos]) << _U(24))
+            | (_U(data[pos + 1]) << _U(16))
+            | (_U(data[pos + 2]) << _U(8))
+            | _U(data[pos + 3])
+        )
+    return _U0
+
+
+@inline_jit
+def _start(data: np.ndarray) -> tuple[np.uint64, np.uint64]:
+    """(range, code) from the stream's first ``WIDE_HEAD`` bytes (the caller proves them)."""
+    code = _U0
+    for k in range(WIDE_HEAD):
+        code = (code << _U(8)) | _U(data[k])
+    return _U(0xFFFFFFFFFFFFFFFF), code
+
+
+@jit
+def _escape(data: np.ndarray, st: np.ndarray) -> int:
+    """The order-0 Exp-Golomb remainder of a magnitude in direct bits, the state in ``st =
+    [range, code, pos]`` (uint64): ``w - 1``, or -1 for a prefix longer than MAX_PREFIX."""
+    n_data = data.shape[0]
+    rng, code, pos = st[0], st[1], int(np.int64(st[2]))
+    nb = 0
+    w = 1
+    reading = True  # the prefix (ones and a zero), then nb bits of the value
+    k = 0
+    while True:
+        if not reading and k == nb:
+            break
+        rng >>= _U1
+        bit = 0
+        if code >= rng:
+            code -= rng
+            bit = 1
+        if rng < _TOP:
+            rng <<= _U32
+            code = (code << _U32) | _read32(data, n_data, pos)
+            pos += 4
+        if reading:
+            if bit == 0:
+                reading = False
+                continue
+            nb += 1
+            if nb > MAX_PREFIX:
+                return -1
+        else:
+            w = (w << 1) | bit
+            k += 1
+    st[0], st[1], st[2] = rng, code, _U(pos)
+    return w - 1
+
+
+@inline_jit
+def _decode_row(
+    data: np.ndarray,
+    st: np.ndarray,
+    q: np.ndarray,
+    base: int,
+    cols: int,
+    row_part: int,
+    col_part: np.ndarray,
+    top: int,
+    multi: bool,
+    col_last: np.ndarray,
+    probs: np.ndarray,
+    max_abs: int,
+    rng: np.uint64,
+    code: np.uint64,
+    pos: int,
+    direct: bool,
+    fill: bool,
+    table: np.ndarray,
+    step: float,
+    out: np.ndarray,
+) -> tuple[int, np.uint64, np.uint64, int]:
+    """:func:`kernels.ctx._decode_row` on the wide range: one row's levels into ``q[base :
+    base + cols]``, or with ``direct`` their NEAREST reconstructions into ``out``; ``st``
+    an array for the escape; ``fill`` False: ``out`` is proven zero, the row is not
+    zeroed first. Returns (0 or ERR_INVALID, rng, code, pos)."""
+    n_data = data.shape[0]
+    lsign = 0
+    flip = 0
+    if direct:
+        if fill:
+            out[base : base + cols] = 0.0
+    else:
+        q[base : base + cols] = 0
+    for j in range(cols):
+        c = col_part[_at(j)]
+        if c < 0:
+            lsign = 0
+            continue
+        ctx = min(max(row_part + c, 0), top)
+        i = SIG0 + 2 * ctx + (lsign != 0)
+        p = probs[_at(i)]
+        bound = (rng >> _UPROB) * _U(p)
+        if code >= bound:
+            code -= bound
+            rng -= bound
+            probs[_at(i)] = p - (p >> MOVE_BITS)
+            bit = 1
+        else:
+            rng = bound
+            probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
+            bit = 0
+        if rng < _TOP:
+            rng <<= _U32
+            code <<= _U32
+            if pos + 4 <= n_data:
+                code |= (
+                    (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
+                    | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
+                )  # fmt: skip
+            pos += 4
+        if bit == 0:
+            lsign = 0
+            continue
+        mag = MAG0 + ctx * MAG_UNARY
+        m = 0
+        while True:
+            i = mag + m
+            p = probs[_at(i)]
+            bound = (rng >> _UPROB) * _U(p)
+            if code >= bound:
+                code -= bound
+                rng -= bound
+                probs[_at(i)] = p - (p >> MOVE_BITS)
+                bit = 1
+            else:
+                rng = bound
+                probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
+                bit = 0
+            if rng < _TOP:
+                rng <<= _U32
+                code <<= _U32
+                if pos + 4 <= n_data:
+                    code |= (
+                        (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
+                        | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
+                    )  # fmt: skip
+                pos += 4
+            if bit == 0:
+                break
+            if m + 1 < MAG_UNARY:
+                m += 1
+                continue
+            st[0], st[1], st[2] = rng, code, _U(pos)
+            rest = _escape(data, st)
+            if rest < 0:
+                return ERR_INVALID, rng, code, pos
+            rng, code, pos = st[0], st[1], int(np.int64(st[2]))
+            m = MAG_UNARY + rest
+            break
+        if m + 1 > max_abs:
+            return ERR_INVALID, rng, code, pos
+        cl = int(col_last[_at(j)]) if multi else 0
+        i = SIGN0 + _sign_context(cl, flip, lsign)
+        p = probs[_at(i)]  # the sign: no branch on the bit (a coin toss to the predictor)
+        bound = (rng >> _UPROB) * _U(p)
+        bit = 1 if code >= bound else 0
+        umask = _U0 - _U(bit)
+        code -= bound & umask
+        rng = bound + ((rng - bound - bound) & umask)
+        mask = -bit
+        probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+        if rng < _TOP:
+            rng <<= _U32
+            code <<= _U32
+            if pos + 4 <= n_data:
+                code |= (
+                    (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
+                    | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
+                )  # fmt: skip
+            pos += 4
+        sign = 1 - 2 * bit
+        if cl != 0:
+            flip = sign * cl
+        if multi:
+            col_last[_at(j)] = sign
+        lsign = sign
+        if direct:
+            value = _nearest_magnitude(m + 1, table, step)
+            out[_at(base + j)] = -value if bit else value
+        else:
+            q[_at(base + j)] = sign * (m + 1)
+    return 0, rng, code, pos
