@@ -126,6 +126,7 @@ def _code_wide(
     the state in ``es``; ``final`` also writes the stream's last 8 bytes. An adaptive bit
     is coded without a branch on its value."""
     low, rng, pos = _U(es[0]), _U(es[1]), es[4]
+    cap = out.shape[0]
     for k in range(nd):
         d = dec[k]
         i = (d >> 1) - 1
@@ -142,10 +143,25 @@ def _code_wide(
             rng = bound + ((rng - bound - bound) & umask)  # rng - bound for a 1
             mask = -bit
             probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
-        if low < old:
-            _carry(out, pos)
+        # the carry and the output written out here: numba kept reference-count calls in
+        # the loop for inlined helpers that take ``out`` (lab notes, "Other decoders")
+        if low < old:  # :func:`_carry`
+            b = min(pos, cap) - 1
+            while b >= 0:
+                v = int(out[b]) + 1
+                if v <= 0xFF:
+                    out[b] = v
+                    break
+                out[b] = 0
+                b -= 1
         if rng < _WIDE_TOP:  # once at most: the range is at least 2**21 after a decision
-            pos = _emit(out, pos, low)
+            if pos + 4 <= cap:  # :func:`_emit`
+                w = low >> _U32
+                out[pos] = (w >> _U24) & _UBYTE
+                out[pos + 1] = (w >> _U(16)) & _UBYTE
+                out[pos + 2] = (w >> _U8) & _UBYTE
+                out[pos + 3] = w & _UBYTE
+            pos += 4
             low <<= _U32
             rng <<= _U32
     if final:
