@@ -91,21 +91,6 @@ _WIDE_TOP = _U(1 << 32)  # the range's floor after a renormalization
 
 
 @inline_jit
-def _carry(out: np.ndarray, pos: int) -> None:
-    """Add one to the big-endian number in ``out[:pos]`` (bytes past ``len(out)`` are not
-    kept: the caller reports the lack of room). It never ripples past ``out[0]``: the
-    coded interval stays inside [0, 2**(8 pos))."""
-    k = min(pos, out.shape[0]) - 1
-    while k >= 0:
-        v = int(out[k]) + 1
-        if v <= 0xFF:
-            out[k] = v
-            return
-        out[k] = 0
-        k -= 1
-
-
-@inline_jit
 def _emit(out: np.ndarray, pos: int, low: np.uint64) -> int:
     """Write ``low``'s top 32 bits at ``pos``, big-endian, where there is room; returns the
     next position."""
@@ -144,8 +129,10 @@ def _code_wide(
             mask = -bit
             probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
         # the carry and the output written out here: numba kept reference-count calls in
-        # the loop for inlined helpers that take ``out`` (lab notes, "Other decoders")
-        if low < old:  # :func:`_carry`
+        # the loop for inlined helpers that take ``out`` (lab notes, "Other decoders").
+        # A carry adds one to the bytes written; it never passes out[0] (the coded
+        # interval stays inside [0, 2**(8 pos))); past ``cap`` the caller codes again.
+        if low < old:
             b = min(pos, cap) - 1
             while b >= 0:
                 v = int(out[b]) + 1
@@ -155,7 +142,7 @@ def _code_wide(
                 out[b] = 0
                 b -= 1
         if rng < _WIDE_TOP:  # once at most: the range is at least 2**21 after a decision
-            if pos + 4 <= cap:  # :func:`_emit`
+            if pos + 4 <= cap:  # as :func:`_emit`
                 w = low >> _U32
                 out[pos] = (w >> _U24) & _UBYTE
                 out[pos + 1] = (w >> _U(16)) & _UBYTE

@@ -221,12 +221,6 @@ def test_id_5_makes_id_4s_decisions_on_a_wide_range() -> None:
         assert abs(sizes[True][0] - sizes[False][0]) <= 15, b
 
 
-def test_a_carry_ripples_through_the_bytes_written() -> None:
-    out = np.array([0x12, 0xFF, 0xFF, 0x00], np.uint8)
-    C._carry(out, 3)
-    assert out.tolist() == [0x13, 0x00, 0x00, 0x00]
-
-
 def test_wide_encoder_matches_a_python_reference() -> None:
     """:func:`kernels.ctx._code_wide` against a slow reference in Python integers (an
     unbounded ``low``, the range split as the format says), over adaptive and direct
