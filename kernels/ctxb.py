@@ -198,6 +198,7 @@ def _block_decode(
                 ri = row_idx[row_off[t] + i]
                 zero_row = ri == 0
                 row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
+            status = 0
             if zero_row:
                 if direct:
                     if not zeroed:
@@ -210,20 +211,16 @@ def _block_decode(
                     col_last, probs, max_abs, wrng, wcode, pos, direct, not zeroed, table,
                     step, out,
                 )  # fmt: skip
-                if status < 0:
-                    return status
-                if pos > n_data:
-                    return ERR_EXHAUSTED
             else:
                 status, rng, code, pos = _decode_row(
                     data, ds, q, at, cols, row_part, parts, 0, top, multi,
                     col_last, probs, max_abs, rng, code, pos, direct, not zeroed, table,
                     step, out,
                 )  # fmt: skip
-                if status < 0:
-                    return status
-                if pos > n_data:
-                    return ERR_EXHAUSTED
+            if status < 0:
+                return status
+            if pos > n_data:
+                return ERR_EXHAUSTED
             if values and not direct:
                 _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
     if pos > n_data:
