@@ -161,7 +161,6 @@ def _block_decode(
     table = _nearest_table(recon, step)
     n_data = data.shape[0]
     ds = np.zeros(3, np.int64)  # (range, code, pos), for the rare helpers
-    st = np.zeros(3, np.uint64)  # the same, wide
     if wide:
         if n_data < ctxw.WIDE_HEAD:
             return ERR_INVALID
@@ -207,7 +206,7 @@ def _block_decode(
                     q[at : at + cols] = 0
             elif wide:
                 status, wrng, wcode, pos = ctxw._decode_row(
-                    data, st, q, at, cols, row_part, parts, top, multi,
+                    data, q, at, cols, row_part, parts, top, multi,
                     col_last, probs, max_abs, wrng, wcode, pos, direct, not zeroed, table,
                     step, out,
                 )  # fmt: skip

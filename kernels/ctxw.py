@@ -71,11 +71,12 @@ def _start(data: np.ndarray) -> tuple[np.uint64, np.uint64]:
 
 
 @jit
-def _escape(data: np.ndarray, st: np.ndarray) -> int:
-    """The order-0 Exp-Golomb remainder of a magnitude in direct bits, the state in ``st =
-    [range, code, pos]`` (uint64): ``w - 1``, or -1 for a prefix longer than MAX_PREFIX."""
+def _escape(
+    data: np.ndarray, rng: np.uint64, code: np.uint64, pos: int
+) -> tuple[int, np.uint64, np.uint64, int]:
+    """The order-0 Exp-Golomb remainder of a magnitude in direct bits: (``w - 1``, or -1 for
+    a prefix longer than MAX_PREFIX; the decoder's range, code and position after it)."""
     n_data = data.shape[0]
-    rng, code, pos = st[0], st[1], int(np.int64(st[2]))
     nb = 0
     w = 1
     reading = True  # the prefix (ones and a zero), then nb bits of the value
@@ -98,18 +99,16 @@ def _escape(data: np.ndarray, st: np.ndarray) -> int:
                 continue
             nb += 1
             if nb > MAX_PREFIX:
-                return -1
+                return -1, rng, code, pos
         else:
             w = (w << 1) | bit
             k += 1
-    st[0], st[1], st[2] = rng, code, _U(pos)
-    return w - 1
+    return w - 1, rng, code, pos
 
 
 @inline_jit
 def _decode_row(
     data: np.ndarray,
-    st: np.ndarray,
     q: np.ndarray,
     base: int,
     cols: int,
@@ -130,9 +129,9 @@ def _decode_row(
     out: np.ndarray,
 ) -> tuple[int, np.uint64, np.uint64, int]:
     """:func:`kernels.ctx._decode_row` on the wide range: one row's levels into ``q[base :
-    base + cols]``, or with ``direct`` their NEAREST reconstructions into ``out``; ``st``
-    an array for the escape; ``fill`` False: ``out`` is proven zero, the row is not
-    zeroed first. Returns (0 or ERR_INVALID, rng, code, pos)."""
+    base + cols]``, or with ``direct`` their NEAREST reconstructions into ``out``;
+    ``fill`` False: ``out`` is proven zero, the row is not zeroed first. Returns (0 or
+    ERR_INVALID, rng, code, pos)."""
     n_data = data.shape[0]
     lsign = 0
     flip = 0
@@ -200,11 +199,9 @@ def _decode_row(
             if m + 1 < MAG_UNARY:
                 m += 1
                 continue
-            st[0], st[1], st[2] = rng, code, _U(pos)
-            rest = _escape(data, st)
+            rest, rng, code, pos = _escape(data, rng, code, pos)
             if rest < 0:
                 return ERR_INVALID, rng, code, pos
-            rng, code, pos = st[0], st[1], int(np.int64(st[2]))
             m = MAG_UNARY + rest
             break
         if m + 1 > max_abs:
