@@ -1,5 +1,5 @@
 """Context-adaptive binary range coding of quantization levels in independent blocks (RDQ's
-coder id 4, ``coder="ctx"``).
+coder id 4, ``coder="ctx-blocks"``, and id 5, ``coder="ctx-wide"``, the default's blocks).
 
 The levels' coding is the adaptive context coder's (``kernels.ctx``, id 2: the same
 contexts, decisions, probabilities and range coder); what changes is where it starts and
@@ -8,7 +8,9 @@ stops. The levels are cut into blocks of whole rows (``fedcodec.coders.blocks``:
 stream of its own, with every probability at 1/2 and every column's last sign unknown at its
 start. The side information (row and column RMS indices) is the static-context coder's side
 section, coded before the blocks, so a block needs nothing from another: blocks are coded and
-decoded on several threads, with bytes that do not depend on the thread count.
+decoded on several threads, with bytes that do not depend on the thread count. Id 5
+(``wide``) makes the same decisions on a 64-bit range (``kernels.ctx._code_wide`` codes them,
+``kernels.ctxw`` decodes them).
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def _block_encode(
 
     A non-empty ``piece`` (4 entries) receives what the block's levels add to their
     run-length Elias-gamma code (``kernels.bits._rleg_runs``' piece), counted as they are
-    coded: the run-length code's size at this point then costs no pass of its own."""
+    coded: the run-length code's size at this point then costs no pass of its own.
+    ``wide``: coder id 5's 64-bit range, else id 4's 32-bit range (the same decisions)."""
     dry = cost.shape[0] > 0
     cost[:] = 0.0
     es = np.zeros(WIDE_STATE if wide else 5, np.int64)

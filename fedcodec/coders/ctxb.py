@@ -1,5 +1,6 @@
-"""Context-adaptive coding of an update's levels in independent blocks (RDQ's coder id 4,
-``coder="ctx"``, the default).
+"""Context-adaptive coding of an update's levels in independent blocks: RDQ's coder id 5
+(``coder="ctx-wide"``, what the default ``coder="ctx"`` writes on updates of several blocks)
+and id 4 (``coder="ctx-blocks"``: the same decisions on a 32-bit range, ``wide=False``).
 
 The adaptive context coder's levels (``fedcodec.coders.ctx``, id 2: row/column scale side
 information where it pays, the left neighbour, rank-1 sign prediction, adaptive binary
