@@ -87,8 +87,8 @@ class RDQ(Codec):
         side information where it pays, or ANS or run-length gamma where smaller (an
         update without matrices gets the best of those two); an update whose rows make
         more than one block of 2**20 elements is coded in such blocks, independently, on
-        ``threads`` (coder id 5: id 4's decisions on a 64-bit range coder, faster to code
-        and decode; the same bytes for any thread count), a smaller one in one stream (id
+        ``threads`` (coder id 5: id 4's decisions on a 64-bit range coder, faster to
+        decode; the same bytes for any thread count), a smaller one in one stream (id
         2); ``ctx-wide`` / ``ctx-stream``: always blocks / always one stream;
         ``ctx-blocks``: blocks as id 4 writes them (for decoders that predate id 5: the
         same decisions on a 32-bit range); ``ctx-static``: the same
