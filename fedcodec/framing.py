@@ -135,6 +135,7 @@ class FramedCodec:
             layout: Layout | None = None,
             threads: int | None = 1,
             finite: bool = False,
+            zeroed: bool = False,
         ) -> np.ndarray: ...
 
     def _check_shared(self, f: container.Frame) -> None:

@@ -428,21 +428,23 @@ class RDQ(Codec):
         table within one level, dither within half a step): without a rotation, a step at
         which ``(MAX_ABS_LEVEL + 2) * step`` stays below float32's largest value leaves every
         value finite, and the decode skips its scan for NaN and Inf."""
-        try:
-            h = self._header(params, None, check_seed=False)
-        except DecodeError:
-            return False  # (the decode itself raises)
-        return not h.rotate and (kernels.MAX_ABS_LEVEL + 2) * h.step < FLOAT32_MAX
+        h = self._header_or_none(params)
+        return h is not None and not h.rotate and (kernels.MAX_ABS_LEVEL + 2) * h.step < FLOAT32_MAX
 
     def _zeroed_by_params(self, params: bytes) -> bool:
         """The block context coder in nearest rounding writes only the non-zero levels'
         values into an output proven zero (about four in five are zero at 1 bit/param): a
         fresh ``np.zeros`` then saves the pass that zeroes each row."""
+        h = self._header_or_none(params)
+        return h is not None and h.coder in (CODER_CTXB, CODER_CTXW) and h.mode == kernels.NEAREST
+
+    def _header_or_none(self, params: bytes) -> _Header | None:
+        """The parameters' header, or None where they are invalid (the decode itself then
+        raises :class:`DecodeError`)."""
         try:
-            h = self._header(params, None, check_seed=False)
+            return self._header(params, None, check_seed=False)
         except DecodeError:
-            return False  # (the decode itself raises)
-        return h.coder in (CODER_CTXB, CODER_CTXW) and h.mode == kernels.NEAREST
+            return None
 
     def _shared_params(self, params: bytes) -> bytes:
         h = self._header(params, None, check_seed=False)

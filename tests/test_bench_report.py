@@ -138,3 +138,43 @@ def test_nncodec_compare_reads_bits_at_a_target_off_a_sweep() -> None:
     x = np.array([3.0, 4.0], np.float32)
     assert nc.nmse(x, np.zeros(2)) == 1.0 and nc.nmse(x, 2 * x) == 1.0
     assert nc.nmse(x, np.array([3.0, 2.0])) == 4.0 / 25.0
+
+
+def test_the_documented_ctx_speed_commands_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """docs/benchmarks.md's ``bench/ctx_speed.py`` command lines, run with their arguments
+    as printed (the same coders, threads, rates, repeats) on small updates of the same
+    names, writing to a temporary file instead of ``bench/results/``: every
+    row the section's table renders from comes out, the default's bytes the same on
+    every thread count (the script asserts it)."""
+    import json
+    import shlex
+
+    text = PAGE.read_text().replace("\\\n", " ")
+    lines = [ln.strip() for ln in text.splitlines() if "bench/ctx_speed.py --rate" in ln]
+    assert len(lines) == 2
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import ctx_speed
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    names = ["matrix-10M", "cnn-shaped", "lstm-shaped", "flat"]  # bench/ctx_speed.py's
+    rng = np.random.default_rng(0)
+    small = {
+        name: {f"w{k}": (rng.laplace(size=(40, 30)) * 1e-3).astype(np.float32) for k in range(2)}
+        for name in names
+    }
+    small["flat"] = {"x": (rng.laplace(size=3000) * 1e-3).astype(np.float32)}
+    monkeypatch.setattr(ctx_speed, "updates", lambda seed=0: small)
+    for line in lines:
+        argv = shlex.split(line)[2:]  # after ".venv/bin/python bench/ctx_speed.py"
+        at = argv.index("--json")
+        target = tmp_path / Path(argv[at + 1]).name
+        argv[at + 1] = str(target)
+        monkeypatch.setattr(sys, "argv", ["ctx_speed.py", *argv])
+        ctx_speed.main()
+        rows = json.loads(target.read_text())["rows"]
+        coders = argv[argv.index("--coders") + 1 : argv.index("--threads")]
+        threads = [int(t) for t in argv[argv.index("--threads") + 1 : argv.index("--repeat")]]
+        assert {(r["update"], r["coder"], r["threads"]) for r in rows} == {
+            (u, c, t) for u in names for c in coders for t in threads
+        }
