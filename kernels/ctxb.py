@@ -188,9 +188,19 @@ def _block_decode(
         cols = tensors[t, 1]
         side = use_side[t]
         top = NUM_BINS - 1 if side else NUM_BINS
+        parts = col_part[col_off[t] : col_off[t] + cols]  # this tensor's columns
+        if wide:
+            row_side = row_idx[row_off[t] + r0 : row_off[t] + r1] if side else row_idx[:0]
+            status, wrng, wcode, pos = ctxw._decode_rows(
+                data, wrng, wcode, pos, probs, parts, row_side, totals[t], top, r1 - r0,
+                tensors[t, 0] > 1, cols, starts[t] + r0 * cols - origin, max_abs, q, values,
+                direct, not zeroed, mode, table, step, recon, seed, out,
+            )  # fmt: skip
+            if status < 0:
+                return status
+            continue
         multi = tensors[t, 0] > 1
         col_last = np.zeros(cols, np.int8)
-        parts = col_part[col_off[t] : col_off[t] + cols]  # this tensor's columns
         for i in range(r0, r1):
             base = starts[t] + i * cols - origin
             at = base if direct or not values else 0  # where the row's levels go in q
@@ -207,12 +217,6 @@ def _block_decode(
                         out[base : base + cols] = 0.0
                 else:
                     q[at : at + cols] = 0
-            elif wide:
-                status, wrng, wcode, pos = ctxw._decode_row(
-                    data, q, at, cols, row_part, parts, top, multi,
-                    col_last, probs, max_abs, wrng, wcode, pos, direct, not zeroed, table,
-                    step, out,
-                )  # fmt: skip
             else:
                 status, rng, code, pos = _decode_row(
                     data, ds, q, at, cols, row_part, parts, 0, top, multi,

@@ -14,9 +14,14 @@ its first 8 bytes and ends with the encoder's ``low`` (8 bytes), so a stream is 
 and the decoder must have read exactly its bytes at the end. A renormalization is a branch
 the predictor misses; it now comes once per 32 bits of output instead of once per 8.
 
-The row's decisions are written out in the loop rather than through inlined helpers: numba
-kept reference-count calls on the data array in the loop for each inlined helper that took
-it (bench/results/lab_notes.md, "Other decoders, prototyped").
+The decoder takes a tensor's rows at a time (:func:`_decode_rows`, called once per tensor in
+a block, not inlined): numba counts a reference to each array an inlined helper takes, at
+each call, which had cost about 80 ns a row (a block of 2-column rows decoded at a fifth of
+the speed). A row's context pairs are computed first, in one loop over its columns on SIMD
+lanes; then its decisions are written out in the loop rather than through inlined helpers
+(numba kept reference-count calls on the data array in the loop for each inlined helper that
+took it: bench/results/lab_notes.md, "Other decoders, prototyped"), and a zero level, the
+common case, is decoded to its end on its own branch.
 """
 
 from __future__ import annotations
@@ -25,18 +30,22 @@ import numpy as np
 
 from ._config import _at, inline_jit, jit
 from .ctx import (
+    BIN_OFFSET,
+    ERR_EXHAUSTED,
     ERR_INVALID,
     MAG0,
     MAG_UNARY,
     MAX_PREFIX,
     MOVE_BITS,
+    NUM_BINS,
     PROB_BITS,
     PROB_ONE,
+    SIDE_OFFSET,
     SIG0,
     SIGN0,
     _sign_context,
 )
-from .quant import _nearest_magnitude
+from .quant import _dequantize_run, _nearest_magnitude
 
 _U = np.uint64
 _U0 = _U(0)
@@ -106,85 +115,106 @@ def _escape(
     return w - 1, rng, code, pos
 
 
-@inline_jit
-def _decode_row(
+@jit
+def _decode_rows(
     data: np.ndarray,
-    q: np.ndarray,
-    base: int,
-    cols: int,
-    row_part: int,
-    col_part: np.ndarray,
-    top: int,
-    multi: bool,
-    col_last: np.ndarray,
-    probs: np.ndarray,
-    max_abs: int,
     rng: np.uint64,
     code: np.uint64,
     pos: int,
+    probs: np.ndarray,
+    col_part: np.ndarray,
+    row_side: np.ndarray,
+    total: int,
+    top: int,
+    rows: int,
+    multi: bool,
+    cols: int,
+    first: int,
+    max_abs: int,
+    q: np.ndarray,
+    values: bool,
     direct: bool,
     fill: bool,
+    mode: int,
     table: np.ndarray,
     step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
     out: np.ndarray,
 ) -> tuple[int, np.uint64, np.uint64, int]:
-    """:func:`kernels.ctx._decode_row` on the wide range: one row's levels into ``q[base :
-    base + cols]``, or with ``direct`` their NEAREST reconstructions into ``out``;
-    ``fill`` False: ``out`` is proven zero, the row is not zeroed first. Returns (0 or
-    ERR_INVALID, rng, code, pos)."""
+    """One tensor's ``rows`` rows of ``cols`` columns (``col_part``: the columns' context
+    parts, -1 for a column not coded; ``row_side``: the rows' RMS indices, 0 for a zero row,
+    empty for a tensor without side information, whose RMS index is ``total``), the first
+    at element ``first`` of the block's ``q`` (levels: ``values`` False) or ``out``; with
+    ``direct``, NEAREST reconstructions go into ``out`` as they are decoded (``fill`` False:
+    ``out`` is proven zero, rows are not zeroed first); with ``values`` and not ``direct``,
+    ``q`` is a row's scratch and each row is dequantized into ``out`` (``mode``, ``step``,
+    ``recon``, ``seed``). Returns (0, ERR_INVALID or ERR_EXHAUSTED; rng, code, pos).
+
+    The loop over rows is here, not in the caller, so that the arrays are passed once per
+    tensor: numba counts references to each array an inlined helper takes, at each call."""
     n_data = data.shape[0]
-    lsign = 0
-    flip = 0
-    if direct:
-        if fill:
-            out[base : base + cols] = 0.0
-    else:
-        q[base : base + cols] = 0
+    side = row_side.shape[0] > 0
+    col_last = np.zeros(cols, np.int8)
+    parts = np.empty(cols, np.int32)  # int32: the per-row loop below runs on SIMD lanes
     for j in range(cols):
-        c = col_part[_at(j)]
-        if c < 0:
-            lsign = 0
-            continue
-        ctx = min(max(row_part + c, 0), top)
-        i = SIG0 + 2 * ctx + (lsign != 0)
-        p = probs[_at(i)]
-        bound = (rng >> _UPROB) * _U(p)
-        if code >= bound:
+        parts[_at(j)] = col_part[_at(j)]
+    sidx = np.empty(cols, np.int32)
+    zero = np.int32(0)
+    for r in range(rows):
+        base = first + r * cols
+        at = base if direct or not values else 0  # where the row's levels go in q
+        row_part = NUM_BINS
+        if side:
+            ri = row_side[_at(r)]
+            if ri == 0:  # a zero row
+                if direct:
+                    if fill:
+                        out[base : base + cols] = 0.0
+                else:
+                    q[at : at + cols] = 0
+                    if values:
+                        _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
+                continue
+            row_part = ri - total - SIDE_OFFSET + BIN_OFFSET
+        if direct:
+            if fill:
+                out[base : base + cols] = 0.0
+        else:
+            q[at : at + cols] = 0
+        rp = np.int32(row_part)
+        tp = np.int32(top)
+        for j in range(cols):  # each column's 2 ctx (the significance pair), -1: not coded
+            c = parts[_at(j)]
+            v = np.int32(min(max(np.int32(rp + c), zero), tp))
+            sidx[_at(j)] = np.int32(v + v) if c >= zero else np.int32(-1)
+        lsign = 0
+        flip = 0
+        for j in range(cols):
+            si = sidx[_at(j)]
+            if si < 0:
+                lsign = 0
+                continue
+            i = SIG0 + si + (lsign & 1)  # lsign is -1, 0 or 1
+            p = probs[_at(i)]
+            bound = (rng >> _UPROB) * _U(p)
+            if code < bound:  # a zero level: the common case, written out to its end
+                rng = bound
+                probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
+                lsign = 0
+                if rng < _TOP:
+                    rng <<= _U32
+                    code <<= _U32
+                    if pos + 4 <= n_data:
+                        code |= (
+                            (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
+                            | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
+                        )  # fmt: skip
+                    pos += 4
+                continue
             code -= bound
             rng -= bound
             probs[_at(i)] = p - (p >> MOVE_BITS)
-            bit = 1
-        else:
-            rng = bound
-            probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
-            bit = 0
-        if rng < _TOP:
-            rng <<= _U32
-            code <<= _U32
-            if pos + 4 <= n_data:
-                code |= (
-                    (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
-                    | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
-                )  # fmt: skip
-            pos += 4
-        if bit == 0:
-            lsign = 0
-            continue
-        mag = MAG0 + ctx * MAG_UNARY
-        m = 0
-        while True:
-            i = mag + m
-            p = probs[_at(i)]
-            bound = (rng >> _UPROB) * _U(p)
-            if code >= bound:
-                code -= bound
-                rng -= bound
-                probs[_at(i)] = p - (p >> MOVE_BITS)
-                bit = 1
-            else:
-                rng = bound
-                probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
-                bit = 0
             if rng < _TOP:
                 rng <<= _U32
                 code <<= _U32
@@ -194,46 +224,74 @@ def _decode_row(
                         | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
                     )  # fmt: skip
                 pos += 4
-            if bit == 0:
+            mag = MAG0 + (si >> 1) * MAG_UNARY
+            m = 0
+            while True:
+                i = mag + m
+                p = probs[_at(i)]
+                bound = (rng >> _UPROB) * _U(p)
+                if code >= bound:
+                    code -= bound
+                    rng -= bound
+                    probs[_at(i)] = p - (p >> MOVE_BITS)
+                    bit = 1
+                else:
+                    rng = bound
+                    probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
+                    bit = 0
+                if rng < _TOP:
+                    rng <<= _U32
+                    code <<= _U32
+                    if pos + 4 <= n_data:
+                        code |= (
+                            (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
+                            | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
+                        )  # fmt: skip
+                    pos += 4
+                if bit == 0:
+                    break
+                if m + 1 < MAG_UNARY:
+                    m += 1
+                    continue
+                rest, rng, code, pos = _escape(data, rng, code, pos)
+                if rest < 0:
+                    return ERR_INVALID, rng, code, pos
+                m = MAG_UNARY + rest
                 break
-            if m + 1 < MAG_UNARY:
-                m += 1
-                continue
-            rest, rng, code, pos = _escape(data, rng, code, pos)
-            if rest < 0:
+            if m + 1 > max_abs:
                 return ERR_INVALID, rng, code, pos
-            m = MAG_UNARY + rest
-            break
-        if m + 1 > max_abs:
-            return ERR_INVALID, rng, code, pos
-        cl = int(col_last[_at(j)]) if multi else 0
-        i = SIGN0 + _sign_context(cl, flip, lsign)
-        p = probs[_at(i)]  # the sign: no branch on the bit (a coin toss to the predictor)
-        bound = (rng >> _UPROB) * _U(p)
-        bit = 1 if code >= bound else 0
-        umask = _U0 - _U(bit)
-        code -= bound & umask
-        rng = bound + ((rng - bound - bound) & umask)
-        mask = -bit
-        probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
-        if rng < _TOP:
-            rng <<= _U32
-            code <<= _U32
-            if pos + 4 <= n_data:
-                code |= (
-                    (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
-                    | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
-                )  # fmt: skip
-            pos += 4
-        sign = 1 - 2 * bit
-        if cl != 0:
-            flip = sign * cl
-        if multi:
-            col_last[_at(j)] = sign
-        lsign = sign
-        if direct:
-            value = _nearest_magnitude(m + 1, table, step)
-            out[_at(base + j)] = -value if bit else value
-        else:
-            q[_at(base + j)] = sign * (m + 1)
+            cl = int(col_last[_at(j)]) if multi else 0
+            i = SIGN0 + _sign_context(cl, flip, lsign)
+            p = probs[_at(i)]  # the sign: no branch on the bit (a coin toss to the predictor)
+            bound = (rng >> _UPROB) * _U(p)
+            bit = 1 if code >= bound else 0
+            umask = _U0 - _U(bit)
+            code -= bound & umask
+            rng = bound + ((rng - bound - bound) & umask)
+            mask = -bit
+            probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
+            if rng < _TOP:
+                rng <<= _U32
+                code <<= _U32
+                if pos + 4 <= n_data:
+                    code |= (
+                        (_U(data[_at(pos)]) << _U(24)) | (_U(data[_at(pos + 1)]) << _U(16))
+                        | (_U(data[_at(pos + 2)]) << _U(8)) | _U(data[_at(pos + 3)])
+                    )  # fmt: skip
+                pos += 4
+            sign = 1 - 2 * bit
+            if cl != 0:
+                flip = sign * cl
+            if multi:
+                col_last[_at(j)] = sign
+            lsign = sign
+            if direct:
+                value = _nearest_magnitude(m + 1, table, step)
+                out[_at(base + j)] = -value if bit else value
+            else:
+                q[_at(at + j)] = sign * (m + 1)
+        if pos > n_data:
+            return ERR_EXHAUSTED, rng, code, pos
+        if values and not direct:
+            _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
     return 0, rng, code, pos
