@@ -278,14 +278,15 @@ def _bin(row: int, col: int, total: int) -> int:
     return min(max(lp + BIN_OFFSET, 0), NUM_BINS - 1)
 
 
-@inline_jit
-def _encode_row(
+@jit
+def _encode_rows(
     q: np.ndarray,
-    base: int,
+    start: int,
+    rows: int,
     cols: int,
-    row_part: int,
+    row_side: np.ndarray,
+    total: int,
     col_part: np.ndarray,
-    co: int,
     top: int,
     multi: bool,
     col_last: np.ndarray,
@@ -298,88 +299,103 @@ def _encode_row(
     counts: np.ndarray,
     runs: np.ndarray,
 ) -> int:
-    """Append one row's levels ``q[base : base + cols]`` to the decisions ``dec`` (``nd``
-    of them pending; flushed through the coder when the buffer fills); returns the count
-    pending. Column j's part of the context is ``col_part[co + j]`` (negative: the
-    element is not coded); ``multi``: the tensor has several rows (``col_last`` holds
-    each column's last sign).
+    """Append ``rows`` rows of a tensor's levels (``cols`` columns, from ``q[start]``) to
+    the decisions ``dec`` (``nd`` of them pending; flushed through the coder when the buffer
+    fills); returns the count pending. ``row_side`` holds the rows' RMS indices (0: a zero
+    row, not coded), empty for a tensor without side information (then ``total`` is not
+    used); column j's part of the context is ``col_part[j]`` (negative: the element is not
+    coded); ``multi``: the tensor has several rows (``col_last`` holds each column's last
+    sign).
 
     A non-empty ``runs`` (``[first, bits, last]``) also counts the levels' run-length
-    Elias-gamma code as the row goes: ``first`` and ``last`` are the positions in ``q`` of
+    Elias-gamma code as the rows go: ``first`` and ``last`` are the positions in ``q`` of
     the first and last non-zero levels so far (``first`` < 0: none yet; ``last`` starts
     one before the piece), and each non-zero level adds its run's, sign's and magnitude's
     bits (``kernels.bits._rleg_runs``, whose piece this makes with
-    :func:`_runs_piece`)."""
+    :func:`_runs_piece`).
+
+    The loop over rows is here, not in the callers, and this is not inlined: numba counts a
+    reference to each array an inlined helper takes, at each call (about 20 calls a row;
+    a tensor of 2-column rows was coded 3.9x slower). An element is read as ``q[base + j]``:
+    a slice of the row costs those counts again."""
     track = runs.shape[0] > 0
     room = CHUNK - MAX_PER_LEVEL
-    lsign = 0  # sign of the left neighbour (0: zero)
-    flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
-    row = q[base : base + cols]  # from 0: an offset in the index cost 3 % of the block coding
-    for j in range(cols):
-        c = col_part[co + j]
-        if c < 0:
-            lsign = 0
-            continue
-        ctx = min(max(row_part + c, 0), top)
-        if nd > room:
-            _flush(es, probs, dec, nd, out, cost, counts, False)
-            nd = 0
-        v = int(row[j])
-        sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
-        if v == 0:
-            dec[nd] = sig
+    side = row_side.shape[0] > 0
+    for i in range(rows):
+        base = start + i * cols
+        row_part = NUM_BINS
+        if side:
+            ri = int(row_side[i])
+            if ri == 0:
+                continue
+            row_part = ri - total - SIDE_OFFSET + BIN_OFFSET
+        lsign = 0  # sign of the left neighbour (0: zero)
+        flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
+        for j in range(cols):
+            c = col_part[j]
+            if c < 0:
+                lsign = 0
+                continue
+            ctx = min(max(row_part + c, 0), top)
+            if nd > room:
+                _flush(es, probs, dec, nd, out, cost, counts, False)
+                nd = 0
+            v = int(q[_at(base + j)])
+            sig = (SIG0 + 2 * ctx + (lsign != 0) + 1) * 2
+            if v == 0:
+                dec[nd] = sig
+                nd += 1
+                lsign = 0
+                continue
+            dec[nd] = sig + 1
             nd += 1
-            lsign = 0
-            continue
-        dec[nd] = sig + 1
-        nd += 1
-        m = abs(v) - 1
-        mag = MAG0 + ctx * MAG_UNARY + 1
-        if m < MAG_UNARY:
-            # m ones and a zero, written as MAG_UNARY entries whatever m (those past the
-            # zero are overwritten): no loop exit for the predictor to miss once a level
-            for k in range(MAG_UNARY):
-                dec[_at(nd + k)] = (mag + k) * 2 + (k < m)
-            nd += m + 1
-        else:  # MAG_UNARY ones, then the order-0 Exp-Golomb of the rest, in direct bits
-            for k in range(MAG_UNARY):
-                dec[nd] = (mag + k) * 2 + 1
+            m = abs(v) - 1
+            mag = MAG0 + ctx * MAG_UNARY + 1
+            if m < MAG_UNARY:
+                # m ones and a zero, written as MAG_UNARY entries whatever m (those past the
+                # zero are overwritten): no loop exit for the predictor to miss once a level
+                for k in range(MAG_UNARY):
+                    dec[_at(nd + k)] = (mag + k) * 2 + (k < m)
+                nd += m + 1
+            else:  # MAG_UNARY ones, then the order-0 Exp-Golomb of the rest, in direct bits
+                for k in range(MAG_UNARY):
+                    dec[nd] = (mag + k) * 2 + 1
+                    nd += 1
+                w = m - MAG_UNARY + 1
+                nb = 0
+                while (w >> nb) > 1:
+                    nb += 1
+                for _ in range(nb):  # prefix: nb ones and a zero
+                    dec[nd] = 1
+                    nd += 1
+                dec[nd] = 0
                 nd += 1
-            w = m - MAG_UNARY + 1
-            nb = 0
-            while (w >> nb) > 1:
-                nb += 1
-            for _ in range(nb):  # prefix: nb ones and a zero
-                dec[nd] = 1
-                nd += 1
-            dec[nd] = 0
+                for b in range(nb - 1, -1, -1):
+                    dec[nd] = (w >> b) & 1
+                    nd += 1
+            if track:  # (the same bits as _rleg_runs': run, sign and magnitude)
+                at = base + j
+                runs[1] += 2 * _bit_length_flat(at - runs[2]) + 2 * _bit_length_flat(m + 1) - 1
+                runs[2] = at
+                if runs[0] < 0:
+                    runs[0] = at
+            negative = v < 0
+            cl = int(col_last[j]) if multi else 0
+            dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
             nd += 1
-            for b in range(nb - 1, -1, -1):
-                dec[nd] = (w >> b) & 1
-                nd += 1
-        if track:  # (the same bits as _rleg_runs': run, sign and magnitude)
-            at = base + j
-            runs[1] += 2 * _bit_length_flat(at - runs[2]) + 2 * _bit_length_flat(m + 1) - 1
-            runs[2] = at
-            if runs[0] < 0:
-                runs[0] = at
-        negative = v < 0
-        cl = int(col_last[j]) if multi else 0
-        dec[nd] = (SIGN0 + _sign_context(cl, flip, lsign) + 1) * 2 + negative
-        nd += 1
-        sign = -1 if negative else 1
-        if cl != 0:  # _after_sign, written out in the hot loop: 6 % faster
-            flip = sign * cl
-        if multi:
-            col_last[j] = sign
-        lsign = sign
+            sign = -1 if negative else 1
+            if cl != 0:  # _after_sign, written out in the hot loop: 6 % faster
+                flip = sign * cl
+            if multi:
+                col_last[j] = sign
+            lsign = sign
     return nd
 
 
 @inline_jit
 def _runs_piece(runs: np.ndarray, start: int, end: int, piece: np.ndarray) -> None:
     """``piece = [leading zeros, bits, trailing zeros, has a non-zero level]`` of the
-    levels ``q[start:end]`` (``kernels.bits._rleg_runs``' piece) from :func:`_encode_row`'s
+    levels ``q[start:end]`` (``kernels.bits._rleg_runs``' piece) from :func:`_encode_rows`'
     ``runs`` over them (started as ``[-1, 0, start - 1]``): the first non-zero level's run
     is left out, as it depends on the zeros before the piece."""
     if runs[0] < 0:
@@ -485,18 +501,10 @@ def _ctx_encode(
             for j in range(cols):
                 c = int(col_idx[j])
                 col_part[j] = c if c != 0 else ZERO_COLUMN
-        multi = rows > 1
-        for i in range(rows):
-            base = start + i * cols
-            row_part = NUM_BINS
-            if side:
-                if row_idx[i] == 0:
-                    continue
-                row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
-            nd = _encode_row(
-                q, base, cols, row_part, col_part, 0, top, multi, col_last,
-                dec, nd, es, probs, out, cost, counts, no_runs,
-            )  # fmt: skip
+        nd = _encode_rows(
+            q, start, rows, cols, row_idx, total_idx, col_part, top, rows > 1, col_last,
+            dec, nd, es, probs, out, cost, counts, no_runs,
+        )  # fmt: skip
         start += rows * cols
         if per_tensor:
             _flush(es, probs, dec, nd, out, cost, counts, False)

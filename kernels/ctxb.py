@@ -32,7 +32,7 @@ from .ctx import (
     SIDE_OFFSET,
     WIDE_STATE,
     _decode_row,
-    _encode_row,
+    _encode_rows,
     _flush,
     _runs_piece,
 )
@@ -93,20 +93,13 @@ def _block_encode(
         cols = tensors[t, 1]
         side = use_side[t]
         top = NUM_BINS - 1 if side else NUM_BINS
-        multi = tensors[t, 0] > 1
-        col_last = np.zeros(cols, np.int8)
         parts = col_part[col_off[t] : col_off[t] + cols]  # this tensor's columns
-        for i in range(r0, r1):
-            row_part = NUM_BINS
-            if side:
-                ri = row_idx[row_off[t] + i]
-                if ri == 0:
-                    continue
-                row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
-            nd = _encode_row(
-                q, starts[t] + i * cols, cols, row_part, parts, 0, top, multi,
-                col_last, dec, nd, es, probs, out, cost, counts, runs,
-            )  # fmt: skip
+        row_side = row_idx[row_off[t] + r0 : row_off[t] + r1] if side else row_idx[:0]
+        nd = _encode_rows(
+            q, starts[t] + r0 * cols, r1 - r0, cols, row_side, totals[t], parts, top,
+            tensors[t, 0] > 1, np.zeros(cols, np.int8), dec, nd, es, probs, out, cost, counts,
+            runs,
+        )  # fmt: skip
     _flush(es, probs, dec, nd, out, cost, counts, True)
     if runs.shape[0] > 0:
         _runs_piece(runs, block_start, block_end, piece)
