@@ -658,7 +658,7 @@ def _ctx_rdoq(
 # The range decoder's state is (range, code, pos); reading past the end of the data gives
 # zero bytes and leaves pos > len(data), which the decoder reports as ERR_EXHAUSTED. The
 # levels' loop keeps the state in locals and decodes a level's decisions as they come
-# (significance, magnitude, sign; :func:`_decode_row`); the rare parts (headers, side
+# (significance, magnitude, sign; :func:`_decode_rows`); the rare parts (headers, side
 # information, escapes) use helpers on an array copy of the state.
 @inline_jit
 def _next_byte(data: np.ndarray, ds: np.ndarray) -> int:
@@ -754,96 +754,123 @@ def _dec_escape(data: np.ndarray, ds: np.ndarray) -> int:
     return ((1 << nb) | _dec_direct(data, ds, nb)) - 1
 
 
-@inline_jit
-def _decode_row(
+@jit
+def _decode_rows(
     data: np.ndarray,
     ds: np.ndarray,
-    q: np.ndarray,
-    base: int,
-    cols: int,
-    row_part: int,
-    col_part: np.ndarray,
-    co: int,
-    top: int,
-    multi: bool,
-    col_last: np.ndarray,
-    probs: np.ndarray,
-    max_abs: int,
     rng: int,
     code: int,
     pos: int,
+    probs: np.ndarray,
+    col_part: np.ndarray,
+    row_side: np.ndarray,
+    total: int,
+    top: int,
+    rows: int,
+    multi: bool,
+    col_last: np.ndarray,
+    cols: int,
+    first: int,
+    max_abs: int,
+    q: np.ndarray,
+    values: bool,
     direct: bool,
     fill: bool,
+    mode: int,
     table: np.ndarray,
     step: float,
+    recon: np.ndarray,
+    seed: np.uint64,
     out: np.ndarray,
 ) -> tuple[int, int, int, int]:
-    """Decode one row's levels into ``q[base : base + cols]`` (contexts as in
-    :func:`_encode_row`); the coder's state ``(rng, code, pos)`` in locals, ``ds`` an
-    array for the rare helpers. Returns (0 or ERR_INVALID, rng, code, pos).
+    """Decode ``rows`` rows of a tensor's levels (``cols`` columns; contexts as in
+    :func:`_encode_rows`: ``row_side`` the rows' RMS indices, 0 for a zero row, empty
+    without side information, ``total`` the tensor's; ``col_part`` the columns' parts, -1
+    for a column not coded), the first at element ``first`` of ``q`` (levels: ``values``
+    False) or ``out``. The coder's state ``(rng, code, pos)`` in locals, ``ds`` an array for
+    the rare helpers. Returns (0, ERR_INVALID or ERR_EXHAUSTED; rng, code, pos).
 
     ``direct``: write each level's NEAREST reconstruction (``table`` from
-    :func:`kernels.quant._nearest_table`, ``step``) into float32 ``out[base + j]``
-    instead, as :func:`kernels.quant._dequantize_run` would, without a second pass. The
-    row is zeroed first (one vectorized fill; not with ``fill`` False, where the caller
-    proves ``out`` zero) and only the non-zero levels are written.
+    :func:`kernels.quant._nearest_table`, ``step``) into float32 ``out`` instead, as
+    :func:`kernels.quant._dequantize_run` would, without a second pass. Each row is zeroed
+    first (one vectorized fill; not with ``fill`` False, where the caller proves ``out``
+    zero) and only the non-zero levels are written. With ``values`` and not ``direct``,
+    ``q`` is a row's scratch and each row is dequantized into ``out`` (``mode``, ``step``,
+    ``recon``, ``seed``).
 
     Written as the decisions come (significance; the unary magnitude, then the Exp-Golomb
     rest past ``MAG_UNARY``; the sign), one branch on each decoded bit, rather than one
-    loop over decision stages (bench/results/lab_notes.md, "The decoder straight")."""
+    loop over decision stages (bench/results/lab_notes.md, "The decoder straight"). The
+    loop over rows is here and this is not inlined, as :func:`_encode_rows`."""
     n_data = data.shape[0]
-    lsign = 0
-    flip = 0
-    if direct:
-        if fill:
-            out[base : base + cols] = 0.0
-    else:
-        q[base : base + cols] = 0
-    for j in range(cols):
-        c = col_part[_at(co + j)]
-        if c < 0:
-            lsign = 0
-            continue
-        ctx = min(max(row_part + c, 0), top)
-        bit, rng, code, pos = _decide(
-            data, n_data, probs, SIG0 + 2 * ctx + (lsign != 0), rng, code, pos
-        )
-        if bit == 0:
-            lsign = 0
-            continue
-        mag = MAG0 + ctx * MAG_UNARY
-        m = 0
-        while True:
-            bit, rng, code, pos = _decide(data, n_data, probs, mag + m, rng, code, pos)
-            if bit == 0:
-                break
-            if m + 1 < MAG_UNARY:
-                m += 1
-                continue
-            # MAG_UNARY ones: the Exp-Golomb remainder follows
-            ds[0], ds[1], ds[2] = rng, code, pos
-            rest = _dec_escape(data, ds)
-            if rest < 0:
-                return ERR_INVALID, rng, code, pos
-            rng, code, pos = ds[0], ds[1], ds[2]
-            m = MAG_UNARY + rest
-            break
-        if m + 1 > max_abs:
-            return ERR_INVALID, rng, code, pos
-        cl = int(col_last[_at(j)]) if multi else 0
-        i_sign = SIGN0 + _sign_context(cl, flip, lsign)
-        bit, rng, code, pos = _decide_flat(data, n_data, probs, i_sign, rng, code, pos)
-        sign = 1 - 2 * bit
-        if cl != 0:  # _after_sign, written out in the hot loop
-            flip = sign * cl
-        if multi:
-            col_last[_at(j)] = sign
-        lsign = sign
+    side = row_side.shape[0] > 0
+    for r in range(rows):
+        base = first + r * cols
+        at = base if direct or not values else 0  # where the row's levels go in q
         if direct:
-            mag = _nearest_magnitude(m + 1, table, step)
-            out[_at(base + j)] = -mag if bit else mag
+            if fill:
+                out[base : base + cols] = 0.0
         else:
-            q[_at(base + j)] = sign * (m + 1)
+            q[at : at + cols] = 0
+        row_part = NUM_BINS
+        if side:
+            ri = int(row_side[r])
+            if ri == 0:  # a zero row
+                if values and not direct:
+                    _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
+                continue
+            row_part = ri - total - SIDE_OFFSET + BIN_OFFSET
+        lsign = 0
+        flip = 0
+        for j in range(cols):
+            c = col_part[_at(j)]
+            if c < 0:
+                lsign = 0
+                continue
+            ctx = min(max(row_part + c, 0), top)
+            bit, rng, code, pos = _decide(
+                data, n_data, probs, SIG0 + 2 * ctx + (lsign != 0), rng, code, pos
+            )
+            if bit == 0:
+                lsign = 0
+                continue
+            mag = MAG0 + ctx * MAG_UNARY
+            m = 0
+            while True:
+                bit, rng, code, pos = _decide(data, n_data, probs, mag + m, rng, code, pos)
+                if bit == 0:
+                    break
+                if m + 1 < MAG_UNARY:
+                    m += 1
+                    continue
+                # MAG_UNARY ones: the Exp-Golomb remainder follows
+                ds[0], ds[1], ds[2] = rng, code, pos
+                rest = _dec_escape(data, ds)
+                if rest < 0:
+                    return ERR_INVALID, rng, code, pos
+                rng, code, pos = ds[0], ds[1], ds[2]
+                m = MAG_UNARY + rest
+                break
+            if m + 1 > max_abs:
+                return ERR_INVALID, rng, code, pos
+            cl = int(col_last[_at(j)]) if multi else 0
+            i_sign = SIGN0 + _sign_context(cl, flip, lsign)
+            bit, rng, code, pos = _decide_flat(data, n_data, probs, i_sign, rng, code, pos)
+            sign = 1 - 2 * bit
+            if cl != 0:  # _after_sign, written out in the hot loop
+                flip = sign * cl
+            if multi:
+                col_last[_at(j)] = sign
+            lsign = sign
+            if direct:
+                mag = _nearest_magnitude(m + 1, table, step)
+                out[_at(base + j)] = -mag if bit else mag
+            else:
+                q[_at(at + j)] = sign * (m + 1)
+        if pos > n_data:
+            return ERR_EXHAUSTED, rng, code, pos
+        if values and not direct:
+            _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
     return 0, rng, code, pos
 
 
@@ -914,31 +941,13 @@ def _ctx_decode(
             if ds[2] > n_data:
                 return ERR_EXHAUSTED
         col_last = np.zeros(cols if rows > 1 else 1, np.int8)
-        rng, code, pos = ds[0], ds[1], ds[2]
-        multi = rows > 1
-        for i in range(rows):
-            base = start + i * cols
-            at = base if direct or not values else 0  # where the row's levels go in q
-            row_part = NUM_BINS
-            if side and row_idx[i] == 0:
-                if direct:
-                    out[base : base + cols] = 0.0
-                else:
-                    q[at : at + cols] = 0
-            else:
-                if side:
-                    row_part = int(row_idx[i]) - total_idx - SIDE_OFFSET + BIN_OFFSET
-                status, rng, code, pos = _decode_row(
-                    data, ds, q, at, cols, row_part, col_part, 0, top, multi, col_last,
-                    probs, max_abs, rng, code, pos, direct, True, table, step, out,
-                )  # fmt: skip
-                if status < 0:
-                    return status
-                if pos > n_data:
-                    return ERR_EXHAUSTED
-            if values and not direct:
-                _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
-        ds[0], ds[1], ds[2] = rng, code, pos
+        status, ds[0], ds[1], ds[2] = _decode_rows(
+            data, ds, ds[0], ds[1], ds[2], probs, col_part, row_idx, total_idx, top, rows,
+            rows > 1, col_last, cols, start, max_abs, q, values, direct, True, mode, table,
+            step, recon, seed, out,
+        )  # fmt: skip
+        if status < 0:
+            return status
         start += rows * cols
     if ds[2] > n_data:
         return ERR_EXHAUSTED

@@ -20,7 +20,6 @@ import numpy as np
 from . import ctxw
 from ._config import jit
 from .ctx import (
-    BIN_OFFSET,
     CHUNK,
     ERR_CAPACITY,
     ERR_EXHAUSTED,
@@ -29,14 +28,13 @@ from .ctx import (
     NUM_BINS,
     NUM_PROBS,
     PROB_ONE,
-    SIDE_OFFSET,
     WIDE_STATE,
-    _decode_row,
+    _decode_rows,
     _encode_rows,
     _flush,
     _runs_piece,
 )
-from .quant import NEAREST, _dequantize_run, _nearest_table
+from .quant import NEAREST, _nearest_table
 
 __all__ = ["ERR_CAPACITY", "ERR_EXHAUSTED", "ERR_INVALID", "ERR_TRAILING"]
 
@@ -182,46 +180,23 @@ def _block_decode(
         side = use_side[t]
         top = NUM_BINS - 1 if side else NUM_BINS
         parts = col_part[col_off[t] : col_off[t] + cols]  # this tensor's columns
+        row_side = row_idx[row_off[t] + r0 : row_off[t] + r1] if side else row_idx[:0]
+        first = starts[t] + r0 * cols - origin
+        multi = tensors[t, 0] > 1
         if wide:
-            row_side = row_idx[row_off[t] + r0 : row_off[t] + r1] if side else row_idx[:0]
             status, wrng, wcode, pos = ctxw._decode_rows(
                 data, wrng, wcode, pos, probs, parts, row_side, totals[t], top, r1 - r0,
-                tensors[t, 0] > 1, cols, starts[t] + r0 * cols - origin, max_abs, q, values,
-                direct, not zeroed, mode, table, step, recon, seed, out,
+                multi, cols, first, max_abs, q, values, direct, not zeroed, mode, table,
+                step, recon, seed, out,
             )  # fmt: skip
-            if status < 0:
-                return status
-            continue
-        multi = tensors[t, 0] > 1
-        col_last = np.zeros(cols, np.int8)
-        for i in range(r0, r1):
-            base = starts[t] + i * cols - origin
-            at = base if direct or not values else 0  # where the row's levels go in q
-            row_part = NUM_BINS
-            zero_row = False
-            if side:
-                ri = row_idx[row_off[t] + i]
-                zero_row = ri == 0
-                row_part = ri - totals[t] - SIDE_OFFSET + BIN_OFFSET
-            status = 0
-            if zero_row:
-                if direct:
-                    if not zeroed:
-                        out[base : base + cols] = 0.0
-                else:
-                    q[at : at + cols] = 0
-            else:
-                status, rng, code, pos = _decode_row(
-                    data, ds, q, at, cols, row_part, parts, 0, top, multi,
-                    col_last, probs, max_abs, rng, code, pos, direct, not zeroed, table,
-                    step, out,
-                )  # fmt: skip
-            if status < 0:
-                return status
-            if pos > n_data:
-                return ERR_EXHAUSTED
-            if values and not direct:
-                _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
+        else:
+            status, rng, code, pos = _decode_rows(
+                data, ds, rng, code, pos, probs, parts, row_side, totals[t], top, r1 - r0,
+                multi, np.zeros(cols, np.int8), cols, first, max_abs, q, values, direct,
+                not zeroed, mode, table, step, recon, seed, out,
+            )  # fmt: skip
+        if status < 0:
+            return status
     if pos > n_data:
         return ERR_EXHAUSTED
     if pos != n_data:
