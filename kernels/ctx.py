@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ._config import _at, inline_jit, jit
+from ._config import _at, _unlikely, inline_jit, jit
 from .quant import NEAREST, _bit_length_flat, _dequantize_run, _nearest_magnitude, _nearest_table
 
 PROB_BITS = 15
@@ -116,7 +116,7 @@ def _code_wide(
         d = dec[k]
         i = (d >> 1) - 1
         old = low
-        if i < 0:
+        if _unlikely(i < 0):
             rng >>= _U1
             low += rng & (_U0 - _U(d & 1))
         else:
@@ -132,7 +132,7 @@ def _code_wide(
         # the loop for inlined helpers that take ``out`` (lab notes, "Other decoders").
         # A carry adds one to the bytes written; it never passes out[0] (the coded
         # interval stays inside [0, 2**(8 pos))); past ``cap`` the caller codes again.
-        if low < old:
+        if _unlikely(low < old):
             b = min(pos, cap) - 1
             while b >= 0:
                 v = int(out[b]) + 1
@@ -141,7 +141,7 @@ def _code_wide(
                     break
                 out[b] = 0
                 b -= 1
-        if rng < _WIDE_TOP:  # once at most: the range is at least 2**21 after a decision
+        if _unlikely(rng < _WIDE_TOP):  # once at most: the range is at least 2**21 after a decision
             if pos + 4 <= cap:  # as :func:`_emit`
                 w = low >> _U32
                 out[pos] = (w >> _U24) & _UBYTE

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._config import _at, inline_jit, jit
+from ._config import _at, _unlikely, inline_jit, jit
 from .ctx import (
     BIN_OFFSET,
     ERR_EXHAUSTED,
@@ -98,7 +98,7 @@ def _escape(
         if code >= rng:
             code -= rng
             bit = 1
-        if rng < _TOP:
+        if _unlikely(rng < _TOP):
             rng <<= _U32
             code = (code << _U32) | _read32(data, n_data, pos)
             pos += 4
@@ -202,7 +202,7 @@ def _decode_rows(
                 rng = bound
                 probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
                 lsign = 0
-                if rng < _TOP:
+                if _unlikely(rng < _TOP):
                     rng <<= _U32
                     code <<= _U32
                     if pos + 4 <= n_data:
@@ -215,7 +215,7 @@ def _decode_rows(
             code -= bound
             rng -= bound
             probs[_at(i)] = p - (p >> MOVE_BITS)
-            if rng < _TOP:
+            if _unlikely(rng < _TOP):
                 rng <<= _U32
                 code <<= _U32
                 if pos + 4 <= n_data:
@@ -239,7 +239,7 @@ def _decode_rows(
                     rng = bound
                     probs[_at(i)] = p + ((PROB_ONE - p) >> MOVE_BITS)
                     bit = 0
-                if rng < _TOP:
+                if _unlikely(rng < _TOP):
                     rng <<= _U32
                     code <<= _U32
                     if pos + 4 <= n_data:
@@ -270,7 +270,7 @@ def _decode_rows(
             rng = bound + ((rng - bound - bound) & umask)
             mask = -bit
             probs[_at(i)] = p + (((PROB_ONE - p) >> MOVE_BITS) & ~mask) - ((p >> MOVE_BITS) & mask)
-            if rng < _TOP:
+            if _unlikely(rng < _TOP):
                 rng <<= _U32
                 code <<= _U32
                 if pos + 4 <= n_data:
