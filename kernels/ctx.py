@@ -273,9 +273,11 @@ def _after_sign(col_last: np.ndarray, j: int, multi: bool, cl: int, sign: int, f
 
 
 @inline_jit
-def _bin(row: int, col: int, total: int) -> int:
-    lp = row + col - total - SIDE_OFFSET  # 2·log2(row rms · col rms / tensor rms)
-    return min(max(lp + BIN_OFFSET, 0), NUM_BINS - 1)
+def _row_part(row: int, total: int) -> int:
+    """A row's part of its elements' predicted-scale bin, from its RMS index and the
+    tensor's: an element's bin is ``clip(row part + column's index, 0, NUM_BINS - 1)``,
+    i.e. ``clip(2·log2(row rms · col rms / tensor rms) + BIN_OFFSET)``."""
+    return row - total - SIDE_OFFSET + BIN_OFFSET
 
 
 @jit
@@ -289,7 +291,6 @@ def _encode_rows(
     col_part: np.ndarray,
     top: int,
     multi: bool,
-    col_last: np.ndarray,
     dec: np.ndarray,
     nd: int,
     es: np.ndarray,
@@ -304,8 +305,7 @@ def _encode_rows(
     fills); returns the count pending. ``row_side`` holds the rows' RMS indices (0: a zero
     row, not coded), empty for a tensor without side information (then ``total`` is not
     used); column j's part of the context is ``col_part[j]`` (negative: the element is not
-    coded); ``multi``: the tensor has several rows (``col_last`` holds each column's last
-    sign).
+    coded); ``multi``: the tensor has several rows (then each column's last sign is kept).
 
     A non-empty ``runs`` (``[first, bits, last]``) also counts the levels' run-length
     Elias-gamma code as the rows go: ``first`` and ``last`` are the positions in ``q`` of
@@ -321,6 +321,7 @@ def _encode_rows(
     track = runs.shape[0] > 0
     room = CHUNK - MAX_PER_LEVEL
     side = row_side.shape[0] > 0
+    col_last = np.zeros(cols if multi else 1, np.int8)  # each column's last sign
     for i in range(rows):
         base = start + i * cols
         row_part = NUM_BINS
@@ -328,7 +329,7 @@ def _encode_rows(
             ri = int(row_side[i])
             if ri == 0:
                 continue
-            row_part = ri - total - SIDE_OFFSET + BIN_OFFSET
+            row_part = _row_part(ri, total)
         lsign = 0  # sign of the left neighbour (0: zero)
         flip = 0  # this row's sign relative to the columns' (rank-1 sign structure)
         for j in range(cols):
@@ -492,7 +493,6 @@ def _ctx_encode(
                 nd = 0
                 cost[2 + 2 * t] = cost[0] - side_from
         # sign of each column's last non-zero level (one byte a column; vectors need none)
-        col_last = np.zeros(cols if rows > 1 else 1, np.int8)
         # each column's part of the context (see _bin); ZERO_COLUMN: not coded
         col_part = np.zeros(cols, np.int64)
         top = NUM_BINS
@@ -502,7 +502,7 @@ def _ctx_encode(
                 c = int(col_idx[j])
                 col_part[j] = c if c != 0 else ZERO_COLUMN
         nd = _encode_rows(
-            q, start, rows, cols, row_idx, total_idx, col_part, top, rows > 1, col_last,
+            q, start, rows, cols, row_idx, total_idx, col_part, top, rows > 1,
             dec, nd, es, probs, out, cost, counts, no_runs,
         )  # fmt: skip
         start += rows * cols
@@ -768,7 +768,6 @@ def _decode_rows(
     top: int,
     rows: int,
     multi: bool,
-    col_last: np.ndarray,
     cols: int,
     first: int,
     max_abs: int,
@@ -804,6 +803,7 @@ def _decode_rows(
     loop over rows is here and this is not inlined, as :func:`_encode_rows`."""
     n_data = data.shape[0]
     side = row_side.shape[0] > 0
+    col_last = np.zeros(cols if multi else 1, np.int8)  # each column's last sign
     for r in range(rows):
         base = first + r * cols
         at = base if direct or not values else 0  # where the row's levels go in q
@@ -819,7 +819,7 @@ def _decode_rows(
                 if values and not direct:
                     _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
                 continue
-            row_part = ri - total - SIDE_OFFSET + BIN_OFFSET
+            row_part = _row_part(ri, total)
         lsign = 0
         flip = 0
         for j in range(cols):
@@ -940,10 +940,9 @@ def _ctx_decode(
                     col_part[k - rows] = v if v != 0 else ZERO_COLUMN
             if ds[2] > n_data:
                 return ERR_EXHAUSTED
-        col_last = np.zeros(cols if rows > 1 else 1, np.int8)
         status, ds[0], ds[1], ds[2] = _decode_rows(
             data, ds, ds[0], ds[1], ds[2], probs, col_part, row_idx, total_idx, top, rows,
-            rows > 1, col_last, cols, start, max_abs, q, values, direct, True, mode, table,
+            rows > 1, cols, start, max_abs, q, values, direct, True, mode, table,
             step, recon, seed, out,
         )  # fmt: skip
         if status < 0:

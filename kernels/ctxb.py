@@ -95,8 +95,7 @@ def _block_encode(
         row_side = row_idx[row_off[t] + r0 : row_off[t] + r1] if side else row_idx[:0]
         nd = _encode_rows(
             q, starts[t] + r0 * cols, r1 - r0, cols, row_side, totals[t], parts, top,
-            tensors[t, 0] > 1, np.zeros(cols, np.int8), dec, nd, es, probs, out, cost, counts,
-            runs,
+            tensors[t, 0] > 1, dec, nd, es, probs, out, cost, counts, runs,
         )  # fmt: skip
     _flush(es, probs, dec, nd, out, cost, counts, True)
     if runs.shape[0] > 0:
@@ -192,8 +191,8 @@ def _block_decode(
         else:
             status, rng, code, pos = _decode_rows(
                 data, ds, rng, code, pos, probs, parts, row_side, totals[t], top, r1 - r0,
-                multi, np.zeros(cols, np.int8), cols, first, max_abs, q, values, direct,
-                not zeroed, mode, table, step, recon, seed, out,
+                multi, cols, first, max_abs, q, values, direct, not zeroed, mode, table,
+                step, recon, seed, out,
             )  # fmt: skip
         if status < 0:
             return status

@@ -30,7 +30,6 @@ import numpy as np
 
 from ._config import _at, _unlikely, inline_jit, jit
 from .ctx import (
-    BIN_OFFSET,
     ERR_EXHAUSTED,
     ERR_INVALID,
     MAG0,
@@ -40,9 +39,9 @@ from .ctx import (
     NUM_BINS,
     PROB_BITS,
     PROB_ONE,
-    SIDE_OFFSET,
     SIG0,
     SIGN0,
+    _row_part,
     _sign_context,
 )
 from .quant import _dequantize_run, _nearest_magnitude
@@ -155,37 +154,29 @@ def _decode_rows(
     tensor: numba counts references to each array an inlined helper takes, at each call."""
     n_data = data.shape[0]
     side = row_side.shape[0] > 0
-    col_last = np.zeros(cols, np.int8)
-    parts = np.empty(cols, np.int32)  # int32: the per-row loop below runs on SIMD lanes
-    for j in range(cols):
-        parts[_at(j)] = col_part[_at(j)]
-    sidx = np.empty(cols, np.int32)
+    col_last = np.zeros(cols if multi else 1, np.int8)  # (a vector needs none)
+    sidx = np.empty(cols, np.int32)  # the row's context pairs (int32: on SIMD lanes)
     zero = np.int32(0)
+    tp = np.int32(top)
     for r in range(rows):
         base = first + r * cols
         at = base if direct or not values else 0  # where the row's levels go in q
-        row_part = NUM_BINS
-        if side:
-            ri = row_side[_at(r)]
-            if ri == 0:  # a zero row
-                if direct:
-                    if fill:
-                        out[base : base + cols] = 0.0
-                else:
-                    q[at : at + cols] = 0
-                    if values:
-                        _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
-                continue
-            row_part = ri - total - SIDE_OFFSET + BIN_OFFSET
         if direct:
             if fill:
                 out[base : base + cols] = 0.0
         else:
             q[at : at + cols] = 0
+        row_part = NUM_BINS
+        if side:
+            ri = row_side[_at(r)]
+            if ri == 0:  # a zero row
+                if values and not direct:
+                    _dequantize_run(q, cols, table, mode, step, recon, seed, base, out, base)
+                continue
+            row_part = _row_part(ri, total)
         rp = np.int32(row_part)
-        tp = np.int32(top)
         for j in range(cols):  # each column's 2 ctx (the significance pair), -1: not coded
-            c = parts[_at(j)]
+            c = np.int32(col_part[_at(j)])
             v = np.int32(min(max(np.int32(rp + c), zero), tp))
             sidx[_at(j)] = np.int32(v + v) if c >= zero else np.int32(-1)
         lsign = 0
